@@ -1,0 +1,1 @@
+"""Observation geometry, beams, visibility prediction and noise."""

@@ -1,0 +1,83 @@
+"""Observation geometry: sample times, per-dish UVW in the J2000 frame, elevation, direction cosines.
+
+UVW and elevation come from casacore's measures (the IERS and leap-second tables shipped with
+python-casacore; nothing is downloaded), so they are CASA's own definition: casacore converts
+a baseline from ITRF to J2000 through the apparent frame, including annual and diurnal
+aberration. Per-dish UVW are computed once per time step and differenced per baseline:
+UVW = position(ANTENNA1) - position(ANTENNA2), as CASA writes it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from astropy import units as u
+from astropy.time import Time
+from casacore.measures import measures
+from casacore.quanta import quantity
+
+SECONDS_PER_DAY = 86400.0
+
+
+def sample_times(start: Time, length_s: float, n_samples: int) -> Time:
+    """(n_samples,) centres of equal sample intervals covering [start, start + length_s] (UTC)."""
+    interval_s = length_s / n_samples
+    return start + (np.arange(n_samples) + 0.5) * interval_s * u.s
+
+
+def _frame(itrf_ref_m: np.ndarray, ra_rad: float, dec_rad: float) -> measures:
+    dm = measures()
+    dm.do_frame(dm.position("itrf", *(quantity(float(x), "m") for x in itrf_ref_m)))
+    dm.do_frame(dm.direction("J2000", quantity(ra_rad, "rad"), quantity(dec_rad, "rad")))
+    return dm
+
+
+def dish_uvw(itrf_m: np.ndarray, mjd_utc_s: np.ndarray, ra_rad: float, dec_rad: float) -> np.ndarray:
+    """(n_time, n_dish, 3) UVW of each dish relative to the array centroid, metres.
+
+    Args:
+        itrf_m: (n_dish, 3) ITRF positions, metres.
+        mjd_utc_s: (n_time,) UTC sample times as MJD seconds (the MS TIME column).
+        ra_rad, dec_rad: J2000 phase centre, radians.
+
+    Baseline UVW (CASA convention) is dish_uvw[:, ant1] - dish_uvw[:, ant2].
+    """
+    centroid = itrf_m.mean(axis=0)
+    relative = itrf_m - centroid
+    dm = _frame(centroid, ra_rad, dec_rad)
+    offsets = dm.baseline(
+        "itrf", *(quantity(relative[:, axis].tolist(), "m") for axis in range(3))
+    )
+    out = np.empty((len(mjd_utc_s), len(itrf_m), 3))
+    for i, time_s in enumerate(np.asarray(mjd_utc_s, dtype=np.float64)):
+        dm.do_frame(dm.epoch("utc", quantity(time_s, "s")))
+        xyz = dm.to_uvw(offsets)["xyz"].get_value("m")
+        out[i] = np.asarray(xyz).reshape(-1, 3)
+    return out
+
+
+def elevation_rad(itrf_ref_m: np.ndarray, mjd_utc_s: np.ndarray, ra_rad: float, dec_rad: float) -> np.ndarray:
+    """(n_time,) elevation of the J2000 direction seen from an ITRF position, radians."""
+    dm = _frame(itrf_ref_m, ra_rad, dec_rad)
+    direction = dm.direction("J2000", quantity(ra_rad, "rad"), quantity(dec_rad, "rad"))
+    out = np.empty(len(mjd_utc_s))
+    for i, time_s in enumerate(np.asarray(mjd_utc_s, dtype=np.float64)):
+        dm.do_frame(dm.epoch("utc", quantity(time_s, "s")))
+        out[i] = dm.measure(direction, "AZEL")["m1"]["value"]
+    return out
+
+
+def direction_cosines(ra_rad: np.ndarray, dec_rad: np.ndarray, ra0_rad: float, dec0_rad: float) -> np.ndarray:
+    """(n_src, 3) direction cosines (l, m, n - 1) of sources relative to the phase centre (SIN)."""
+    d_ra = ra_rad - ra0_rad
+    cos_dec = np.cos(dec_rad)
+    l = cos_dec * np.sin(d_ra)
+    m = np.sin(dec_rad) * np.cos(dec0_rad) - cos_dec * np.sin(dec0_rad) * np.cos(d_ra)
+    n = np.sin(dec_rad) * np.sin(dec0_rad) + cos_dec * np.cos(dec0_rad) * np.cos(d_ra)
+    # n - 1 without cancellation for sources near the phase centre.
+    n_minus_one = -(l**2 + m**2) / (1.0 + n)
+    return np.stack([l, m, n_minus_one], axis=-1)
+
+
+def mjd_seconds(times: Time) -> np.ndarray:
+    """(n,) UTC times as MJD seconds, the unit of the MS TIME column."""
+    return np.asarray(times.utc.mjd, dtype=np.float64) * SECONDS_PER_DAY

@@ -1,0 +1,137 @@
+"""Catalogue readers: OSKAR sky-model text, CSV with a header, MIGHTEE-layout FITS tables."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from srcnet_sim.errors import UserInputError
+from srcnet_sim.sky.model import SkyModel
+
+DEG = np.pi / 180.0
+ARCSEC = DEG / 3600.0
+
+OSKAR_COLUMNS = (
+    "ra_deg", "dec_deg", "i_jy", "q_jy", "u_jy", "v_jy",
+    "ref_freq_hz", "spectral_index", "rotation_measure", "major_arcsec", "minor_arcsec", "pa_deg",
+)
+# CSV header names accepted for each OSKAR column (lower case).
+CSV_ALIASES = {
+    "ra_deg": ("ra_deg", "ra"),
+    "dec_deg": ("dec_deg", "dec"),
+    "i_jy": ("i_jy", "stokes_i_jy", "i", "flux_jy", "flux"),
+    "q_jy": ("q_jy", "stokes_q_jy", "q"),
+    "u_jy": ("u_jy", "stokes_u_jy", "u"),
+    "v_jy": ("v_jy", "stokes_v_jy", "v"),
+    "ref_freq_hz": ("ref_freq_hz", "ref_freq", "freq_hz"),
+    "spectral_index": ("spectral_index", "spix", "alpha"),
+    "major_arcsec": ("major_arcsec", "major", "bmaj_arcsec"),
+    "minor_arcsec": ("minor_arcsec", "minor", "bmin_arcsec"),
+    "pa_deg": ("pa_deg", "pa", "position_angle_deg"),
+}
+# The seed workflow's MIGHTEE Level-1 column mapping.
+MIGHTEE_COLUMNS = {"ra_deg": "RA", "dec_deg": "DEC", "i_jy": "S_PEAK", "ref_freq_hz": "NU_EFF",
+                   "major_arcsec": "IM_MAJ", "minor_arcsec": "IM_MIN", "pa_deg": "IM_PA"}
+
+
+def _from_oskar_columns(columns: dict[str, np.ndarray], source: str) -> SkyModel:
+    """Build a SkyModel from columns in OSKAR units (deg, Jy, Hz, arcsec)."""
+    for required in ("ra_deg", "dec_deg", "i_jy"):
+        if required not in columns:
+            raise UserInputError("SKY_MODEL", f"{source} has no {required} column")
+    dec = columns["dec_deg"]
+    if np.any(~np.isfinite(dec)) or np.any(np.abs(dec) > 90):
+        raise UserInputError("SKY_MODEL", f"{source}: declinations must lie within -90..90 deg")
+    get = lambda key: columns.get(key, np.zeros_like(dec))  # noqa: E731
+    return SkyModel.from_columns(
+        ra_rad=columns["ra_deg"] * DEG,
+        dec_rad=dec * DEG,
+        stokes_i_jy=columns["i_jy"],
+        stokes_q_jy=get("q_jy"),
+        stokes_u_jy=get("u_jy"),
+        stokes_v_jy=get("v_jy"),
+        ref_freq_hz=get("ref_freq_hz"),
+        spectral_index=get("spectral_index"),
+        major_fwhm_rad=get("major_arcsec") * ARCSEC,
+        minor_fwhm_rad=get("minor_arcsec") * ARCSEC,
+        position_angle_rad=get("pa_deg") * DEG,
+    )
+
+
+def read_oskar_text(path: Path) -> SkyModel:
+    """Read an OSKAR sky-model text file (whitespace or comma separated, '#' comments)."""
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        try:
+            values = [float(v) for v in line.replace(",", " ").split()]
+        except ValueError as exc:
+            raise UserInputError("SKY_MODEL", f"{path}:{number}: not a number in {line!r}") from exc
+        if not 3 <= len(values) <= len(OSKAR_COLUMNS):
+            raise UserInputError("SKY_MODEL", f"{path}:{number}: expected 3 to 12 columns, found {len(values)}")
+        rows.append(values + [0.0] * (len(OSKAR_COLUMNS) - len(values)))
+    if not rows:
+        raise UserInputError("SKY_MODEL", f"{path} holds no sources")
+    table = np.array(rows)
+    return _from_oskar_columns({name: table[:, i] for i, name in enumerate(OSKAR_COLUMNS)}, str(path))
+
+
+def read_csv(path: Path) -> SkyModel:
+    """Read a CSV sky model with a header naming its columns (see CSV_ALIASES)."""
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(line for line in handle if not line.lstrip().startswith("#"))
+        header = {name.strip().lower(): name for name in (reader.fieldnames or [])}
+        mapping = {}
+        for column, aliases in CSV_ALIASES.items():
+            found = next((header[a] for a in aliases if a in header), None)
+            if found is not None:
+                mapping[column] = found
+        try:
+            rows = [{column: float(row[name]) for column, name in mapping.items()} for row in reader]
+        except (TypeError, ValueError) as exc:
+            raise UserInputError("SKY_MODEL", f"{path}: a value is not a number ({exc})") from exc
+    if not rows:
+        raise UserInputError("SKY_MODEL", f"{path} holds no sources")
+    return _from_oskar_columns({c: np.array([r[c] for r in rows]) for c in mapping}, str(path))
+
+
+def read_mightee_fits(path: Path) -> SkyModel:
+    """Read a FITS catalogue in the MIGHTEE Level-1 layout with the seed's column mapping.
+
+    S_PEAK (Jy/beam) is taken as the Stokes I flux density, as the seed workflow does;
+    IM_MAJ/IM_MIN are read in the unit their header gives (arcsec when none), IM_PA in degrees.
+    """
+    from astropy import units as u
+    from astropy.table import Table
+
+    try:
+        table = Table.read(path, format="fits")
+    except (OSError, ValueError) as exc:
+        raise UserInputError("SKY_MODEL", f"{path} is not a readable FITS table ({exc})") from exc
+    missing = [name for name in MIGHTEE_COLUMNS.values() if name not in table.colnames]
+    if missing:
+        raise UserInputError("SKY_MODEL", f"{path} lacks the MIGHTEE columns {', '.join(missing)}")
+    default_units = {"ra_deg": u.deg, "dec_deg": u.deg, "i_jy": u.Jy, "ref_freq_hz": u.Hz,
+                     "major_arcsec": u.arcsec, "minor_arcsec": u.arcsec, "pa_deg": u.deg}
+    columns = {}
+    for ours, theirs in MIGHTEE_COLUMNS.items():
+        column = table[theirs]
+        unit = column.unit if column.unit is not None and ours not in ("i_jy",) else default_units[ours]
+        columns[ours] = (np.asarray(column, dtype=np.float64) * unit).to_value(default_units[ours])
+    return _from_oskar_columns(columns, str(path))
+
+
+def read_catalogue(path: Path) -> SkyModel:
+    """Read a catalogue file, choosing the reader by its extension."""
+    if not path.is_file():
+        raise UserInputError("SKY_MODEL", f"catalogue file {path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix in (".fits", ".fit", ".fits.gz"):
+        return read_mightee_fits(path)
+    if suffix == ".csv":
+        return read_csv(path)
+    return read_oskar_text(path)

@@ -1,0 +1,81 @@
+"""SkyModel: a catalogue of point and Gaussian sources as plain arrays (SI units inside)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SkyModel:
+    """Sources as (n_src,) float64 arrays.
+
+    Attributes:
+        ra_rad, dec_rad: J2000 position, radians.
+        stokes_i_jy, stokes_q_jy, stokes_u_jy, stokes_v_jy: flux density at ref_freq_hz, Jy.
+        ref_freq_hz: reference frequency of the fluxes, Hz (0 = flat spectrum).
+        spectral_index: alpha in S(f) = S(ref) (f / ref)^alpha.
+        major_fwhm_rad, minor_fwhm_rad: Gaussian FWHM, radians (0 = point source).
+        position_angle_rad: major-axis position angle, east of north, radians.
+    """
+
+    ra_rad: np.ndarray
+    dec_rad: np.ndarray
+    stokes_i_jy: np.ndarray
+    stokes_q_jy: np.ndarray
+    stokes_u_jy: np.ndarray
+    stokes_v_jy: np.ndarray
+    ref_freq_hz: np.ndarray
+    spectral_index: np.ndarray
+    major_fwhm_rad: np.ndarray
+    minor_fwhm_rad: np.ndarray
+    position_angle_rad: np.ndarray
+
+    @classmethod
+    def from_columns(cls, ra_rad: np.ndarray, dec_rad: np.ndarray, stokes_i_jy: np.ndarray, **optional: np.ndarray) -> "SkyModel":
+        """Build a model from the required columns; missing optional columns are zero."""
+        n = len(np.atleast_1d(ra_rad))
+        columns = {"ra_rad": ra_rad, "dec_rad": dec_rad, "stokes_i_jy": stokes_i_jy, **optional}
+        values = {}
+        for field in fields(cls):
+            column = columns.pop(field.name, None)
+            values[field.name] = np.zeros(n) if column is None else np.broadcast_to(np.asarray(column, dtype=np.float64), (n,)).copy()
+        if columns:
+            raise TypeError(f"unknown sky model columns: {sorted(columns)}")
+        return cls(**values)
+
+    def __len__(self) -> int:
+        return len(self.ra_rad)
+
+    def select(self, mask: np.ndarray) -> "SkyModel":
+        """A model holding the sources where `mask` is true (or the given indices)."""
+        return SkyModel(**{f.name: getattr(self, f.name)[mask] for f in fields(self)})
+
+    @property
+    def is_gaussian(self) -> np.ndarray:
+        """(n_src,) bool: true for resolved (Gaussian) sources."""
+        return self.major_fwhm_rad > 0
+
+    @property
+    def is_polarised(self) -> bool:
+        """True when any source has non-zero Q, U or V."""
+        return bool(np.any(self.stokes_q_jy) or np.any(self.stokes_u_jy) or np.any(self.stokes_v_jy))
+
+    def stokes_at(self, freq_hz: np.ndarray) -> np.ndarray:
+        """(n_chan, 4, n_src) Stokes I, Q, U, V in Jy at each frequency (spectral index applied)."""
+        freq_hz = np.asarray(freq_hz, dtype=np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(self.ref_freq_hz > 0, freq_hz[:, None] / self.ref_freq_hz, 1.0)
+        scale = ratio**self.spectral_index  # (n_chan, n_src)
+        stokes = np.stack([self.stokes_i_jy, self.stokes_q_jy, self.stokes_u_jy, self.stokes_v_jy])
+        return scale[:, None, :] * stokes[None, :, :]
+
+    def angular_distance_rad(self, ra0_rad: float, dec0_rad: float) -> np.ndarray:
+        """(n_src,) great-circle distance of each source from (ra0, dec0), radians."""
+        cos_d = np.sin(self.dec_rad) * np.sin(dec0_rad) + np.cos(self.dec_rad) * np.cos(dec0_rad) * np.cos(self.ra_rad - ra0_rad)
+        return np.arccos(np.clip(cos_d, -1.0, 1.0))
+
+    def within(self, ra0_rad: float, dec0_rad: float, radius_rad: float) -> "SkyModel":
+        """Sources no farther than radius_rad from (ra0, dec0)."""
+        return self.select(self.angular_distance_rad(ra0_rad, dec0_rad) <= radius_rad)

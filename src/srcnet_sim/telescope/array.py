@@ -1,0 +1,176 @@
+"""Array assemblies: SKA-Mid configurations shipped as package data, or OSKAR telescope models.
+
+Positions are kept as ITRF (geocentric, metres) because that is what the geometry and the
+MeasurementSet ANTENNA table need; east/north/up offsets are only an input format.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from astropy import units as u
+from astropy.coordinates import EarthLocation
+
+from srcnet_sim.errors import UserInputError
+
+CONFIG_FILE = "ska_mid_array_configs.csv"
+SKA_MID_ASSEMBLIES = {
+    "SKA-MID-AA0.5": "AA0.5",
+    "SKA-MID-AA1": "AA1",
+    "SKA-MID-AA2": "AA2",
+    "SKA-MID-AASTAR": "AAstar",
+    "SKA-MID-AA4": "AA4",
+}
+KNOWN_TELESCOPES = ("SKA-MID-AA0.5", "SKA-MID-AA1", "SKA-MID-AA2", "SKA-MID-AAstar", "SKA-MID-AA4")
+
+
+@dataclass(frozen=True)
+class Telescope:
+    """An array of dishes at one site.
+
+    Attributes:
+        name: telescope name as written to the MS OBSERVATION table (e.g. "SKA-Mid AA*").
+        station_names: (n_dish,) dish names.
+        dish_types: (n_dish,) dish family names ("meerkat", "ska", or "dish" for custom arrays).
+        diameters_m: (n_dish,) dish diameters in metres.
+        itrf_m: (n_dish, 3) ITRF (geocentric X, Y, Z) positions in metres.
+        site: the array reference point.
+    """
+
+    name: str
+    station_names: tuple[str, ...]
+    dish_types: tuple[str, ...]
+    diameters_m: np.ndarray
+    itrf_m: np.ndarray
+    site: EarthLocation
+
+    @property
+    def n_dish(self) -> int:
+        return len(self.station_names)
+
+    @property
+    def n_baselines(self) -> int:
+        """Number of cross-correlation baselines, n(n-1)/2."""
+        return self.n_dish * (self.n_dish - 1) // 2
+
+    def longest_baseline_m(self) -> float:
+        """Length of the longest baseline in metres."""
+        diff = self.itrf_m[:, None, :] - self.itrf_m[None, :, :]
+        return float(np.sqrt((diff**2).sum(-1)).max())
+
+
+def enu_to_itrf(enu_m: np.ndarray, site: EarthLocation) -> np.ndarray:
+    """Convert (n, 3) east/north/up offsets (m) from `site` into (n, 3) ITRF positions (m)."""
+    lon = site.lon.to_value(u.rad)
+    lat = site.lat.to_value(u.rad)
+    sin_lon, cos_lon = np.sin(lon), np.cos(lon)
+    sin_lat, cos_lat = np.sin(lat), np.cos(lat)
+    # Rows: unit vectors east, north, up expressed in ITRF.
+    enu_axes = np.array(
+        [
+            [-sin_lon, cos_lon, 0.0],
+            [-sin_lat * cos_lon, -sin_lat * sin_lon, cos_lat],
+            [cos_lat * cos_lon, cos_lat * sin_lon, sin_lat],
+        ]
+    )
+    origin = np.array([v.to_value(u.m) for v in site.to_geocentric()])
+    return origin + np.asarray(enu_m, dtype=np.float64) @ enu_axes
+
+
+def _read_ska_mid_csv() -> tuple[dict[str, float], list[dict[str, str]]]:
+    """Read the shipped SKA-Mid configuration file: its reference point and its rows."""
+    text = resources.files("srcnet_sim.telescope").joinpath("data", CONFIG_FILE).read_text()
+    lines = text.splitlines()
+    header = [line for line in lines if line.startswith("#")]
+    ref_line = next(line for line in header if "reference point" in line and "longitude" in line)
+    parts = ref_line.split(":", 1)[1].replace("deg", "").replace("(WGS84)", "").split(",")
+    ref = {}
+    for part in parts:
+        key, value = part.split()[:2]
+        ref[key] = float(value.rstrip("m"))
+    rows = list(csv.DictReader(line for line in lines if not line.startswith("#")))
+    return ref, rows
+
+
+def load_ska_mid(assembly: str) -> Telescope:
+    """Load one SKA-Mid array assembly ("AA0.5", "AA1", "AA2", "AAstar", "AA4")."""
+    ref, rows = _read_ska_mid_csv()
+    site = EarthLocation.from_geodetic(
+        lon=ref["longitude"] * u.deg, lat=ref["latitude"] * u.deg, height=ref["height"] * u.m
+    )
+    rows = [row for row in rows if row["array"] == assembly]
+    enu = np.array([[float(r["east_m"]), float(r["north_m"]), float(r["up_m"])] for r in rows])
+    label = assembly.replace("star", "*")
+    return Telescope(
+        name=f"SKA-Mid {label}",
+        station_names=tuple(r["station"] for r in rows),
+        dish_types=tuple(r["dish"] for r in rows),
+        diameters_m=np.array([float(r["diameter_m"]) for r in rows]),
+        itrf_m=enu_to_itrf(enu, site),
+        site=site,
+    )
+
+
+def load_oskar_telescope(path: Path, default_diameter_m: float = 15.0) -> Telescope:
+    """Load an OSKAR telescope model directory (position.txt + layout.txt).
+
+    position.txt holds "lon_deg lat_deg [height_m]"; layout.txt holds per station
+    "east_m north_m [up_m]" (comma or whitespace separated). OSKAR models carry no dish
+    diameter, so every dish gets `default_diameter_m`.
+    """
+    position_file, layout_file = path / "position.txt", path / "layout.txt"
+    for needed in (position_file, layout_file):
+        if not needed.is_file():
+            raise UserInputError("TELESCOPE", f"OSKAR telescope model {path} has no {needed.name}")
+    position = _read_numeric_rows(position_file)[0]
+    height = position[2] if len(position) > 2 else 0.0
+    site = EarthLocation.from_geodetic(lon=position[0] * u.deg, lat=position[1] * u.deg, height=height * u.m)
+    layout = _read_numeric_rows(layout_file)
+    enu = np.zeros((len(layout), 3))
+    for i, row in enumerate(layout):
+        enu[i, : min(3, len(row))] = row[:3]
+    n_dish = len(layout)
+    if n_dish < 2:
+        raise UserInputError("TELESCOPE", f"{layout_file} lists {n_dish} station(s); at least 2 are needed")
+    return Telescope(
+        name=path.name.removesuffix(".tm") or "custom",
+        station_names=tuple(f"S{i:03d}" for i in range(n_dish)),
+        dish_types=("dish",) * n_dish,
+        diameters_m=np.full(n_dish, default_diameter_m),
+        itrf_m=enu_to_itrf(enu, site),
+        site=site,
+    )
+
+
+def _read_numeric_rows(path: Path) -> list[list[float]]:
+    rows = []
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        try:
+            rows.append([float(v) for v in line.replace(",", " ").split()])
+        except ValueError as exc:
+            raise UserInputError("TELESCOPE", f"{path}: cannot read number in line {line!r}") from exc
+    if not rows:
+        raise UserInputError("TELESCOPE", f"{path} holds no positions")
+    return rows
+
+
+def load_telescope(spec: str) -> Telescope:
+    """Resolve a TELESCOPE setting: an SKA-Mid assembly name or an OSKAR .tm directory path."""
+    key = spec.strip().upper()
+    if key in SKA_MID_ASSEMBLIES:
+        return load_ska_mid(SKA_MID_ASSEMBLIES[key])
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return load_oskar_telescope(path)
+    raise UserInputError(
+        "TELESCOPE",
+        f"unknown telescope {spec!r}; use one of {', '.join(KNOWN_TELESCOPES)} "
+        "or the path of an OSKAR telescope model directory",
+    )
