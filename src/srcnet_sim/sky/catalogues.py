@@ -135,3 +135,41 @@ def read_catalogue(path: Path) -> SkyModel:
     if suffix == ".csv":
         return read_csv(path)
     return read_oskar_text(path)
+
+
+NAMED_SKY_MODELS = ("SYNTHETIC", "MIGHTEE_L1")
+
+
+def load_sky_model(
+    spec: str, catalogue_path: str | None, ra0_rad: float, dec0_rad: float, radius_rad: float, n_synthetic: int, seed: int
+) -> SkyModel:
+    """Resolve a SKY_MODEL setting and keep the sources within radius_rad of the phase centre.
+
+    spec: SYNTHETIC (seeded field of n_synthetic sources inside the radius), MIGHTEE_L1 (the
+    FITS catalogue at catalogue_path), or the path of a catalogue file.
+    """
+    from srcnet_sim.sky.synthetic import synthetic_field
+
+    key = spec.strip().upper()
+    if key == "SYNTHETIC":
+        return synthetic_field(ra0_rad, dec0_rad, radius_rad, n_synthetic, seed)
+    if key == "MIGHTEE_L1":
+        if not catalogue_path:
+            raise UserInputError("SKY_MODEL_PATH", "SKY_MODEL=MIGHTEE_L1 needs SKY_MODEL_PATH set to the MIGHTEE "
+                                 "COSMOS Early Science Level-1 FITS catalogue (download it once and mount it)")
+        path = Path(catalogue_path).expanduser()
+        if not path.is_file():
+            raise UserInputError("SKY_MODEL_PATH", f"{path} does not exist; put the MIGHTEE COSMOS Level-1 FITS "
+                                 "catalogue there or point SKY_MODEL_PATH at it")
+        sky = read_mightee_fits(path)
+    else:
+        path = Path(spec).expanduser()
+        if not path.is_file():
+            raise UserInputError("SKY_MODEL", f"unknown sky model {spec!r}: use {', '.join(NAMED_SKY_MODELS)} "
+                                 "or the path of a catalogue file (OSKAR text, CSV, FITS)")
+        sky = read_catalogue(path)
+    kept = sky.within(ra0_rad, dec0_rad, radius_rad)
+    if len(kept) == 0:
+        raise UserInputError("SKY_MODEL", f"no source of {spec} lies within {np.degrees(radius_rad):.3f} deg "
+                             "of the phase centre")
+    return kept

@@ -1,0 +1,193 @@
+"""One validated configuration object, filled from defaults < TOML file < environment < CLI.
+
+Setting names are the seed workflow's environment variables (SKY_MODEL, START_FREQ_HZ, ...);
+the same names in lower case with dashes are CLI options, and either spelling works as a TOML key.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tomllib
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from srcnet_sim.errors import UserInputError
+
+DEFAULT_OUT_DIR = "./srcnet-products"
+CONFIG_FILE_ENV = "SRCNET_SIM_CONFIG"
+
+
+def _unique_obs_id() -> str:
+    return datetime.now(timezone.utc).strftime("srcnet-sim-%Y%m%dT%H%M%S%fZ")
+
+
+class Settings(BaseModel):
+    """All settings of one run. Field names are the environment variable names in lower case."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    sky_model: str = Field("SYNTHETIC", description="SYNTHETIC, MIGHTEE_L1, or the path of a catalogue file (OSKAR text, CSV, FITS)")
+    sky_model_path: str | None = Field(None, description="catalogue file for a named sky model (MIGHTEE_L1)")
+    synthetic_sources: int = Field(10_000, ge=1, le=10_000_000, description="number of sources of the SYNTHETIC field")
+    phase_center_ra_deg: float = Field(150.12, ge=0.0, lt=360.0, description="phase centre right ascension (J2000), degrees")
+    phase_center_dec_deg: float = Field(2.21, ge=-90.0, le=90.0, description="phase centre declination (J2000), degrees")
+    start_freq_hz: float = Field(1.304e9, gt=0.0, description="centre of the first channel, Hz")
+    end_freq_hz: float = Field(1.375e9, gt=0.0, description="end of the band, Hz: channels = floor((END - START) / INC)")
+    freq_inc_hz: float = Field(1.775e7, gt=0.0, description="channel spacing and width, Hz")
+    obs_length_hours: float = Field(4.0, gt=0.0, le=24.0 * 30, description="observation length, hours")
+    num_time_stamps: int = Field(24, ge=1, description="number of time samples (dumps)")
+    start_date_and_time: str = Field("2020-04-26T16:36", description="UTC start of the observation, ISO 8601")
+    imaging_npixel: int = Field(2024, ge=32, description="image size, pixels per side")
+    imaging_cellsize: float | None = Field(None, gt=0.0, description="image cell, radians; None derives FOV / npixel")
+    rucio_namespace: str = Field("testing", min_length=1, description="Rucio scope of the products")
+    rucio_lifetime: int = Field(86400, ge=1, description="Rucio replica lifetime, seconds")
+    ivoid_authority: str = Field("test.skao", description="IVOA identifier authority")
+    ivoid_path: str = Field("/~", description="IVOA identifier path")
+    obs_collection: str = Field("SKAO/SKAMID", description="ObsCore obs_collection")
+    obs_id: str = Field(default_factory=_unique_obs_id, description="ObsCore obs_id (default: unique UTC timestamp id)")
+    file_prefix: str = Field("", description="prefix of every product file name")
+    out_dir: str = Field(DEFAULT_OUT_DIR, description="output directory; must exist when set")
+    telescope: str = Field("SKA-MID-AAstar", description="SKA-MID-AA0.5, -AA1, -AA2, -AAstar, -AA4, or an OSKAR .tm directory")
+    beam: Literal["gaussian", "gaussian-15m", "none"] = Field("gaussian", description="primary beam model")
+    noise: Literal["off", "on"] = Field("off", description="thermal noise from per-dish-type SEFD")
+    seed: int = Field(42, ge=0, description="seed of every random draw (sky, noise)")
+    precision: Literal["single", "double"] = Field("single", description="visibility precision")
+    correlations: Literal["cross", "cross+auto"] = Field("cross", description="baselines written")
+    smearing: Literal["bandwidth", "off", "bandwidth+time"] = Field("bandwidth", description="smearing applied")
+
+    @field_validator("imaging_cellsize", mode="before")
+    @classmethod
+    def _none_string(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() in ("none", ""):
+            return None
+        return value
+
+    @field_validator("start_date_and_time")
+    @classmethod
+    def _parse_start(cls, value: str) -> str:
+        try:
+            datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise ValueError("is not an ISO 8601 date and time such as 2020-04-26T16:36") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _check_band(self) -> "Settings":
+        if self.start_freq_hz >= self.end_freq_hz:
+            raise ValueError(f"START_FREQ_HZ ({self.start_freq_hz:g}) must be below END_FREQ_HZ ({self.end_freq_hz:g})")
+        if self.n_channels < 1:
+            raise ValueError(
+                f"FREQ_INC_HZ ({self.freq_inc_hz:g}) is wider than END_FREQ_HZ - START_FREQ_HZ "
+                f"({self.end_freq_hz - self.start_freq_hz:g}): zero channels"
+            )
+        return self
+
+    # ---- derived quantities (SI) ----
+    @property
+    def n_channels(self) -> int:
+        """floor((END - START) / INC), robust to rounding (the seed's values give exactly 4)."""
+        ratio = (self.end_freq_hz - self.start_freq_hz) / self.freq_inc_hz
+        return int(math.floor(ratio * (1.0 + 1e-9) + 1e-9))
+
+    @property
+    def freq_hz(self) -> np.ndarray:
+        """(n_channels,) channel centres, Hz: START + k * INC."""
+        return self.start_freq_hz + np.arange(self.n_channels) * self.freq_inc_hz
+
+    @property
+    def length_s(self) -> float:
+        return self.obs_length_hours * 3600.0
+
+    @property
+    def interval_s(self) -> float:
+        return self.length_s / self.num_time_stamps
+
+    @property
+    def phase_centre_rad(self) -> tuple[float, float]:
+        return math.radians(self.phase_center_ra_deg), math.radians(self.phase_center_dec_deg)
+
+    @property
+    def start_datetime(self) -> datetime:
+        parsed = datetime.fromisoformat(self.start_date_and_time.replace("Z", "+00:00"))
+        return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
+
+
+FIELDS = tuple(Settings.model_fields)
+
+
+def env_name(field: str) -> str:
+    return field.upper()
+
+
+def option_name(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def _normalise_keys(values: dict[str, Any], origin: str) -> dict[str, Any]:
+    out = {}
+    for key, value in values.items():
+        field = key.lower().replace("-", "_")
+        if field not in FIELDS:
+            raise UserInputError(key, f"unknown setting in {origin}; known settings: {', '.join(env_name(f) for f in FIELDS)}")
+        out[field] = value
+    return out
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Settings from a TOML file (top-level keys, either spelling)."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise UserInputError("--config", f"configuration file {path} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise UserInputError("--config", f"{path} is not valid TOML ({exc})") from exc
+    return _normalise_keys(data, str(path))
+
+
+def settings_from_env(environ: dict[str, str] | os._Environ) -> dict[str, str]:
+    """The settings present in an environment, keyed by field name."""
+    return {field: environ[env_name(field)] for field in FIELDS if env_name(field) in environ}
+
+
+def load_settings(
+    cli: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+    config_file: Path | None = None,
+) -> Settings:
+    """Merge defaults < TOML file < environment < CLI into validated Settings.
+
+    Raises UserInputError with a one-line message naming the setting.
+    """
+    environ = dict(os.environ if environ is None else environ)
+    if config_file is None and environ.get(CONFIG_FILE_ENV):
+        config_file = Path(environ[CONFIG_FILE_ENV])
+    merged: dict[str, Any] = {}
+    if config_file is not None:
+        merged.update(read_toml(config_file))
+    merged.update(settings_from_env(environ))
+    merged.update({k: v for k, v in _normalise_keys(cli or {}, "the command line").items() if v is not None})
+    try:
+        settings = Settings(**merged)
+    except ValidationError as exc:
+        raise _user_error(exc) from None
+    if "out_dir" in merged and not Path(settings.out_dir).is_dir():
+        raise UserInputError("OUT_DIR", f"{settings.out_dir} does not exist; create it (in Kubernetes: mount the volume) or unset OUT_DIR")
+    return settings
+
+
+def _user_error(exc: ValidationError) -> UserInputError:
+    error = exc.errors()[0]
+    loc = [str(part) for part in error.get("loc", ()) if part]
+    message = error["msg"].removeprefix("Value error, ")
+    if not loc:  # model-level check: the message names its settings
+        setting, _, rest = message.partition(" ")
+        return UserInputError(setting, rest)
+    field = loc[0]
+    value = error.get("input")
+    described = f"{message} (got {value!r})" if not isinstance(value, dict) else message
+    return UserInputError(env_name(field), described)

@@ -1,0 +1,1 @@
+"""MeasurementSet v2 writing with python-casacore."""

@@ -1,0 +1,46 @@
+"""Step logging with UTC timestamps, and progress that suits a terminal or a pod log."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+from tqdm import tqdm
+
+T = TypeVar("T")
+logger = logging.getLogger("srcnet_sim")
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """One line per step: '2026-01-01T00:00:00Z srcnet-sim INFO message' on stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    formatter = logging.Formatter("%(asctime)sZ srcnet-sim %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S")
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
+    logger.handlers[:] = [handler]
+    logger.setLevel(level)
+    logger.propagate = False
+
+
+def track(items: Iterable[T], total: int, description: str, every_s: float = 30.0) -> Iterator[T]:
+    """Iterate with a tqdm bar on a TTY, or log 'description: 42 % (n/total), ETA 1m05s' lines otherwise."""
+    if sys.stderr.isatty():
+        yield from tqdm(items, total=total, desc=description, unit="step")
+        return
+    start = last = time.monotonic()
+    for done, item in enumerate(items, start=1):
+        yield item
+        now = time.monotonic()
+        if now - last >= every_s or done == total:
+            last = now
+            eta = (now - start) / done * (total - done)
+            logger.info("%s: %d %% (%d/%d), ETA %s", description, 100 * done // total, done, total, _duration(eta))
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"

@@ -1,0 +1,77 @@
+"""Sizes, memory and disk preflight of a run, from its settings alone."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+BYTES_PER_COMPLEX64 = 8
+# Per MS row besides DATA: UVW 24, WEIGHT+SIGMA 2 x 4 x 4, TIME/TIME_CENTROID/INTERVAL/EXPOSURE 32,
+# eleven int32 ids 44, FLAG_ROW 1, plus FLAG at 1 bit per value; measured overhead ~10 %.
+ROW_OVERHEAD_BYTES = 24 + 32 + 32 + 44 + 1
+FIXED_MS_BYTES = 2_000_000  # subtables and table descriptors
+PROCESS_BASELINE_BYTES = 350_000_000  # python, numpy, numba, casacore loaded
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What a run will write and need. Sizes in bytes."""
+
+    n_channels: int
+    n_times: int
+    n_baselines: int
+    n_correlations: int
+    n_sources: int
+    n_dishes: int
+    ms_min_bytes: int
+    ms_expected_bytes: int
+    image_min_bytes: int
+    peak_memory_bytes: int
+
+    @property
+    def measurements(self) -> int:
+        return self.n_channels * self.n_times * self.n_baselines * self.n_correlations
+
+
+def estimate(n_channels: int, n_times: int, n_dishes: int, autocorrelations: bool, n_sources: int,
+             npixel: int, double_precision: bool = False) -> Estimate:
+    """Sizes of the MS (the seed's minimum and the expected actual size), one image, and peak memory."""
+    n_baselines = n_dishes * (n_dishes - 1) // 2 + (n_dishes if autocorrelations else 0)
+    n_corr = 4
+    rows = n_times * n_baselines
+    values = n_channels * n_corr
+    bytes_per_vis = 2 * BYTES_PER_COMPLEX64 if double_precision else BYTES_PER_COMPLEX64
+    row_bytes = values * bytes_per_vis + (values + 7) // 8 + ROW_OVERHEAD_BYTES
+    ms_expected = int(rows * row_bytes * 1.1) + FIXED_MS_BYTES
+    # Working set of one time step: phasors, smearing terms, visibilities and sums, sky arrays.
+    phasors = n_channels * n_dishes * n_sources * bytes_per_vis
+    smearing = 3 * n_dishes * n_sources * 8
+    step_vis = n_baselines * values * (bytes_per_vis + 16 + 8)
+    sky = n_sources * (11 + 4 * n_channels + 2 * n_channels) * 8
+    peak = PROCESS_BASELINE_BYTES + phasors + smearing + step_vis + sky
+    return Estimate(
+        n_channels=n_channels, n_times=n_times, n_baselines=n_baselines, n_correlations=n_corr,
+        n_sources=n_sources, n_dishes=n_dishes,
+        ms_min_bytes=rows * values * BYTES_PER_COMPLEX64,
+        ms_expected_bytes=ms_expected,
+        image_min_bytes=npixel * npixel * n_channels * 8,
+        peak_memory_bytes=int(peak),
+    )
+
+
+def free_bytes(path: Path) -> int:
+    """Free space on the filesystem holding `path` (or its nearest existing parent)."""
+    path = Path(path).resolve()
+    while not path.exists():
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+def human(n_bytes: float) -> str:
+    """Bytes as a short human-readable string (binary units)."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n_bytes) < 1024 or unit == "TiB":
+            return f"{n_bytes:.1f} {unit}" if unit != "B" else f"{int(n_bytes)} B"
+        n_bytes /= 1024
+    return f"{n_bytes:.1f} TiB"

@@ -1,0 +1,109 @@
+"""The observation being simulated: telescope, sky, sample times, channels, and their per-step geometry."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from srcnet_sim.simulate import geometry
+from srcnet_sim.simulate.beams import dish_beams
+from srcnet_sim.simulate.noise import add_noise, baseline_sigma_jy, sefd_jy
+from srcnet_sim.simulate.predict import SourceTerms, baseline_pairs, predict_time_step
+from srcnet_sim.sky import SkyModel
+from srcnet_sim.telescope import Telescope
+
+RATE_STEP_S = 1.0  # half-step of the central difference giving d(uvw)/dt
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One observation, all in SI units.
+
+    Attributes:
+        telescope, sky: what observes and what is observed.
+        ra_rad, dec_rad: J2000 phase centre (and pointing centre of every dish).
+        times_s: (n_time,) sample centres, MJD seconds UTC; interval_s their spacing.
+        freq_hz: (n_chan,) channel centres; channel_width_hz their width.
+        beam: beam model name; autocorrelations: write (p, p) baselines too.
+        smearing: "off", "bandwidth" or "bandwidth+time"; noise: add thermal noise; seed: noise seed.
+        dtype: complex64 or complex128.
+    """
+
+    telescope: Telescope
+    sky: SkyModel
+    ra_rad: float
+    dec_rad: float
+    times_s: np.ndarray
+    interval_s: float
+    freq_hz: np.ndarray
+    channel_width_hz: float
+    beam: str = "gaussian"
+    autocorrelations: bool = False
+    smearing: str = "bandwidth"
+    noise: bool = False
+    seed: int = 0
+    dtype: type = np.complex64
+
+    @property
+    def baselines(self) -> tuple[np.ndarray, np.ndarray]:
+        return baseline_pairs(self.telescope.n_dish, self.autocorrelations)
+
+    def source_terms(self) -> SourceTerms:
+        """Per-source inputs of the predictor (directions, fluxes per channel, beams, shapes)."""
+        sky = self.sky.select(np.argsort(self.sky.is_gaussian, kind="stable"))  # Gaussians last
+        lmn = geometry.direction_cosines(sky.ra_rad, sky.dec_rad, self.ra_rad, self.dec_rad)
+        offset = sky.angular_distance_rad(self.ra_rad, self.dec_rad)
+        beams, _ = dish_beams(self.beam, offset, self.freq_hz, self.telescope.diameters_m)
+        gaussian = np.zeros((len(sky), 4))
+        resolved = sky.is_gaussian
+        gaussian[resolved, 0] = sky.major_fwhm_rad[resolved] ** 2
+        gaussian[resolved, 1] = sky.minor_fwhm_rad[resolved] ** 2
+        gaussian[resolved, 2] = np.sin(sky.position_angle_rad[resolved])
+        gaussian[resolved, 3] = np.cos(sky.position_angle_rad[resolved])
+        return SourceTerms(lmn=lmn, stokes=sky.stokes_at(self.freq_hz), beams=beams, gaussian=gaussian,
+                           n_point=int(np.count_nonzero(~resolved)))
+
+    def dish_uvw(self, times_s: np.ndarray) -> np.ndarray:
+        """(n_time, n_dish, 3) per-dish UVW at the given times, metres."""
+        return geometry.dish_uvw(self.telescope.itrf_m, times_s, self.ra_rad, self.dec_rad)
+
+    def baseline_sigma(self) -> np.ndarray:
+        """(n_bl,) noise rms of one real component, Jy (radiometer equation)."""
+        ant1, ant2 = self.baselines
+        return baseline_sigma_jy(sefd_jy(self.telescope.diameters_m), ant1, ant2, self.channel_width_hz, self.interval_s)
+
+
+@dataclass(frozen=True)
+class TimeStep:
+    """One simulated time step: uvw (n_bl, 3) m, vis (n_bl, n_chan, 4) Jy."""
+
+    index: int
+    time_s: float
+    uvw_m: np.ndarray
+    vis: np.ndarray
+
+
+def simulate(obs: Observation, time_indices: range | None = None) -> Iterator[TimeStep]:
+    """Yield the visibilities of each time step in turn; memory holds one step at a time."""
+    ant1, ant2 = obs.baselines
+    _, dish_type = dish_beams(obs.beam, np.zeros(0), obs.freq_hz, obs.telescope.diameters_m)
+    terms = obs.source_terms()
+    sigma = obs.baseline_sigma()
+    indices = range(len(obs.times_s)) if time_indices is None else time_indices
+    times = obs.times_s[list(indices)]
+    uvw_all = obs.dish_uvw(times)
+    smear_time = obs.smearing == "bandwidth+time"
+    if smear_time:
+        rate_all = (obs.dish_uvw(times + RATE_STEP_S) - obs.dish_uvw(times - RATE_STEP_S)) / (2 * RATE_STEP_S)
+    width = obs.channel_width_hz if obs.smearing != "off" else 0.0
+    for i, t_index in enumerate(indices):
+        dish_uvw = uvw_all[i]
+        delay_rate = (rate_all[i] @ terms.lmn.T) / 299_792_458.0 if smear_time else None
+        vis = predict_time_step(dish_uvw, terms, dish_type, obs.freq_hz, ant1, ant2, channel_width_hz=width,
+                                dish_delay_rate=delay_rate, interval_s=obs.interval_s, dtype=obs.dtype)
+        if obs.noise:
+            add_noise(vis, sigma, obs.seed, t_index)
+        yield TimeStep(index=t_index, time_s=float(times[i]), uvw_m=dish_uvw[ant1] - dish_uvw[ant2], vis=vis)
+

@@ -1,0 +1,1 @@
+"""Entry points kept from the seed workflow."""
