@@ -56,13 +56,16 @@ def dish_uvw(itrf_m: np.ndarray, mjd_utc_s: np.ndarray, ra_rad: float, dec_rad: 
 
 
 def elevation_rad(itrf_ref_m: np.ndarray, mjd_utc_s: np.ndarray, ra_rad: float, dec_rad: float) -> np.ndarray:
-    """(n_time,) elevation of the J2000 direction seen from an ITRF position, radians."""
+    """(n_time,) elevation of the J2000 direction above the geodetic horizon of an ITRF position, radians.
+
+    casacore's AZELGEO (geodetic zenith); its AZEL is relative to the geocentric zenith, ~0.2 deg off here.
+    """
     dm = _frame(itrf_ref_m, ra_rad, dec_rad)
     direction = dm.direction("J2000", quantity(ra_rad, "rad"), quantity(dec_rad, "rad"))
     out = np.empty(len(mjd_utc_s))
     for i, time_s in enumerate(np.asarray(mjd_utc_s, dtype=np.float64)):
         dm.do_frame(dm.epoch("utc", quantity(time_s, "s")))
-        out[i] = dm.measure(direction, "AZEL")["m1"]["value"]
+        out[i] = dm.measure(direction, "AZELGEO")["m1"]["value"]
     return out
 
 

@@ -28,8 +28,11 @@ def baseline_sigma_jy(sefd: np.ndarray, ant1: np.ndarray, ant2: np.ndarray, chan
     return np.sqrt(sefd[ant1] * sefd[ant2] / (2.0 * channel_width_hz * interval_s))
 
 
-def add_noise(vis: np.ndarray, sigma: np.ndarray, seed: int, time_index: int) -> None:
+def add_noise(vis: np.ndarray, sigma: np.ndarray, seed: int, time_index: int, is_auto: np.ndarray | None = None) -> None:
     """Add complex Gaussian noise in place to (n_bl, n_chan, n_corr) `vis` with per-baseline sigma.
+
+    Rows flagged in `is_auto` (n_bl,) are autocorrelations: their XX and YY (correlations 0 and 3)
+    are real, with noise rms sqrt(2) sigma = SEFD / sqrt(dnu dt).
 
     The generator is seeded by (seed, time_index), so a time step gets the same noise whatever
     the chunking or the worker that computes it.
@@ -39,4 +42,8 @@ def add_noise(vis: np.ndarray, sigma: np.ndarray, seed: int, time_index: int) ->
     scale = sigma[:, None, None]
     real = rng.standard_normal(shape, dtype=np.float32 if vis.dtype == np.complex64 else np.float64)
     imag = rng.standard_normal(shape, dtype=real.dtype)
+    if is_auto is not None and np.any(is_auto):
+        for corr in (0, vis.shape[2] - 1):
+            real[is_auto, :, corr] *= np.sqrt(2.0)
+            imag[is_auto, :, corr] = 0.0
     vis += (scale * real + 1j * scale * imag).astype(vis.dtype)

@@ -104,6 +104,6 @@ def simulate(obs: Observation, time_indices: range | None = None) -> Iterator[Ti
         vis = predict_time_step(dish_uvw, terms, dish_type, obs.freq_hz, ant1, ant2, channel_width_hz=width,
                                 dish_delay_rate=delay_rate, interval_s=obs.interval_s, dtype=obs.dtype)
         if obs.noise:
-            add_noise(vis, sigma, obs.seed, t_index)
+            add_noise(vis, sigma, obs.seed, t_index, ant1 == ant2)
         yield TimeStep(index=t_index, time_s=float(times[i]), uvw_m=dish_uvw[ant1] - dish_uvw[ant2], vis=vis)
 

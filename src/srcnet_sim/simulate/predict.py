@@ -216,6 +216,9 @@ def predict_time_step(
             np.asarray(dish_uvw_m, dtype=np.float64), terms.gaussian, terms.n_point, 4 if polarised else 1, raw,
         )
         sums[...] = raw[..., 0] + 1j * raw[..., 1]
+    auto = ant1 == ant2
+    if np.any(auto):  # sum_s X_s |Z_p|^2 is real: drop round-off imaginary parts
+        sums[auto] = sums[auto].real
     return stokes_to_linear(sums).astype(dtype, copy=False)
 
 

@@ -1,0 +1,90 @@
+"""Settings: the seed's defaults, precedence, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from srcnet_sim.config import load_settings
+from srcnet_sim.errors import UserInputError
+
+
+def test_defaults_are_the_seed_job():
+    s = load_settings(environ={})
+    assert (s.phase_center_ra_deg, s.phase_center_dec_deg) == (150.12, 2.21)
+    np.testing.assert_allclose(s.freq_hz, [1.304e9, 1.32175e9, 1.3395e9, 1.35725e9])
+    assert s.n_channels == 4
+    assert (s.obs_length_hours, s.num_time_stamps, s.interval_s) == (4.0, 24, 600.0)
+    assert s.start_date_and_time == "2020-04-26T16:36"
+    assert s.imaging_npixel == 2024 and s.imaging_cellsize is None
+
+
+def test_obs_id_defaults_to_unique_timestamp():
+    ids = {load_settings(environ={}).obs_id for _ in range(3)}
+    assert len(ids) == 3
+
+
+def test_precedence_cli_over_env_over_file(tmp_path: Path):
+    config = tmp_path / "run.toml"
+    config.write_text('NUM_TIME_STAMPS = 5\nseed = 7\nbeam = "none"\n')
+    s = load_settings(cli={"num_time_stamps": "9"}, environ={"NUM_TIME_STAMPS": "6", "SEED": "8"}, config_file=config)
+    assert (s.num_time_stamps, s.seed, s.beam) == (9, 8, "none")
+
+
+def test_channel_count_is_robust_to_rounding():
+    s = load_settings(environ={"START_FREQ_HZ": "1e9", "END_FREQ_HZ": "1.3e9", "FREQ_INC_HZ": "0.1e9"})
+    assert s.n_channels == 3
+
+
+@pytest.mark.parametrize(
+    "env, setting",
+    [
+        ({"START_FREQ_HZ": "1.3GHz"}, "START_FREQ_HZ"),
+        ({"START_FREQ_HZ": "1.4e9"}, "START_FREQ_HZ"),
+        ({"FREQ_INC_HZ": "-5"}, "FREQ_INC_HZ"),
+        ({"FREQ_INC_HZ": "1e9"}, "FREQ_INC_HZ"),
+        ({"NUM_TIME_STAMPS": "0"}, "NUM_TIME_STAMPS"),
+        ({"PHASE_CENTER_DEC_DEG": "-91"}, "PHASE_CENTER_DEC_DEG"),
+        ({"START_DATE_AND_TIME": "26/04/2020"}, "START_DATE_AND_TIME"),
+        ({"OUT_DIR": "/nonexistent/volume"}, "OUT_DIR"),
+        ({"PRECISION": "half"}, "PRECISION"),
+        ({"IMAGING_CELLSIZE": "-1"}, "IMAGING_CELLSIZE"),
+    ],
+)
+def test_bad_settings_name_the_setting(env, setting):
+    with pytest.raises(UserInputError) as info:
+        load_settings(environ=env)
+    assert str(info.value).startswith(setting + ":")
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "env, setting",
+    [
+        ({"END_FREQ_HZ": "abc"}, "END_FREQ_HZ"),
+        ({"SKY_MODEL": "NVSS"}, "SKY_MODEL"),
+        ({"SKY_MODEL": "MIGHTEE_L1", "SKY_MODEL_PATH": "/nowhere/mightee.fits"}, "SKY_MODEL_PATH"),
+        ({"TELESCOPE": "SKA-LOW"}, "TELESCOPE"),
+        # COSMOS transits at ~16:40 LST; 12 h later it is below the horizon of SKA-Mid.
+        ({"START_DATE_AND_TIME": "2020-04-27T04:36"}, "START_DATE_AND_TIME"),
+    ],
+)
+def test_cli_errors_are_one_line_exit_2_nothing_written(tmp_path: Path, env, setting):
+    out = tmp_path / "out"
+    out.mkdir()
+    result = run_cli(["run", "--vis"], env={"OUT_DIR": str(out), **env})
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if "error" in line]
+    assert len(lines) == 1 and lines[0].startswith(f"srcnet-sim: error: {setting}:"), result.stderr
+    assert "Traceback" not in result.stderr
+    assert list(out.rglob("*")) == []
+
+
+def test_horizon_error_states_the_elevation_range(tmp_path: Path):
+    with pytest.raises(UserInputError, match=r"elevation -?\d+\.\d to -?\d+\.\d deg"):
+        from srcnet_sim.workflow import plan
+
+        plan(load_settings(environ={"START_DATE_AND_TIME": "2020-04-27T04:36", "NUM_TIME_STAMPS": "2"}))
