@@ -94,6 +94,18 @@ def test_bandwidth_smearing_is_the_sinc_of_the_channel_width():
     np.testing.assert_allclose(np.abs(vis[0, :, 0]), abs(np.sinc(width * delay)), rtol=1e-9)
 
 
+def test_time_smearing_is_the_sinc_of_the_fringe_rate():
+    """Averaging over the interval a fringe rotating at f * d(tau)/dt: |V| = sinc(f dt d(tau)/dt)."""
+    uvw = np.array([[0.0, 0.0, 0.0], [20000.0, 0.0, 0.0]])
+    a1, a2 = baseline_pairs(2, False)
+    rate = np.array([[0.0], [6e-13]])  # d(tau)/dt per dish and source, s/s: ~0.5 turn in 600 s
+    interval = 600.0
+    vis = predict_time_step(uvw, terms_for(lmn_of([1e-3], [0.0]), [1.0]), np.zeros(2, int), FREQ, a1, a2,
+                            dish_delay_rate=rate, interval_s=interval, dtype=np.complex128)
+    np.testing.assert_allclose(np.abs(vis[0, :, 0]), np.abs(np.sinc(FREQ * interval * 6e-13)), rtol=1e-9)
+    assert np.abs(vis[0, :, 0]).max() < 0.9  # the effect is large enough to be seen
+
+
 def test_gaussian_source_envelope():
     """A Gaussian of FWHM theta at the phase centre: V = S exp(-pi^2 theta^2 u^2 / (4 ln 2))."""
     uvw = np.array([[0.0, 0.0, 0.0], [3000.0, 0.0, 0.0]])

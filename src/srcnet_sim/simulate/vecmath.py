@@ -1,0 +1,51 @@
+"""Vectorisable sin/cos and exp for numba kernels.
+
+numba calls the C library's scalar sin, cos and exp (~17 ns each here); these branch-free
+polynomials compile to SIMD code instead (~0.7 ns). The phase is reduced exactly in turns
+first, so that large phases (10^5 rad for 100 km baselines) lose no precision.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+TWO_PI = 2.0 * np.pi
+
+
+@numba.njit(inline="always", fastmath=True)
+def sincos_turns(turns: float) -> tuple[float, float]:  # pragma: no cover - compiled
+    """(sin, cos) of 2 pi * turns, absolute error below 1e-13 for any finite `turns`.
+
+    Reduce to x in [-0.5, 0.5], fold to |x| <= 0.25 with sin(pi - a) = sin(a), cos(pi - a) = -cos(a),
+    then Taylor series in a = 2 pi x, |a| <= pi/2, to degree 17 (sine) and 18 (cosine).
+    """
+    x = turns - np.floor(turns + 0.5)
+    half = 0.5 if x > 0 else -0.5
+    folded = abs(x) > 0.25
+    x = half - x if folded else x
+    a = TWO_PI * x
+    a2 = a * a
+    s = a * (1.0 + a2 * (-1.0 / 6 + a2 * (1.0 / 120 + a2 * (-1.0 / 5040 + a2 * (1.0 / 362880 + a2 * (
+        -1.0 / 39916800 + a2 * (1.0 / 6227020800 + a2 * (-1.0 / 1307674368000 + a2 * (1.0 / 355687428096000)))))))))
+    c = 1.0 + a2 * (-0.5 + a2 * (1.0 / 24 + a2 * (-1.0 / 720 + a2 * (1.0 / 40320 + a2 * (-1.0 / 3628800 + a2 * (
+        1.0 / 479001600 + a2 * (-1.0 / 87178291200 + a2 * (1.0 / 20922789888000 + a2 * (-1.0 / 6402373705728000)))))))))
+    return s, (-c if folded else c)
+
+
+EXP_SQUARINGS = 6
+EXP_FLOOR = -40.0  # exp(-40) = 4e-18: treated as 0
+
+
+@numba.njit(inline="always", fastmath=True)
+def exp_nonpositive(x: float) -> float:  # pragma: no cover - compiled
+    """exp(x) for x <= 0, relative error below 1e-10; 0 below x = -40.
+
+    Scaling and squaring: exp(x) = exp(x / 64)^64 with |x / 64| <= 0.625 from a degree-12 Taylor series.
+    """
+    y = max(x, EXP_FLOOR) / 64.0
+    e = 1.0 + y * (1.0 + y * (1.0 / 2 + y * (1.0 / 6 + y * (1.0 / 24 + y * (1.0 / 120 + y * (1.0 / 720 + y * (
+        1.0 / 5040 + y * (1.0 / 40320 + y * (1.0 / 362880 + y * (1.0 / 3628800 + y * (1.0 / 39916800 + y / 479001600)))))))))))
+    for _ in range(EXP_SQUARINGS):
+        e = e * e
+    return e if x > EXP_FLOOR else 0.0

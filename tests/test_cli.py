@@ -1,0 +1,108 @@
+"""The command line and the seed's entry point: products, estimate, bounded memory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from casacore.tables import table
+
+from conftest import run_cli
+
+SMALL = {"SYNTHETIC_SOURCES": "200", "NUM_TIME_STAMPS": "2", "TELESCOPE": "SKA-MID-AA2"}
+
+
+def test_run_vis_writes_the_seed_product_name(out_dir: Path):
+    result = run_cli(["run", "--vis"], env={"OUT_DIR": str(out_dir), "FILE_PREFIX": "obs1_", **SMALL})
+    assert result.returncode == 0, result.stderr
+    ms = out_dir / "testing" / "obs1_measurements.ms"
+    with table(str(ms), ack=False) as main:
+        assert main.nrows() == 2 * 64 * 63 // 2
+    assert sorted(p.name for p in (out_dir / "testing").iterdir()) == ["obs1_measurements.ms"]  # no partial left
+    # One log line per step with a UTC timestamp.
+    assert any(line.endswith(f"wrote {ms}") and line[:20].endswith("Z") for line in result.stderr.splitlines())
+
+
+def test_cli_options_override_environment(out_dir: Path):
+    result = run_cli(["run", "--vis", "--num-time-stamps", "1", "--file-prefix", "cli_"],
+                     env={"OUT_DIR": str(out_dir), **SMALL})
+    assert result.returncode == 0, result.stderr
+    with table(str(out_dir / "testing" / "cli_measurements.ms"), ack=False) as main:
+        assert len(set(main.getcol("TIME"))) == 1
+
+
+def test_seed_entry_point(out_dir: Path):
+    env = {**{k: v for k, v in os.environ.items() if k in ("PATH", "HOME")}, "OUT_DIR": str(out_dir), **SMALL}
+    result = subprocess.run([sys.executable, "-m", "srcnet_sim.workflows.aastar", "--visibilities"], env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert (out_dir / "testing" / "measurements.ms").is_dir()
+
+
+def test_no_product_chosen_is_an_error(out_dir: Path):
+    result = run_cli(["run"], env={"OUT_DIR": str(out_dir), **SMALL})
+    assert result.returncode == 2 and "srcnet-sim: error: --vis:" in result.stderr
+    assert list(out_dir.iterdir()) == []
+
+
+def test_existing_product_is_not_overwritten(out_dir: Path):
+    env = {"OUT_DIR": str(out_dir), **SMALL}
+    assert run_cli(["run", "--vis"], env=env).returncode == 0
+    again = run_cli(["run", "--vis"], env=env)
+    assert again.returncode == 2 and "exists already" in again.stderr
+
+
+def test_bad_names_are_refused_before_work(out_dir: Path):
+    result = run_cli(["run", "--vis"], env={"OUT_DIR": str(out_dir), "FILE_PREFIX": "../escape", **SMALL})
+    assert result.returncode == 2 and "FILE_PREFIX:" in result.stderr
+    assert list(out_dir.iterdir()) == []
+
+
+def test_estimate_follows_the_seed_sizing_rule(out_dir: Path):
+    result = run_cli(["estimate"], env={"OUT_DIR": str(out_dir)})
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    # Seed defaults: 4 channels x 24 steps x 10296 baselines x 4 correlations x 8 bytes.
+    assert "measurements            3953664" in text
+    assert "MS minimum size         30.2 MiB" in text
+    assert "image minimum size      125.0 MiB" in text  # 2024^2 x 4 x 8 bytes
+    for word in ("peak memory", "free in OUT_DIR", "free in temporary dir", "to OUT_DIR"):
+        assert word in text
+
+
+def test_expected_size_is_close_to_the_written_size(out_dir: Path):
+    from srcnet_sim.config import load_settings
+    from srcnet_sim.workflow import plan
+
+    env = {"OUT_DIR": str(out_dir), **SMALL, "NUM_TIME_STAMPS": "6"}
+    assert run_cli(["run", "--vis"], env=env).returncode == 0
+    written = sum(f.stat().st_size for f in (out_dir / "testing" / "measurements.ms").rglob("*") if f.is_file())
+    expected = plan(load_settings(environ=env)).estimate.ms_expected_bytes
+    assert 0.75 * written < expected < 1.5 * written
+
+
+def peak_rss_bytes(args: list[str], env: dict[str, str]) -> int:
+    """Run the CLI in a child process and return its peak resident memory."""
+    base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "OPENBLAS_CORETYPE")}
+    proc = subprocess.Popen([sys.executable, "-m", "srcnet_sim.cli", *args], env={**base, **env},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    assert proc.returncode == 0, proc.stderr.read().decode()
+    return usage.ru_maxrss * 1024
+
+
+def test_memory_does_not_grow_with_observation_length(tmp_path: Path):
+    """Ten times more time steps must not need ten times the memory (time-chunked writing)."""
+    rss = {}
+    for steps in (3, 30):
+        out = tmp_path / f"o{steps}"
+        out.mkdir()
+        # 64 channels: one step of visibilities is 21 MB, all 30 would be 630 MB if they were held.
+        rss[steps] = peak_rss_bytes(["run", "--vis"], {"OUT_DIR": str(out), "SYNTHETIC_SOURCES": "200",
+                                                        "FREQ_INC_HZ": "1e6", "END_FREQ_HZ": "1.368e9",
+                                                        "NUM_TIME_STAMPS": str(steps)})
+    assert rss[30] < 1.2 * rss[3], rss
