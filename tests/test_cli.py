@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from casacore.tables import table
 
 from conftest import run_cli
@@ -58,6 +58,15 @@ def test_existing_product_is_not_overwritten(out_dir: Path):
 def test_bad_names_are_refused_before_work(out_dir: Path):
     result = run_cli(["run", "--vis"], env={"OUT_DIR": str(out_dir), "FILE_PREFIX": "../escape", **SMALL})
     assert result.returncode == 2 and "FILE_PREFIX:" in result.stderr
+    assert list(out_dir.iterdir()) == []
+
+
+def test_run_refuses_when_out_dir_cannot_hold_the_product(out_dir: Path):
+    """AA4 for two million time steps needs terabytes: refused before simulating, with the numbers."""
+    result = run_cli(["run", "--vis"], env={"OUT_DIR": str(out_dir), "TELESCOPE": "SKA-MID-AA4",
+                                           "NUM_TIME_STAMPS": "2000000", "SYNTHETIC_SOURCES": "10"})
+    assert result.returncode == 2, result.stderr
+    assert re.search(r"OUT_DIR: .* has [\d.]+ [KMGT]iB free but the MeasurementSet needs about [\d.]+ TiB", result.stderr)
     assert list(out_dir.iterdir()) == []
 
 

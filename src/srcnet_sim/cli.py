@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -51,13 +52,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
-    from srcnet_sim.workflow import plan
     from srcnet_sim.resources import free_bytes, human
+    from srcnet_sim.workflow import plan
 
     settings = settings_from_args(args)
     run_plan = plan(settings)
     e = run_plan.estimate
-    temporary = Path(__import__("tempfile").gettempdir())
+    temporary = Path(tempfile.gettempdir())
     lines = [
         f"channels                {e.n_channels}",
         f"time steps              {e.n_times}",

@@ -19,7 +19,7 @@ from srcnet_sim.ms.writer import MeasurementSetWriter, MSDescription
 from srcnet_sim.progress import logger, track
 from srcnet_sim.resources import Estimate, estimate, free_bytes, human
 from srcnet_sim.simulate import geometry
-from srcnet_sim.simulate.beams import SPEED_OF_LIGHT_M_S, power_beam_fwhm_rad
+from srcnet_sim.simulate.beams import power_beam_fwhm_rad
 from srcnet_sim.simulate.observation import Observation, simulate
 from srcnet_sim.sky.catalogues import load_sky_model
 from srcnet_sim.telescope import Telescope, load_telescope
@@ -28,6 +28,7 @@ MS_SUFFIX = "measurements.ms"
 SAFE_NAME = re.compile(r"^[A-Za-z0-9._\-]*$")
 SEED_DISH_DIAMETER_M = 15.0
 FILTER_RADIUS_FWHM = 3.0
+HORIZON_CHECK_POINTS = 1441  # elevation is smooth: at most one check a minute over a day
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,9 @@ def plan(settings: Settings) -> Plan:
     ra0, dec0 = settings.phase_centre_rad
     start = Time(settings.start_datetime, scale="utc")
     times_s = geometry.mjd_seconds(geometry.sample_times(start, settings.length_s, settings.num_time_stamps))
-    edges_s = np.array([times_s[0] - settings.interval_s / 2, times_s[-1] + settings.interval_s / 2])
-    elevation = np.degrees(geometry.elevation_rad(telescope.itrf_m.mean(axis=0), np.concatenate([edges_s, times_s]), ra0, dec0))
+    start_s, end_s = times_s[0] - settings.interval_s / 2, times_s[-1] + settings.interval_s / 2
+    check_s = np.linspace(start_s, end_s, min(len(times_s) + 2, HORIZON_CHECK_POINTS))
+    elevation = np.degrees(geometry.elevation_rad(telescope.itrf_m.mean(axis=0), check_s, ra0, dec0))
     if elevation.min() <= 0.0:
         raise UserInputError(
             "START_DATE_AND_TIME",
@@ -138,8 +140,8 @@ def run(settings: Settings, products: set[str]) -> list[Path]:
     logger.info("plan: %d dishes, %d baselines, %d sources, %d time steps x %d channels; MS about %s",
                 run_plan.telescope.n_dish, sizes.n_baselines, sizes.n_sources, sizes.n_times, sizes.n_channels,
                 human(sizes.ms_expected_bytes))
-    run_plan.product_dir.mkdir(parents=True, exist_ok=True)
     preflight(run_plan)
+    run_plan.product_dir.mkdir(parents=True, exist_ok=True)
     path = write_measurement_set(run_plan, run_plan.ms_path)
     logger.info("wrote %s", path)
     return [path]

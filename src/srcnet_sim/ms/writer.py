@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from casacore.tables import default_ms, default_ms_subtable, makearrcoldesc, maketabdesc, table
+from casacore.tables import default_ms, makearrcoldesc, maketabdesc, table
 
 from srcnet_sim.telescope import Telescope
 

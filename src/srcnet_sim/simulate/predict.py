@@ -99,20 +99,22 @@ def _weighted_conjugate(z_re, z_im, weight, out):  # pragma: no cover - compiled
 
 
 def _stokes_sums_blas(z_re: np.ndarray, z_im: np.ndarray, stokes: np.ndarray, n_stokes: int, complex_dtype: type) -> list[np.ndarray]:
-    """Per Stokes parameter the (n_dish, n_dish) upper triangle of sum_s X_s Z_p conj(Z_q)."""
+    """Per Stokes parameter the (n_dish, n_dish) upper triangle of sum_s X_s Z_p conj(Z_q).
+
+    herk needs non-negative weights, so X is split into its positive and negative parts.
+    """
     herk = blas.cherk if complex_dtype == np.complex64 else blas.zherk
+    n_dish, n_src = z_re.shape
     sums = []
     for x in stokes[:n_stokes]:
-        positive, negative = np.clip(x, 0, None), np.clip(-x, 0, None)
-        total = 0
-        for part, sign in ((positive, 1.0), (negative, -1.0)):
-            if not np.any(part):
-                continue
-            a = np.empty((z_re.shape[1], z_re.shape[0]), dtype=complex_dtype, order="F")
-            _weighted_conjugate(z_re, z_im, part.astype(z_re.dtype), a)
-            # herk(trans='C') gives A^H A = sum_s w_s Z_p conj(Z_q) for A[s, p] = sqrt(w_s) conj(Z[p, s]).
-            total = total + sign * herk(1.0, a, trans=2, lower=0)
-        sums.append(total if np.ndim(total) else np.zeros((z_re.shape[0],) * 2, dtype=complex_dtype))
+        total = np.zeros((n_dish, n_dish), dtype=complex_dtype)
+        for part, sign in ((np.clip(x, 0, None), 1.0), (np.clip(-x, 0, None), -1.0)):
+            if np.any(part):
+                a = np.empty((n_src, n_dish), dtype=complex_dtype, order="F")
+                _weighted_conjugate(z_re, z_im, part.astype(z_re.dtype), a)
+                # herk(trans='C') gives A^H A = sum_s w_s Z_p conj(Z_q) for A[s, p] = sqrt(w_s) conj(Z[p, s]).
+                total += sign * herk(1.0, a, trans=2, lower=0)
+        sums.append(total)
     return sums
 
 
