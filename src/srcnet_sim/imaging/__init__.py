@@ -1,0 +1,1 @@
+"""Imaging: MS reading, weighting, gridding (ducc0), Cotton-Schwab clean, restoring beam, FITS, previews."""

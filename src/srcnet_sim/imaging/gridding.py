@@ -1,0 +1,40 @@
+"""Gridding and degridding with ducc0's wgridder (w-stacking), in the FITS pixel orientation.
+
+Images are (npix, npix) float32 arrays indexed [y, x] as a FITS file stores them: x increases
+towards lower RA (east to the left when displayed), y towards higher Dec, the phase centre at
+pixel (npix/2, npix/2) 0-based (CRPIX = npix/2 + 1). ducc0 returns [x, y] with y flipped for
+CASA's UVW convention, hence flip_v and the transposes here.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from ducc0.wgridder.experimental import dirty2vis, vis2dirty
+
+DEFAULT_EPSILON = 1e-5
+
+
+def _threads() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def grid(uvw_m: np.ndarray, freq_hz: np.ndarray, vis: np.ndarray, weight: np.ndarray, npix: int, cell_rad: float,
+         epsilon: float = DEFAULT_EPSILON) -> np.ndarray:
+    """(npix, npix) image sum_i w_i Re(V_i exp(-2 pi i (u l + v m + w (n - 1)))), not normalised.
+
+    A point source of flux S seen through weights w gives S * sum(w) at its pixel.
+    """
+    image = vis2dirty(uvw=uvw_m, freq=freq_hz, vis=vis, wgt=weight, npix_x=npix, npix_y=npix, pixsize_x=cell_rad,
+                      pixsize_y=cell_rad, epsilon=epsilon, do_wgridding=True, nthreads=_threads(), flip_v=True,
+                      divide_by_n=False)
+    return np.ascontiguousarray(image.T)
+
+
+def degrid(uvw_m: np.ndarray, freq_hz: np.ndarray, model: np.ndarray, cell_rad: float,
+           epsilon: float = DEFAULT_EPSILON) -> np.ndarray:
+    """(n_row, n_chan) complex64 visibilities of a model image of point fluxes (Jy per pixel)."""
+    return dirty2vis(uvw=uvw_m, freq=freq_hz, dirty=np.ascontiguousarray(model.T, dtype=np.float32), pixsize_x=cell_rad,
+                     pixsize_y=cell_rad, epsilon=epsilon, do_wgridding=True, nthreads=_threads(), flip_v=True,
+                     divide_by_n=False)

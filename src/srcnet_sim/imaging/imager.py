@@ -1,0 +1,97 @@
+"""Dirty and cleaned MFS Stokes I images of a set of visibilities."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import psutil
+
+from srcnet_sim.errors import UserInputError
+from srcnet_sim.imaging.beam import Beam, fit_beam, restore
+from srcnet_sim.imaging.clean import CleanParameters, CleanResult, cotton_schwab
+from srcnet_sim.imaging.gridding import DEFAULT_EPSILON, degrid, grid
+from srcnet_sim.imaging.msdata import Visibilities
+from srcnet_sim.imaging.weighting import imaging_weights
+
+MIN_NPIX = 32
+# Working images (dirty, psf, model, residual, restored, scratch) plus ducc0's oversampled complex grid.
+IMAGE_BYTES_PER_PIXEL = 6 * 4 + (2.0**2) * 8 * 2
+
+
+@dataclass(frozen=True)
+class ImagingParameters:
+    """npix: pixels per side (even, >= 32); cell_rad: pixel size; weighting: uniform, natural or briggs;
+    robust: Briggs robustness; epsilon: gridder accuracy; allow_uv_cut: image even when baselines fall
+    outside the uv grid (they are then left out, as WSClean does)."""
+
+    npix: int
+    cell_rad: float
+    weighting: str = "uniform"
+    robust: float = 0.0
+    epsilon: float = DEFAULT_EPSILON
+    allow_uv_cut: bool = False
+
+
+@dataclass(frozen=True)
+class Images:
+    """Images [y, x] in FITS orientation (Jy/beam; model in Jy/pixel) and what describes them."""
+
+    dirty: np.ndarray
+    psf: np.ndarray
+    beam: Beam
+    clean: CleanResult | None
+    restored: np.ndarray | None
+    weight_sum: float
+    n_visibilities: int
+
+
+def check_parameters(vis: Visibilities, params: ImagingParameters) -> float:
+    """Validate the grid against the data; return the fraction of the weight the grid samples."""
+    if params.npix < MIN_NPIX or params.npix % 2:
+        raise UserInputError("--npixel", f"{params.npix} must be even and at least {MIN_NPIX}")
+    need = params.npix**2 * IMAGE_BYTES_PER_PIXEL
+    available = psutil.virtual_memory().available
+    if need > available:
+        raise UserInputError("--npixel", f"a {params.npix}^2 image needs about {need / 2**30:.1f} GiB but "
+                             f"{available / 2**30:.1f} GiB are available; use fewer pixels")
+    longest = vis.longest_baseline_wavelengths
+    limit = 1.0 / (2.0 * params.cell_rad)  # |u| the grid holds, wavelengths
+    if longest <= limit:
+        return 1.0
+    uv = np.hypot(vis.uvw_m[:, 0], vis.uvw_m[:, 1])[:, None] * vis.freq_hz[None, :] / 299_792_458.0
+    inside = float(vis.weight[uv < limit].sum() / vis.weight.sum())
+    if not params.allow_uv_cut:
+        raise UserInputError(
+            "--cellsize-arcsec",
+            f"cell {np.degrees(params.cell_rad) * 3600:.3f} arcsec samples baselines up to {limit:.0f} wavelengths but the "
+            f"longest is {longest:.0f} ({longest / limit:.1f}x longer; {100 * (1 - inside):.0f} % of the weight left out); "
+            f"use a cell <= {np.degrees(1 / (2 * longest)) * 3600:.3f} arcsec or --allow-uv-cut",
+        )
+    return inside
+
+
+def make_images(vis: Visibilities, params: ImagingParameters, clean: CleanParameters | None) -> Images:
+    """Dirty image and PSF (PSF peak 1, Jy/beam), fitted beam, and with `clean` the deconvolution."""
+    check_parameters(vis, params)
+    weights = imaging_weights(vis.uvw_m, vis.freq_hz, vis.weight, params.npix, params.cell_rad, params.weighting, params.robust)
+    weight_sum = float(weights.sum())
+    if weight_sum <= 0:
+        raise UserInputError("MS", "no visibility falls on the image's uv grid")
+
+    def image_of(values: np.ndarray) -> np.ndarray:
+        return grid(vis.uvw_m, vis.freq_hz, values, weights, params.npix, params.cell_rad, params.epsilon) / weight_sum
+
+    dirty = image_of(vis.vis)
+    psf = image_of(np.ones_like(vis.vis))
+    estimate = 1.0 / max(vis.longest_baseline_wavelengths, 1.0 / (params.npix * params.cell_rad))
+    beam = fit_beam(psf, params.cell_rad, max(estimate, 2 * params.cell_rad))
+    result = restored = None
+    if clean is not None and clean.niter > 0:
+        def residual_of(model: np.ndarray) -> np.ndarray:
+            return image_of(vis.vis - degrid(vis.uvw_m, vis.freq_hz, model, params.cell_rad, params.epsilon))
+
+        result = cotton_schwab(dirty, psf, residual_of, clean)
+        restored = restore(result.model, result.residual, beam, params.cell_rad)
+    return Images(dirty=dirty, psf=psf, beam=beam, clean=result, restored=restored, weight_sum=weight_sum,
+                  n_visibilities=int(np.count_nonzero(weights)))

@@ -1,0 +1,49 @@
+"""PNG quick-look of a FITS image: RA/Dec axes, an asinh stretch, a Jy/beam colour bar, the beam."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from astropy.io import fits  # noqa: E402
+from astropy.visualization import AsinhStretch, ImageNormalize  # noqa: E402
+from astropy.wcs import WCS  # noqa: E402
+from matplotlib.patches import Ellipse  # noqa: E402
+
+from srcnet_sim.imaging.clean import robust_sigma  # noqa: E402
+
+
+def write_preview(fits_path: Path, png_path: Path | None = None, title: str | None = None) -> Path:
+    """Render `fits_path` to a PNG beside it (or at png_path)."""
+    fits_path = Path(fits_path)
+    png_path = Path(png_path) if png_path else fits_path.with_suffix(".png")
+    with fits.open(fits_path) as hdul:
+        head = hdul[0].header
+        image = np.asarray(hdul[0].data[0, 0], dtype=np.float64)
+    wcs = WCS(head).celestial
+    sigma = robust_sigma(image)
+    peak = float(image.max())
+    # asinh: linear within a few sigma (noise and faint sources), logarithmic up to the brightest source.
+    norm = ImageNormalize(vmin=-3 * sigma, vmax=max(peak, 5 * sigma), stretch=AsinhStretch(a=max(10 * sigma / max(peak, 1e-30), 1e-4)))
+    fig = plt.figure(figsize=(8, 7), dpi=110)
+    ax = fig.add_subplot(projection=wcs)
+    shown = ax.imshow(image, origin="lower", cmap="inferno", norm=norm, interpolation="nearest")
+    ax.set_xlabel("RA (J2000)")
+    ax.set_ylabel("Dec (J2000)")
+    ax.coords.grid(color="white", alpha=0.15, linestyle=":")
+    bar = fig.colorbar(shown, ax=ax, pad=0.02, fraction=0.046)
+    bar.set_label(head.get("BUNIT", "").replace("JY/BEAM", "Jy/beam"))
+    if head.get("BMAJ"):
+        cell = abs(head["CDELT2"])
+        major, minor = head["BMAJ"] / cell, head["BMIN"] / cell
+        size = max(major, 12.0)
+        ax.add_patch(Ellipse((2 * size, 2 * size), width=minor, height=major, angle=head.get("BPA", 0.0),
+                             edgecolor="cyan", facecolor="none", linewidth=1.2))
+    ax.set_title(title or f"{fits_path.name}  peak {peak:.3g} Jy/beam, rms {sigma:.2g} Jy/beam", fontsize=10)
+    fig.savefig(png_path, bbox_inches="tight")
+    plt.close(fig)
+    return png_path
