@@ -23,7 +23,8 @@ IMAGE_BYTES_PER_PIXEL = 6 * 4 + (2.0**2) * 8 * 2
 class ImagingParameters:
     """npix: pixels per side (even, >= 32); cell_rad: pixel size; weighting: uniform, natural or briggs;
     robust: Briggs robustness; epsilon: gridder accuracy; allow_uv_cut: image even when baselines fall
-    outside the uv grid (they are then left out, as WSClean does)."""
+    outside the uv grid (they are then left out, as WSClean does); beam_fit: "wsclean" or "full"
+    (see imaging.beam.BEAM_FITS)."""
 
     npix: int
     cell_rad: float
@@ -31,6 +32,7 @@ class ImagingParameters:
     robust: float = 0.0
     epsilon: float = DEFAULT_EPSILON
     allow_uv_cut: bool = False
+    beam_fit: str = "wsclean"
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ def check_parameters(vis: Visibilities, params: ImagingParameters) -> float:
         raise UserInputError(
             "--cellsize-arcsec",
             f"cell {np.degrees(params.cell_rad) * 3600:.3f} arcsec samples baselines up to {limit:.0f} wavelengths but the "
-            f"longest is {longest:.0f} ({longest / limit:.1f}x longer; {100 * (1 - inside):.0f} % of the weight left out); "
+            f"longest is {longest:.0f} ({longest / limit:.2f}x longer; {100 * (1 - inside):.2g} % of the weight would be left out); "
             f"use a cell <= {np.degrees(1 / (2 * longest)) * 3600:.3f} arcsec or --allow-uv-cut",
         )
     return inside
@@ -84,8 +86,7 @@ def make_images(vis: Visibilities, params: ImagingParameters, clean: CleanParame
 
     dirty = image_of(vis.vis)
     psf = image_of(np.ones_like(vis.vis))
-    estimate = 1.0 / max(vis.longest_baseline_wavelengths, 1.0 / (params.npix * params.cell_rad))
-    beam = fit_beam(psf, params.cell_rad, max(estimate, 2 * params.cell_rad))
+    beam = fit_beam(psf, params.cell_rad, 1.0 / vis.max_uvw_wavelengths, params.beam_fit)
     result = restored = None
     if clean is not None and clean.niter > 0:
         def residual_of(model: np.ndarray) -> np.ndarray:

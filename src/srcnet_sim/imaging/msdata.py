@@ -40,6 +40,12 @@ class Visibilities:
     channel_width_hz: np.ndarray
 
     @property
+    def max_uvw_wavelengths(self) -> float:
+        """Largest |uvw| among unflagged rows at the highest frequency: 1 / it is WSClean's theoretical beam."""
+        used = np.any(self.weight > 0, axis=1)
+        return float(np.linalg.norm(self.uvw_m[used], axis=1).max() * self.freq_hz.max() / 299_792_458.0)
+
+    @property
     def longest_baseline_wavelengths(self) -> float:
         """Longest projected (u, v) baseline among unflagged rows, in wavelengths at the highest frequency."""
         used = np.any(self.weight > 0, axis=1)
