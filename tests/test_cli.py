@@ -66,7 +66,7 @@ def test_run_refuses_when_out_dir_cannot_hold_the_product(out_dir: Path):
     result = run_cli(["run", "--vis"], env={"OUT_DIR": str(out_dir), "TELESCOPE": "SKA-MID-AA4",
                                            "NUM_TIME_STAMPS": "2000000", "SYNTHETIC_SOURCES": "10"})
     assert result.returncode == 2, result.stderr
-    assert re.search(r"OUT_DIR: .* has [\d.]+ [KMGT]iB free but the MeasurementSet needs about [\d.]+ TiB", result.stderr)
+    assert re.search(r"OUT_DIR: .* has [\d.]+ [KMGT]iB free but measurements.ms need about [\d.]+ TiB", result.stderr)
     assert list(out_dir.iterdir()) == []
 
 

@@ -32,9 +32,16 @@ def add_settings_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_product_flags(parser: argparse.ArgumentParser) -> None:
-    """The seed's product flags."""
+    """The seed's product flags: which products go to OUT_DIR."""
     parser.add_argument("--vis", "--visibility", "--visibilities", dest="vis", action="store_true",
                         help="ingest the visibilities (<FILE_PREFIX>measurements.ms)")
+    parser.add_argument("--dirty", dest="dirty", action="store_true", help="ingest the dirty image (<FILE_PREFIX>dirty.fits)")
+    parser.add_argument("--clean", "--cleaned", dest="clean", action="store_true",
+                        help="ingest the cleaned image (<FILE_PREFIX>cleaned.fits)")
+
+
+def chosen_products(args: argparse.Namespace) -> set[str]:
+    return {name for name in ("vis", "dirty", "clean") if getattr(args, name)}
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -45,20 +52,23 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 def cmd_run(args: argparse.Namespace) -> int:
     from srcnet_sim.workflow import run
 
-    settings = settings_from_args(args)
-    products = {name for name in ("vis",) if getattr(args, name)}
-    run(settings, products)
+    run(settings_from_args(args), chosen_products(args))
     return 0
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
     from srcnet_sim.resources import free_bytes, human
-    from srcnet_sim.workflow import plan
+    from srcnet_sim.workflow import PRODUCTS, plan
 
     settings = settings_from_args(args)
-    run_plan = plan(settings)
+    run_plan = plan(settings, chosen_products(args) or {"vis"})
     e = run_plan.estimate
     temporary = Path(tempfile.gettempdir())
+
+    def listing(products: tuple[str, ...] | frozenset[str]) -> str:
+        names = [f"{run_plan.file_name(p)} ({human(run_plan.product_bytes(p))})" for p in PRODUCTS if p in products]
+        return ", ".join(names) or "nothing"
+
     lines = [
         f"channels                {e.n_channels}",
         f"time steps              {e.n_times}",
@@ -69,13 +79,51 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         f"MS minimum size         {human(e.ms_min_bytes)} (measurements x 8 bytes)",
         f"MS expected size        {human(e.ms_expected_bytes)}",
         f"image minimum size      {human(e.image_min_bytes)} (npixel^2 x channels x 8 bytes)",
-        f"to OUT_DIR              {run_plan.ms_path}",
-        f"to temporary directory  nothing ({temporary})",
+        f"image file size         {human(e.image_file_bytes)} (one MFS plane, float32)",
+        f"to OUT_DIR              {run_plan.product_dir}: {listing(run_plan.products)}",
+        f"to temporary directory  {temporary}: {listing(run_plan.temporary)}",
         f"peak memory             {human(e.peak_memory_bytes)}",
         f"free in OUT_DIR         {human(free_bytes(run_plan.product_dir))}",
         f"free in temporary dir   {human(free_bytes(temporary))}",
     ]
     print("\n".join(lines))
+    return 0
+
+
+def cmd_image(args: argparse.Namespace) -> int:
+    import math
+
+    from srcnet_sim.imaging.clean import CleanParameters
+    from srcnet_sim.imaging.imager import ImagingParameters, make_images
+    from srcnet_sim.imaging.msdata import read_visibilities
+    from srcnet_sim.imaging.products import describe, write_products
+    from srcnet_sim.progress import logger
+
+    ms = Path(args.ms)
+    out_dir = Path(args.out_dir) if args.out_dir else Path.cwd()
+    if not out_dir.is_dir():
+        raise UserInputError("--out-dir", f"{out_dir} does not exist")
+    name = args.name or ms.name.removesuffix(".ms")
+    params = ImagingParameters(npix=args.npixel, cell_rad=math.radians(args.cellsize_arcsec / 3600.0),
+                               weighting=args.weighting, robust=args.robust, allow_uv_cut=args.allow_uv_cut,
+                               beam_fit=args.beam_fit)
+    clean = CleanParameters(gain=args.gain, mgain=args.mgain, niter=args.niter, auto_threshold=args.auto_threshold,
+                            threshold_jy=args.threshold)
+    kinds = ["dirty"] + (["cleaned"] if args.niter > 0 else [])
+    kinds += [k for k in ("residual", "model", "psf") if getattr(args, f"save_{k}")]
+    paths = {kind: out_dir / f"{name}-{kind}.fits" for kind in kinds}
+    for path in paths.values():
+        if path.exists() and not args.overwrite:
+            raise UserInputError("--name", f"{path} exists already; choose another --name or add --overwrite")
+    logger.info("read %s", ms)
+    vis = read_visibilities(ms)
+    logger.info("image %d x %d, cell %.4g arcsec, %s weighting", args.npixel, args.npixel, args.cellsize_arcsec, args.weighting)
+    images = make_images(vis, params, clean if args.niter > 0 else None)
+    if images.clean is not None:
+        logger.info("clean: %d iterations in %d major cycles, threshold %.3g Jy/beam", images.clean.iterations,
+                    images.clean.major_cycles, images.clean.threshold_jy)
+    for path in write_products(images, describe(vis, params, images, name), params, paths, previews=not args.no_preview).values():
+        logger.info("wrote %s", path)
     return 0
 
 
@@ -87,9 +135,40 @@ def build_parser() -> argparse.ArgumentParser:
     add_settings_options(run_parser)
     run_parser.set_defaults(handler=cmd_run)
     estimate_parser = commands.add_parser("estimate", help="sizes, memory and free space of a run", description=PRECEDENCE)
+    add_product_flags(estimate_parser)
     add_settings_options(estimate_parser)
     estimate_parser.set_defaults(handler=cmd_estimate)
+    add_image_parser(commands)
     return parser
+
+
+def add_image_parser(commands: argparse._SubParsersAction) -> None:
+    """`srcnet-sim image MS`: dirty and cleaned MFS Stokes I images of any MeasurementSet."""
+    from srcnet_sim.imaging.beam import BEAM_FITS
+    from srcnet_sim.imaging.weighting import WEIGHTINGS
+
+    p = commands.add_parser("image", help="dirty and cleaned images of a MeasurementSet",
+                            description="Dirty and cleaned MFS Stokes I images of a MeasurementSet, WSClean-compatible.")
+    p.add_argument("ms", help="the MeasurementSet")
+    p.add_argument("--npixel", type=int, default=2024, help="pixels per side (even, >= 32) [2024]")
+    p.add_argument("--cellsize-arcsec", type=float, required=True, help="pixel size, arcsec")
+    p.add_argument("--weighting", choices=WEIGHTINGS, default="uniform", help="imaging weights [uniform, as WSClean]")
+    p.add_argument("--robust", type=float, default=0.0, help="Briggs robustness [0]")
+    p.add_argument("--niter", type=int, default=50_000, help="minor iterations in all; 0: dirty image only [50000]")
+    p.add_argument("--gain", type=float, default=0.1, help="minor-loop gain [0.1]")
+    p.add_argument("--mgain", type=float, default=0.8, help="fraction of the peak cleaned per major cycle [0.8]")
+    p.add_argument("--auto-threshold", type=float, default=3.0, help="stop at this many robust sigmas [3]")
+    p.add_argument("--threshold", type=float, default=0.0, help="absolute stopping threshold, Jy/beam [0]")
+    p.add_argument("--beam-fit", choices=BEAM_FITS, default="wsclean",
+                   help="restoring-beam fit: as WSClean 3.1 does it, or over the whole fit box [wsclean]")
+    p.add_argument("--allow-uv-cut", action="store_true", help="image even if the cell leaves long baselines out")
+    p.add_argument("--out-dir", help="directory for the images [current directory]")
+    p.add_argument("--name", help="file name prefix [the MS name]")
+    for kind in ("residual", "model", "psf"):
+        p.add_argument(f"--save-{kind}", action="store_true", help=f"also write <name>-{kind}.fits")
+    p.add_argument("--no-preview", action="store_true", help="write no PNG quick-looks")
+    p.add_argument("--overwrite", action="store_true", help="replace existing images")
+    p.set_defaults(handler=cmd_image)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,8 @@ BYTES_PER_COMPLEX64 = 8
 ROW_OVERHEAD_BYTES = 24 + 32 + 32 + 44 + 1
 FIXED_MS_BYTES = 2_000_000  # subtables and table descriptors
 PROCESS_BASELINE_BYTES = 350_000_000  # python, numpy, numba, casacore loaded
+FITS_HEADER_BYTES = 2 * 2880
+IMAGE_WORKING_BYTES_PER_PIXEL = 6 * 4 + 2 * 1.2**2 * 8  # six float32 images, ducc0's oversampled complex grid
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class Estimate:
     ms_min_bytes: int
     ms_expected_bytes: int
     image_min_bytes: int
+    image_file_bytes: int
     peak_memory_bytes: int
 
     @property
@@ -36,7 +39,8 @@ class Estimate:
 
 def estimate(n_channels: int, n_times: int, n_dishes: int, autocorrelations: bool, n_sources: int,
              npixel: int, double_precision: bool = False) -> Estimate:
-    """Sizes of the MS (the seed's minimum and the expected actual size), one image, and peak memory."""
+    """Sizes of the MS (the seed's minimum and the expected actual size), one image (the seed's minimum and
+    the MFS FITS file), and peak memory of simulating or imaging, whichever is larger."""
     n_baselines = n_dishes * (n_dishes - 1) // 2 + (n_dishes if autocorrelations else 0)
     n_corr = 4
     rows = n_times * n_baselines
@@ -49,13 +53,17 @@ def estimate(n_channels: int, n_times: int, n_dishes: int, autocorrelations: boo
     smearing = 3 * n_dishes * n_sources * 8
     step_vis = n_baselines * values * (bytes_per_vis + 16 + 8)
     sky = n_sources * (11 + 4 * n_channels + 2 * n_channels) * 8
-    peak = PROCESS_BASELINE_BYTES + phasors + smearing + step_vis + sky
+    simulate_peak = phasors + smearing + step_vis + sky
+    # Imaging holds the Stokes I visibilities and weights (12 bytes per row and channel) and the images.
+    imaging_peak = rows * n_channels * 12 * 2 + npixel * npixel * IMAGE_WORKING_BYTES_PER_PIXEL
+    peak = PROCESS_BASELINE_BYTES + max(simulate_peak, imaging_peak)
     return Estimate(
         n_channels=n_channels, n_times=n_times, n_baselines=n_baselines, n_correlations=n_corr,
         n_sources=n_sources, n_dishes=n_dishes,
         ms_min_bytes=rows * values * BYTES_PER_COMPLEX64,
         ms_expected_bytes=ms_expected,
         image_min_bytes=npixel * npixel * n_channels * 8,
+        image_file_bytes=npixel * npixel * 4 + FITS_HEADER_BYTES,
         peak_memory_bytes=int(peak),
     )
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +17,8 @@ from astropy.time import Time
 from srcnet_sim import __version__
 from srcnet_sim.config import Settings
 from srcnet_sim.errors import UserInputError
+from srcnet_sim.imaging.clean import CleanParameters
+from srcnet_sim.imaging.preview import write_preview
 from srcnet_sim.ms.writer import MeasurementSetWriter, MSDescription
 from srcnet_sim.progress import logger, track
 from srcnet_sim.resources import Estimate, estimate, free_bytes, human
@@ -24,7 +28,10 @@ from srcnet_sim.simulate.observation import Observation, simulate
 from srcnet_sim.sky.catalogues import load_sky_model
 from srcnet_sim.telescope import Telescope, load_telescope
 
-MS_SUFFIX = "measurements.ms"
+PRODUCT_NAMES = {"vis": "measurements.ms", "dirty": "dirty.fits", "clean": "cleaned.fits"}
+PRODUCTS = tuple(PRODUCT_NAMES)
+# The seed's WSClean cleaning: -niter 50000 -mgain 0.8 -auto-threshold 3, uniform weighting.
+SEED_CLEAN = CleanParameters(gain=0.1, mgain=0.8, niter=50_000, auto_threshold=3.0)
 SAFE_NAME = re.compile(r"^[A-Za-z0-9._\-]*$")
 SEED_DISH_DIAMETER_M = 15.0
 FILTER_RADIUS_FWHM = 3.0
@@ -40,10 +47,35 @@ class Plan:
     observation: Observation
     estimate: Estimate
     product_dir: Path
+    products: frozenset[str]
+
+    def file_name(self, product: str) -> str:
+        """The seed's file name of a product: <FILE_PREFIX>measurements.ms, ...dirty.fits, ...cleaned.fits."""
+        return f"{self.settings.file_prefix}{PRODUCT_NAMES[product]}"
 
     @property
-    def ms_path(self) -> Path:
-        return self.product_dir / f"{self.settings.file_prefix}{MS_SUFFIX}"
+    def made(self) -> tuple[str, ...]:
+        """Products made: the chosen ones and what they need (images need the MS, clean the dirty image)."""
+        needed = set(self.products)
+        if needed & {"dirty", "clean"}:
+            needed.add("vis")
+        if "clean" in needed:
+            needed.add("dirty")
+        return tuple(p for p in PRODUCTS if p in needed)
+
+    @property
+    def temporary(self) -> tuple[str, ...]:
+        """Products made only because a chosen one needs them; they live in the temporary directory."""
+        return tuple(p for p in self.made if p not in self.products)
+
+    def product_bytes(self, product: str) -> int:
+        e = self.estimate
+        return e.ms_expected_bytes if product == "vis" else e.image_file_bytes
+
+    def cell_rad(self) -> float:
+        """IMAGING_CELLSIZE, or the seed's FOV / npixel."""
+        s = self.settings
+        return s.imaging_cellsize if s.imaging_cellsize is not None else field_of_view_rad(s) / s.imaging_npixel
 
 
 def field_of_view_rad(settings: Settings) -> float:
@@ -58,8 +90,10 @@ def _check_names(settings: Settings) -> None:
             raise UserInputError(setting, f"{value!r} may hold only letters, digits, '.', '_' and '-' (no '/' or '..')")
 
 
-def plan(settings: Settings) -> Plan:
+def plan(settings: Settings, products: set[str] | frozenset[str] = frozenset({"vis"})) -> Plan:
     """Resolve telescope, times, sky and sizes; raise UserInputError on anything a user can fix."""
+    if not products:
+        raise UserInputError("--vis", "choose at least one product to ingest: --vis, --dirty or --clean")
     _check_names(settings)
     telescope = load_telescope(settings.telescope)
     ra0, dec0 = settings.phase_centre_rad
@@ -86,18 +120,24 @@ def plan(settings: Settings) -> Plan:
     )
     sizes = estimate(settings.n_channels, settings.num_time_stamps, telescope.n_dish, observation.autocorrelations,
                      len(sky), settings.imaging_npixel, settings.precision == "double")
-    return Plan(settings, telescope, observation, sizes, Path(settings.out_dir) / settings.rucio_namespace)
+    return Plan(settings, telescope, observation, sizes, Path(settings.out_dir) / settings.rucio_namespace,
+                frozenset(products))
 
 
 def preflight(run_plan: Plan) -> None:
-    """Refuse to start, with the numbers, when OUT_DIR cannot hold the products."""
-    need = run_plan.estimate.ms_expected_bytes
-    free = free_bytes(run_plan.product_dir)
-    if free < need:
-        raise UserInputError("OUT_DIR", f"{run_plan.product_dir} has {human(free)} free but the MeasurementSet needs "
-                             f"about {human(need)}; enlarge the volume or shorten the run")
-    if run_plan.ms_path.exists():
-        raise UserInputError("FILE_PREFIX", f"{run_plan.ms_path} exists already; choose another FILE_PREFIX or OBS_ID, or remove it")
+    """Refuse to start, with the numbers, when OUT_DIR or the temporary directory cannot hold its products."""
+    for setting, where, products in (("OUT_DIR", run_plan.product_dir, run_plan.products),
+                                     ("TMPDIR", Path(tempfile.gettempdir()), run_plan.temporary)):
+        need = sum(run_plan.product_bytes(p) for p in products)
+        free = free_bytes(where)
+        if need and free < need:
+            names = ", ".join(run_plan.file_name(p) for p in PRODUCTS if p in products)
+            raise UserInputError(setting, f"{where} has {human(free)} free but {names} need about {human(need)}; "
+                                 "enlarge the volume or shorten the run")
+    for product in run_plan.products:
+        path = run_plan.product_dir / run_plan.file_name(product)
+        if path.exists():
+            raise UserInputError("FILE_PREFIX", f"{path} exists already; choose another FILE_PREFIX or OBS_ID, or remove it")
 
 
 def history_lines(settings: Settings) -> tuple[str, ...]:
@@ -130,18 +170,56 @@ def write_measurement_set(run_plan: Plan, path: Path) -> Path:
     return path
 
 
+def make_images(run_plan: Plan, ms_path: Path, directory: dict[str, Path]) -> list[Path]:
+    """Image the MS as the seed did (uniform weighting, WSClean's clean parameters); write dirty/cleaned FITS."""
+    from srcnet_sim.imaging import imager, msdata, products
+
+    settings = run_plan.settings
+    params = imager.ImagingParameters(npix=settings.imaging_npixel, cell_rad=run_plan.cell_rad(), allow_uv_cut=True)
+    vis = msdata.read_visibilities(ms_path)
+    logger.info("image: %d x %d pixels of %.3f arcsec, uniform weighting", params.npix, params.npix,
+                math.degrees(params.cell_rad) * 3600)
+    images = imager.make_images(vis, params, SEED_CLEAN if "clean" in run_plan.made else None)
+    if images.sampled_weight_fraction < 1.0:
+        logger.warning("image: the cell leaves baselines longer than %.0f wavelengths out (%.1f %% of the weight), "
+                       "as WSClean does; set IMAGING_CELLSIZE <= %.3g rad to keep them", 1 / (2 * params.cell_rad),
+                       100 * (1 - images.sampled_weight_fraction), 1 / (2 * vis.longest_baseline_wavelengths))
+    if images.clean is not None:
+        logger.info("clean: %d iterations in %d major cycles, stopped at %.3g Jy/beam", images.clean.iterations,
+                    images.clean.major_cycles, images.clean.threshold_jy)
+    kinds = {"dirty": "dirty", "clean": "cleaned"}
+    paths = {kinds[p]: directory[p] / run_plan.file_name(p) for p in ("dirty", "clean") if p in run_plan.made}
+    written = products.write_products(images, products.describe(vis, params, images, settings.obs_id), params, paths,
+                                      previews=False)
+    for kind, path in written.items():
+        product = "clean" if kind == "cleaned" else kind
+        if product in run_plan.products:
+            write_preview(path, path.with_suffix(".png"), title=path.name)
+    return [written[kinds[p]] for p in ("dirty", "clean") if p in run_plan.products]
+
+
 def run(settings: Settings, products: set[str]) -> list[Path]:
-    """Run the workflow for the chosen products; returns the paths written to OUT_DIR."""
-    if not products:
-        raise UserInputError("--vis", "choose at least one product to ingest: --vis")
-    logger.info("plan: telescope %s, sky %s", settings.telescope, settings.sky_model)
-    run_plan = plan(settings)
+    """Run the workflow for the chosen products; returns the paths written to OUT_DIR.
+
+    Products not chosen but needed live in a temporary directory (under TMPDIR) that is removed at
+    the end, also after a failure or Ctrl-C.
+    """
+    logger.info("plan: telescope %s, sky %s, products %s", settings.telescope, settings.sky_model,
+                ", ".join(p for p in PRODUCTS if p in products) or "none")
+    run_plan = plan(settings, products)
     sizes = run_plan.estimate
     logger.info("plan: %d dishes, %d baselines, %d sources, %d time steps x %d channels; MS about %s",
                 run_plan.telescope.n_dish, sizes.n_baselines, sizes.n_sources, sizes.n_times, sizes.n_channels,
                 human(sizes.ms_expected_bytes))
     preflight(run_plan)
     run_plan.product_dir.mkdir(parents=True, exist_ok=True)
-    path = write_measurement_set(run_plan, run_plan.ms_path)
-    logger.info("wrote %s", path)
-    return [path]
+    with tempfile.TemporaryDirectory(prefix="srcnet-sim-") as scratch:
+        directory = {p: (run_plan.product_dir if p in run_plan.products else Path(scratch)) for p in run_plan.made}
+        ms_path = write_measurement_set(run_plan, directory["vis"] / run_plan.file_name("vis"))
+        logger.info("wrote %s", ms_path)
+        written = [ms_path] if "vis" in run_plan.products else []
+        if "dirty" in run_plan.made:
+            for path in make_images(run_plan, ms_path, directory):
+                logger.info("wrote %s", path)
+                written.append(path)
+    return written

@@ -46,6 +46,7 @@ class Images:
     restored: np.ndarray | None
     weight_sum: float
     n_visibilities: int
+    sampled_weight_fraction: float
 
 
 def check_parameters(vis: Visibilities, params: ImagingParameters) -> float:
@@ -75,7 +76,7 @@ def check_parameters(vis: Visibilities, params: ImagingParameters) -> float:
 
 def make_images(vis: Visibilities, params: ImagingParameters, clean: CleanParameters | None) -> Images:
     """Dirty image and PSF (PSF peak 1, Jy/beam), fitted beam, and with `clean` the deconvolution."""
-    check_parameters(vis, params)
+    sampled = check_parameters(vis, params)
     weights = imaging_weights(vis.uvw_m, vis.freq_hz, vis.weight, params.npix, params.cell_rad, params.weighting, params.robust)
     weight_sum = float(weights.sum())
     if weight_sum <= 0:
@@ -95,4 +96,4 @@ def make_images(vis: Visibilities, params: ImagingParameters, clean: CleanParame
         result = cotton_schwab(dirty, psf, residual_of, clean)
         restored = restore(result.model, result.residual, beam, params.cell_rad)
     return Images(dirty=dirty, psf=psf, beam=beam, clean=result, restored=restored, weight_sum=weight_sum,
-                  n_visibilities=int(np.count_nonzero(weights)))
+                  n_visibilities=int(np.count_nonzero(weights)), sampled_weight_fraction=sampled)

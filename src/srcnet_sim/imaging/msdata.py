@@ -25,7 +25,7 @@ class Visibilities:
         vis: (n_row, n_chan) complex64 Stokes I, Jy.
         weight: (n_row, n_chan) float32 weight of Stokes I; 0 where flagged.
         phase_centre_rad: J2000 (ra, dec).
-        time_range_s: (first, last) sample time, MJD seconds UTC.
+        time_range_s: (start, end) of the data: first TIME - INTERVAL/2, last TIME + INTERVAL/2, MJD seconds UTC.
         telescope_name: from OBSERVATION.
         channel_width_hz: (n_chan,) widths.
     """
@@ -86,6 +86,7 @@ def read_visibilities(path: Path) -> Visibilities:
             weight = np.broadcast_to(main.getcol("WEIGHT")[:, None, :], data.shape)
         uvw = main.getcol("UVW")
         times = main.getcol("TIME")
+        half_interval = 0.5 * main.getcol("INTERVAL")
     with _open(path, "POLARIZATION") as pol:
         corr_types = [int(c) for c in pol.getcol("CORR_TYPE")[0]]
     with _open(path, "SPECTRAL_WINDOW") as spw:
@@ -118,7 +119,7 @@ def read_visibilities(path: Path) -> Visibilities:
         vis=np.ascontiguousarray(np.where(w > 0, vis, 0), dtype=np.complex64),
         weight=np.ascontiguousarray(w),
         phase_centre_rad=(float(ra), float(dec)),
-        time_range_s=(float(times.min()), float(times.max())),
+        time_range_s=(float((times - half_interval).min()), float((times + half_interval).max())),
         telescope_name=telescope,
         channel_width_hz=np.asarray(width, dtype=np.float64),
     )
