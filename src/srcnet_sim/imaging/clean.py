@@ -2,7 +2,9 @@
 
 The minor cycle (numba) works on the pixels above its stopping level only (Clark's active set)
 and subtracts the PSF from them; the major cycle then recomputes the whole residual from the
-visibilities, which corrects what the minor cycle approximated.
+visibilities, which corrects what the minor cycle approximated. Cleaning ends after the major
+cycle that follows a minor cycle run down to the final threshold (as in WSClean), when niter is
+reached, or after max_major cycles.
 """
 
 from __future__ import annotations
@@ -117,6 +119,7 @@ def cotton_schwab(dirty: np.ndarray, psf: np.ndarray, residual_of: Callable[[np.
         iterations += done
         major += 1
         residual = residual_of(model)
-        if done == 0:
+        if done == 0 or stop <= threshold:
+            # The minor cycle cleaned down to the final threshold: done, as WSClean stops there too.
             break
     return CleanResult(model=model, residual=residual, iterations=iterations, major_cycles=major, threshold_jy=threshold)

@@ -33,8 +33,13 @@ def grid(uvw_m: np.ndarray, freq_hz: np.ndarray, vis: np.ndarray, weight: np.nda
 
 
 def degrid(uvw_m: np.ndarray, freq_hz: np.ndarray, model: np.ndarray, cell_rad: float,
-           epsilon: float = DEFAULT_EPSILON) -> np.ndarray:
-    """(n_row, n_chan) complex64 visibilities of a model image of point fluxes (Jy per pixel)."""
+           epsilon: float = DEFAULT_EPSILON, used: np.ndarray | None = None) -> np.ndarray:
+    """(n_row, n_chan) complex64 visibilities of a model image of point fluxes (Jy per pixel).
+
+    used: (n_row, n_chan) bool; samples where it is False are not computed (left 0) -- the
+    samples with zero imaging weight, often the longest baselines and the largest w.
+    """
+    mask = None if used is None else np.ascontiguousarray(used, dtype=np.uint8)
     return dirty2vis(uvw=uvw_m, freq=freq_hz, dirty=np.ascontiguousarray(model.T, dtype=np.float32), pixsize_x=cell_rad,
                      pixsize_y=cell_rad, epsilon=epsilon, do_wgridding=True, nthreads=_threads(), flip_v=True,
-                     divide_by_n=False)
+                     divide_by_n=False, mask=mask)

@@ -13,10 +13,9 @@ from srcnet_sim.imaging.clean import CleanParameters, CleanResult, cotton_schwab
 from srcnet_sim.imaging.gridding import DEFAULT_EPSILON, degrid, grid
 from srcnet_sim.imaging.msdata import Visibilities
 from srcnet_sim.imaging.weighting import imaging_weights
+from srcnet_sim.resources import IMAGE_WORKING_BYTES_PER_PIXEL
 
 MIN_NPIX = 32
-# Working images (dirty, psf, model, residual, restored, scratch) plus ducc0's oversampled complex grid.
-IMAGE_BYTES_PER_PIXEL = 6 * 4 + (2.0**2) * 8 * 2
 
 
 @dataclass(frozen=True)
@@ -53,7 +52,7 @@ def check_parameters(vis: Visibilities, params: ImagingParameters) -> float:
     """Validate the grid against the data; return the fraction of the weight the grid samples."""
     if params.npix < MIN_NPIX or params.npix % 2:
         raise UserInputError("--npixel", f"{params.npix} must be even and at least {MIN_NPIX}")
-    need = params.npix**2 * IMAGE_BYTES_PER_PIXEL
+    need = params.npix**2 * IMAGE_WORKING_BYTES_PER_PIXEL
     available = psutil.virtual_memory().available
     if need > available:
         raise UserInputError("--npixel", f"a {params.npix}^2 image needs about {need / 2**30:.1f} GiB but "
@@ -90,8 +89,10 @@ def make_images(vis: Visibilities, params: ImagingParameters, clean: CleanParame
     beam = fit_beam(psf, params.cell_rad, 1.0 / vis.max_uvw_wavelengths, params.beam_fit)
     result = restored = None
     if clean is not None and clean.niter > 0:
+        used = weights > 0
+
         def residual_of(model: np.ndarray) -> np.ndarray:
-            return image_of(vis.vis - degrid(vis.uvw_m, vis.freq_hz, model, params.cell_rad, params.epsilon))
+            return image_of(vis.vis - degrid(vis.uvw_m, vis.freq_hz, model, params.cell_rad, params.epsilon, used))
 
         result = cotton_schwab(dirty, psf, residual_of, clean)
         restored = restore(result.model, result.residual, beam, params.cell_rad)
