@@ -57,7 +57,7 @@ def main() -> None:
             "dirty": (timed(["wsclean", "-quiet", "-size", *size, "-scale", f"{cell_arcsec:.6f}asec", "-name", str(out / "wsd"), str(ms)]),
                       timed([*ours, "--niter", "0", "--name", "ssd"])),
             "clean": (timed(["wsclean", "-quiet", "-size", *size, "-scale", f"{cell_arcsec:.6f}asec", *clean, "-name", str(out / "wsc"), str(ms)]),
-                      timed([*ours, "--name", "ssc"])),
+                      timed([*ours, "--name", "ssc", "--save-residual"])),
         }
         print(f"MS: AA* 144 dishes, 24 x 4 samples, {args.sources} sources; image {args.npixel}^2, cell {cell_arcsec:.3f} arcsec, uniform")
         for kind, ((ws_s, ws_mb), (ss_s, ss_mb)) in rows.items():
@@ -66,12 +66,13 @@ def main() -> None:
         ws_dirty = np.squeeze(fits.getdata(out / "wsd-dirty.fits"))
         ss_dirty = np.squeeze(fits.getdata(out / "ssd-dirty.fits"))
         ws_res = np.squeeze(fits.getdata(out / "wsc-residual.fits"))
+        ss_res = np.squeeze(fits.getdata(out / "ssc-residual.fits"))
         ss_clean = fits.getheader(out / "ssc-cleaned.fits")
         ws_clean = fits.getheader(out / "wsc-image.fits")
         print(f"dirty NCC {np.corrcoef(ws_dirty.ravel(), ss_dirty.ravel())[0, 1]:.5f}, peak ratio {ss_dirty.max() / ws_dirty.max():.4f}")
         print(f"beam srcnet-sim {ss_clean['BMAJ'] * 3600:.3f} x {ss_clean['BMIN'] * 3600:.3f} arcsec, "
-              f"WSClean {ws_clean['BMAJ'] * 3600:.3f} x {ws_clean['BMIN'] * 3600:.3f} arcsec; "
-              f"WSClean residual rms {ws_res.std():.3g} Jy/beam")
+              f"WSClean {ws_clean['BMAJ'] * 3600:.3f} x {ws_clean['BMIN'] * 3600:.3f} arcsec")
+        print(f"residual rms srcnet-sim {ss_res.std():.3g} Jy/beam, WSClean {ws_res.std():.3g} Jy/beam")
 
 
 if __name__ == "__main__":
