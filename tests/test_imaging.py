@@ -148,3 +148,21 @@ def test_cell_too_large_says_by_how_much(small_ms: Path, tmp_path: Path):
 def test_image_larger_than_memory(small_ms: Path):
     with pytest.raises(UserInputError, match="^--npixel: a 200000\\^2 image needs about .* GiB but"):
         make_images(read_visibilities(small_ms), ImagingParameters(200_000, np.radians(1e-3 / 3600)), None)
+
+
+def test_multiscale_clean_recovers_extended_emission(tmp_path: Path):
+    """A 30 x 20 arcsec Gaussian of 1 Jy beside a 0.2 Jy point: multi-scale recovers the total flux,
+    and leaves a far smaller residual than point-source cleaning with the same iterations."""
+    from srcnet_sim.imaging.clean import CleanParameters
+
+    sky = write_csv_sky(tmp_path / "sky.csv", [(150.12, 2.21, 1.0, 30, 20, 40), (150.125, 2.205, 0.2, 0, 0, 0)],
+                        header="ra_deg,dec_deg,i_jy,major_arcsec,minor_arcsec,pa_deg")
+    env = {"OUT_DIR": str(tmp_path), "SKY_MODEL": str(sky), "BEAM": "none", "SMEARING": "off", "NOISE": "on",
+           "NUM_TIME_STAMPS": "6"}
+    assert run_cli(["run", "--vis"], env=env).returncode == 0
+    vis = read_visibilities(tmp_path / "testing" / "measurements.ms")
+    params = ImagingParameters(256, np.radians(1 / 3600), "briggs", 0.0, allow_uv_cut=True)
+    point = make_images(vis, params, CleanParameters(niter=5000)).clean
+    multi = make_images(vis, params, CleanParameters(niter=5000, multiscale=True)).clean
+    assert multi.model.sum() == pytest.approx(1.2, rel=0.01)
+    assert multi.residual.std() < 0.5 * point.residual.std()

@@ -107,8 +107,15 @@ def cmd_image(args: argparse.Namespace) -> int:
     params = ImagingParameters(npix=args.npixel, cell_rad=math.radians(args.cellsize_arcsec / 3600.0),
                                weighting=args.weighting, robust=args.robust, allow_uv_cut=args.allow_uv_cut,
                                beam_fit=args.beam_fit)
+    scales = None
+    if args.multiscale_scales:
+        try:
+            scales = tuple(float(v) for v in args.multiscale_scales.split(","))
+        except ValueError as exc:
+            raise UserInputError("--multiscale-scales", f"{args.multiscale_scales!r} is not a comma-separated list of pixel sizes") from exc
     clean = CleanParameters(gain=args.gain, mgain=args.mgain, niter=args.niter, auto_threshold=args.auto_threshold,
-                            threshold_jy=args.threshold)
+                            threshold_jy=args.threshold, multiscale=args.multiscale, multiscale_scales_px=scales,
+                            multiscale_bias=args.multiscale_bias)
     kinds = ["dirty"] + (["cleaned"] if args.niter > 0 else [])
     kinds += [k for k in ("residual", "model", "psf") if getattr(args, f"save_{k}")]
     paths = {kind: out_dir / f"{name}-{kind}.fits" for kind in kinds}
@@ -159,6 +166,9 @@ def add_image_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--mgain", type=float, default=0.8, help="fraction of the peak cleaned per major cycle [0.8]")
     p.add_argument("--auto-threshold", type=float, default=3.0, help="stop at this many robust sigmas [3]")
     p.add_argument("--threshold", type=float, default=0.0, help="absolute stopping threshold, Jy/beam [0]")
+    p.add_argument("--multiscale", action="store_true", help="multi-scale clean (extended emission)")
+    p.add_argument("--multiscale-scales", help="scale diameters in pixels, comma-separated [0, 2, 4, 8.. beams]")
+    p.add_argument("--multiscale-bias", type=float, default=0.6, help="scale bias, as WSClean [0.6]")
     p.add_argument("--beam-fit", choices=BEAM_FITS, default="wsclean",
                    help="restoring-beam fit: as WSClean 3.1 does it, or over the whole fit box [wsclean]")
     p.add_argument("--allow-uv-cut", action="store_true", help="image even if the cell leaves long baselines out")

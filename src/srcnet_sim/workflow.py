@@ -18,7 +18,6 @@ from srcnet_sim import __version__
 from srcnet_sim.config import Settings
 from srcnet_sim.errors import UserInputError
 from srcnet_sim.imaging.clean import CleanParameters
-from srcnet_sim.imaging.preview import write_preview
 from srcnet_sim.ms.writer import MeasurementSetWriter, MSDescription
 from srcnet_sim.progress import logger, track
 from srcnet_sim.resources import Estimate, estimate, free_bytes, human
@@ -173,6 +172,7 @@ def write_measurement_set(run_plan: Plan, path: Path) -> Path:
 def make_images(run_plan: Plan, ms_path: Path, directory: dict[str, Path]) -> list[Path]:
     """Image the MS as the seed did (uniform weighting, WSClean's clean parameters); write dirty/cleaned FITS."""
     from srcnet_sim.imaging import imager, msdata, products
+    from srcnet_sim.imaging.preview import write_preview
 
     settings = run_plan.settings
     params = imager.ImagingParameters(npix=settings.imaging_npixel, cell_rad=run_plan.cell_rad(), allow_uv_cut=True)

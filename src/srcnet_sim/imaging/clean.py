@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from srcnet_sim.imaging.multiscale import default_scales, multiscale_minor_cycle
+
 MAD_TO_SIGMA = 1.4826
 
 
@@ -22,7 +24,9 @@ MAD_TO_SIGMA = 1.4826
 class CleanParameters:
     """gain: minor-loop gain; mgain: fraction of the peak cleaned per major cycle; niter: minor
     iterations in all; auto_threshold: stop at this many robust sigmas of the residual;
-    threshold_jy: absolute stop (Jy/beam); max_major: major cycles at most."""
+    threshold_jy: absolute stop (Jy/beam); max_major: major cycles at most; multiscale: clean with
+    tapered-paraboloid components of several scales (diameters in pixels; None derives them from the
+    beam) with the scale bias of Cornwell (2008), instead of point components."""
 
     gain: float = 0.1
     mgain: float = 0.8
@@ -30,6 +34,9 @@ class CleanParameters:
     auto_threshold: float = 3.0
     threshold_jy: float = 0.0
     max_major: int = 20
+    multiscale: bool = False
+    multiscale_scales_px: tuple[float, ...] | None = None
+    multiscale_bias: float = 0.6
 
 
 @dataclass(frozen=True)
@@ -94,7 +101,7 @@ def robust_sigma(image: np.ndarray) -> float:
 
 
 def cotton_schwab(dirty: np.ndarray, psf: np.ndarray, residual_of: Callable[[np.ndarray], np.ndarray],
-                  params: CleanParameters) -> CleanResult:
+                  params: CleanParameters, beam_px: float = 2.0) -> CleanResult:
     """Deconvolve.
 
     Args:
@@ -102,6 +109,7 @@ def cotton_schwab(dirty: np.ndarray, psf: np.ndarray, residual_of: Callable[[np.
         psf: (m, m) PSF, peak 1 at its centre.
         residual_of: model (n, n) -> residual image (dirty image of data minus degridded model).
         params: stopping rules and gains.
+        beam_px: restoring-beam FWHM in pixels (sets the default multi-scale scales).
     """
     model = np.zeros_like(dirty, dtype=np.float32)
     residual = dirty
@@ -114,8 +122,13 @@ def cotton_schwab(dirty: np.ndarray, psf: np.ndarray, residual_of: Callable[[np.
         if peak <= threshold:
             break
         stop = max(threshold, (1.0 - params.mgain) * peak)
-        done = clark_minor_cycle(np.ascontiguousarray(residual, dtype=np.float32), psf32, model, params.gain, stop,
-                                 params.niter - iterations)
+        if params.multiscale:
+            scales = list(params.multiscale_scales_px or default_scales(beam_px, dirty.shape[0]))
+            done = multiscale_minor_cycle(residual, psf32, model, scales, params.gain, stop, params.niter - iterations,
+                                          params.multiscale_bias)
+        else:
+            done = clark_minor_cycle(np.ascontiguousarray(residual, dtype=np.float32), psf32, model, params.gain, stop,
+                                     params.niter - iterations)
         iterations += done
         major += 1
         residual = residual_of(model)

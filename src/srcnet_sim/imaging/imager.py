@@ -94,7 +94,7 @@ def make_images(vis: Visibilities, params: ImagingParameters, clean: CleanParame
         def residual_of(model: np.ndarray) -> np.ndarray:
             return image_of(vis.vis - degrid(vis.uvw_m, vis.freq_hz, model, params.cell_rad, params.epsilon, used))
 
-        result = cotton_schwab(dirty, psf, residual_of, clean)
+        result = cotton_schwab(dirty, psf, residual_of, clean, beam_px=beam.major_rad / params.cell_rad)
         restored = restore(result.model, result.residual, beam, params.cell_rad)
     return Images(dirty=dirty, psf=psf, beam=beam, clean=result, restored=restored, weight_sum=weight_sum,
                   n_visibilities=int(np.count_nonzero(weights)), sampled_weight_fraction=sampled)
