@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -34,3 +35,11 @@ def out_dir(tmp_path: Path) -> Path:
     directory = tmp_path / "out"
     directory.mkdir()
     return directory
+
+
+def unpack_ms(staged_tar: Path, into: Path) -> Path:
+    """Unpack a staged `<name>.ms.tar` into `into` and return the MeasurementSet directory."""
+    with tarfile.open(staged_tar) as archive:
+        top = archive.getnames()[0].split("/")[0]
+        archive.extractall(into, filter="data")
+    return into / top

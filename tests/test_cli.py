@@ -10,7 +10,7 @@ from pathlib import Path
 
 from casacore.tables import table
 
-from conftest import run_cli
+from conftest import run_cli, unpack_ms
 
 SMALL = {"SYNTHETIC_SOURCES": "200", "NUM_TIME_STAMPS": "2", "TELESCOPE": "SKA-MID-AA2"}
 
@@ -18,19 +18,21 @@ SMALL = {"SYNTHETIC_SOURCES": "200", "NUM_TIME_STAMPS": "2", "TELESCOPE": "SKA-M
 def test_run_vis_writes_the_seed_product_name(out_dir: Path):
     result = run_cli(["run", "--vis"], env={"OUT_DIR": str(out_dir), "FILE_PREFIX": "obs1_", **SMALL})
     assert result.returncode == 0, result.stderr
-    ms = out_dir / "testing" / "obs1_measurements.ms"
-    with table(str(ms), ack=False) as main:
+    staged = out_dir / "testing" / "obs1_measurements.ms.tar"
+    with table(str(unpack_ms(staged, out_dir / "unpacked")), ack=False) as main:
         assert main.nrows() == 2 * 64 * 63 // 2
-    assert sorted(p.name for p in (out_dir / "testing").iterdir()) == ["obs1_measurements.ms"]  # no partial left
+    # The MS is staged as a tar with its sidecar; nothing partial is left.
+    assert sorted(p.name for p in (out_dir / "testing").iterdir()) == ["obs1_measurements.ms.tar", "obs1_measurements.ms.tar.meta"]
     # One log line per step with a UTC timestamp.
-    assert any(line.endswith(f"wrote {ms}") and line[:20].endswith("Z") for line in result.stderr.splitlines())
+    assert any(line.endswith(f"staged {staged} and obs1_measurements.ms.tar.meta") and line[:20].endswith("Z")
+               for line in result.stderr.splitlines())
 
 
 def test_cli_options_override_environment(out_dir: Path):
     result = run_cli(["run", "--vis", "--num-time-stamps", "1", "--file-prefix", "cli_"],
                      env={"OUT_DIR": str(out_dir), **SMALL})
     assert result.returncode == 0, result.stderr
-    with table(str(out_dir / "testing" / "cli_measurements.ms"), ack=False) as main:
+    with table(str(unpack_ms(out_dir / "testing" / "cli_measurements.ms.tar", out_dir / "unpacked")), ack=False) as main:
         assert len(set(main.getcol("TIME"))) == 1
 
 
@@ -39,7 +41,7 @@ def test_seed_entry_point(out_dir: Path):
     result = subprocess.run([sys.executable, "-m", "srcnet_sim.workflows.aastar", "--visibilities"], env=env,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
-    assert (out_dir / "testing" / "measurements.ms").is_dir()
+    assert (out_dir / "testing" / "measurements.ms.tar.meta").is_file()
 
 
 def test_no_product_chosen_is_an_error(out_dir: Path):
@@ -52,7 +54,8 @@ def test_existing_product_is_not_overwritten(out_dir: Path):
     env = {"OUT_DIR": str(out_dir), **SMALL}
     assert run_cli(["run", "--vis"], env=env).returncode == 0
     again = run_cli(["run", "--vis"], env=env)
-    assert again.returncode == 2 and "exists already" in again.stderr
+    assert again.returncode == 2 and "is staged already" in again.stderr
+    assert run_cli(["run", "--vis", "--overwrite"], env=env).returncode == 0
 
 
 def test_bad_names_are_refused_before_work(out_dir: Path):
@@ -66,7 +69,7 @@ def test_run_refuses_when_out_dir_cannot_hold_the_product(out_dir: Path):
     result = run_cli(["run", "--vis"], env={"OUT_DIR": str(out_dir), "TELESCOPE": "SKA-MID-AA4",
                                            "NUM_TIME_STAMPS": "2000000", "SYNTHETIC_SOURCES": "10"})
     assert result.returncode == 2, result.stderr
-    assert re.search(r"OUT_DIR: .* has [\d.]+ [KMGT]iB free but measurements.ms need about [\d.]+ TiB", result.stderr)
+    assert re.search(r"OUT_DIR: .* has [\d.]+ [KMGT]iB free but measurements.ms.tar need about [\d.]+ TiB", result.stderr)
     assert list(out_dir.iterdir()) == []
 
 
@@ -88,7 +91,7 @@ def test_expected_size_is_close_to_the_written_size(out_dir: Path):
 
     env = {"OUT_DIR": str(out_dir), **SMALL, "NUM_TIME_STAMPS": "6"}
     assert run_cli(["run", "--vis"], env=env).returncode == 0
-    written = sum(f.stat().st_size for f in (out_dir / "testing" / "measurements.ms").rglob("*") if f.is_file())
+    written = (out_dir / "testing" / "measurements.ms.tar").stat().st_size
     expected = plan(load_settings(environ=env)).estimate.ms_expected_bytes
     assert 0.75 * written < expected < 1.5 * written
 

@@ -12,7 +12,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 from casacore.tables import table, taql
 
-from conftest import run_cli, write_csv_sky
+from conftest import run_cli, unpack_ms, write_csv_sky
 from srcnet_sim.errors import UserInputError
 from srcnet_sim.imaging.beam import Beam, fit_beam
 from srcnet_sim.imaging.imager import ImagingParameters, make_images
@@ -29,7 +29,7 @@ def small_ms(tmp_path_factory) -> Path:
     sky = write_csv_sky(out / "sky.csv", [(150.12, 2.21, 1.0), (150.121, 2.2115, 0.5)])
     result = run_cli(["run", "--vis"], env={"OUT_DIR": str(out), "SKY_MODEL": str(sky), "BEAM": "none", **SMALL})
     assert result.returncode == 0, result.stderr
-    return out / "testing" / "measurements.ms"
+    return unpack_ms(out / "testing" / "measurements.ms.tar", out / "unpacked")
 
 
 def test_run_with_clean_only_keeps_needed_products_out_of_out_dir(tmp_path: Path):
@@ -39,7 +39,7 @@ def test_run_with_clean_only_keeps_needed_products_out_of_out_dir(tmp_path: Path
     scratch.mkdir()
     result = run_cli(["run", "--clean"], env={"OUT_DIR": str(out), "TMPDIR": str(scratch), "FILE_PREFIX": "x_", **SMALL})
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in (out / "testing").iterdir()) == ["x_cleaned.fits", "x_cleaned.png"]
+    assert sorted(p.name for p in (out / "testing").iterdir()) == ["x_cleaned.fits", "x_cleaned.fits.meta", "x_cleaned.png"]
     assert list(scratch.iterdir()) == []  # the MS and dirty image lived there and are gone
 
 
@@ -160,7 +160,7 @@ def test_multiscale_clean_recovers_extended_emission(tmp_path: Path):
     env = {"OUT_DIR": str(tmp_path), "SKY_MODEL": str(sky), "BEAM": "none", "SMEARING": "off", "NOISE": "on",
            "NUM_TIME_STAMPS": "6"}
     assert run_cli(["run", "--vis"], env=env).returncode == 0
-    vis = read_visibilities(tmp_path / "testing" / "measurements.ms")
+    vis = read_visibilities(unpack_ms(tmp_path / "testing" / "measurements.ms.tar", tmp_path / "unpacked"))
     params = ImagingParameters(256, np.radians(1 / 3600), "briggs", 0.0, allow_uv_cut=True)
     point = make_images(vis, params, CleanParameters(niter=5000)).clean
     multi = make_images(vis, params, CleanParameters(niter=5000, multiscale=True)).clean

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from casacore.tables import table
 
-from conftest import run_cli, write_csv_sky
+from conftest import run_cli, unpack_ms, write_csv_sky
 from srcnet_sim.config import load_settings
 from srcnet_sim.simulate.observation import simulate
 from srcnet_sim.workflow import plan
@@ -28,7 +28,7 @@ def small_run(tmp_path_factory):
            "FILE_PREFIX": "t_", "RUCIO_NAMESPACE": "sim"}
     result = run_cli(["run", "--vis"], env=env)
     assert result.returncode == 0, result.stderr
-    return out / "sim" / "t_measurements.ms", env
+    return unpack_ms(out / "sim" / "t_measurements.ms.tar", out / "unpacked"), env
 
 
 def read_pyuvdata(path: Path):
@@ -100,7 +100,7 @@ def test_thermal_noise_follows_the_radiometer_equation(tmp_path: Path):
     result = run_cli(["run", "--vis"], env={"OUT_DIR": str(out), "SKY_MODEL": str(sky), "NOISE": "on",
                                            "NUM_TIME_STAMPS": "1", "OBS_LENGTH_HOURS": "0.25"})
     assert result.returncode == 0, result.stderr
-    with table(str(out / "testing" / "measurements.ms"), ack=False) as main:
+    with table(str(unpack_ms(out / "testing" / "measurements.ms.tar", tmp_path / "unpacked")), ack=False) as main:
         data, sigma = main.getcol("DATA"), main.getcol("SIGMA")
         weight = main.getcol("WEIGHT")
     np.testing.assert_allclose(weight, 1 / sigma**2, rtol=1e-6)

@@ -10,7 +10,7 @@ import pytest
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from conftest import run_cli, write_csv_sky
+from conftest import run_cli, unpack_ms, write_csv_sky
 
 NPIX = 512
 CELL_ARCSEC = 0.2
@@ -37,7 +37,7 @@ def wsclean_images(tmp_path_factory):
     env = {"OUT_DIR": str(out), "SKY_MODEL": str(sky), "BEAM": "none", "SMEARING": "off", "NUM_TIME_STAMPS": "4"}
     result = run_cli(["run", "--vis"], env=env)
     assert result.returncode == 0, result.stderr
-    ms = out / "testing" / "measurements.ms"
+    ms = unpack_ms(out / "testing" / "measurements.ms.tar", out / "unpacked")
     name = out / "img"
     subprocess.run(["wsclean", "-quiet", "-size", str(NPIX), str(NPIX), "-scale", f"{CELL_ARCSEC}asec",
                     "-niter", "20000", "-mgain", "0.8", "-auto-threshold", "0.1", "-weight", "uniform",

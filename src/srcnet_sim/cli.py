@@ -52,7 +52,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 def cmd_run(args: argparse.Namespace) -> int:
     from srcnet_sim.workflow import run
 
-    run(settings_from_args(args), chosen_products(args))
+    run(settings_from_args(args), chosen_products(args), overwrite=args.overwrite, notification=args.notification)
     return 0
 
 
@@ -140,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser = commands.add_parser("run", help="simulate and write the chosen products", description=PRECEDENCE)
     add_product_flags(run_parser)
     add_settings_options(run_parser)
+    run_parser.add_argument("--overwrite", action="store_true", help="replace products already staged with their .meta")
+    run_parser.add_argument("--notification", action="store_true",
+                            help="also stage <FILE_PREFIX>notification.json for SRCNet's newer ingestion (ska-src-mm-notification)")
     run_parser.set_defaults(handler=cmd_run)
     estimate_parser = commands.add_parser("estimate", help="sizes, memory and free space of a run", description=PRECEDENCE)
     add_product_flags(estimate_parser)

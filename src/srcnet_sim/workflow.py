@@ -18,6 +18,7 @@ from srcnet_sim import __version__
 from srcnet_sim.config import Settings
 from srcnet_sim.errors import UserInputError
 from srcnet_sim.imaging.clean import CleanParameters
+from srcnet_sim.products import naming, obscore, sidecar, staging
 from srcnet_sim.ms.writer import MeasurementSetWriter, MSDescription
 from srcnet_sim.progress import logger, track
 from srcnet_sim.resources import Estimate, estimate, free_bytes, human
@@ -29,9 +30,10 @@ from srcnet_sim.telescope import Telescope, load_telescope
 
 PRODUCT_NAMES = {"vis": "measurements.ms", "dirty": "dirty.fits", "clean": "cleaned.fits"}
 PRODUCTS = tuple(PRODUCT_NAMES)
+MS_ARCHIVE_SUFFIX = ".tar"
+NOTIFICATION_NAME = "notification.json"
 # The seed's WSClean cleaning: -niter 50000 -mgain 0.8 -auto-threshold 3, uniform weighting.
 SEED_CLEAN = CleanParameters(gain=0.1, mgain=0.8, niter=50_000, auto_threshold=3.0)
-SAFE_NAME = re.compile(r"^[A-Za-z0-9._\-]*$")
 SEED_DISH_DIAMETER_M = 15.0
 FILTER_RADIUS_FWHM = 3.0
 HORIZON_CHECK_POINTS = 1441  # elevation is smooth: at most one check a minute over a day
@@ -51,6 +53,10 @@ class Plan:
     def file_name(self, product: str) -> str:
         """The seed's file name of a product: <FILE_PREFIX>measurements.ms, ...dirty.fits, ...cleaned.fits."""
         return f"{self.settings.file_prefix}{PRODUCT_NAMES[product]}"
+
+    def staged_name(self, product: str) -> str:
+        """The name in the staging area and in Rucio: a MeasurementSet (a directory) is staged as a tar."""
+        return self.file_name(product) + (MS_ARCHIVE_SUFFIX if product == "vis" else "")
 
     @property
     def made(self) -> tuple[str, ...]:
@@ -84,9 +90,9 @@ def field_of_view_rad(settings: Settings) -> float:
 
 
 def _check_names(settings: Settings) -> None:
-    for setting, value in (("RUCIO_NAMESPACE", settings.rucio_namespace), ("FILE_PREFIX", settings.file_prefix)):
-        if not SAFE_NAME.match(value) or ".." in value:
-            raise UserInputError(setting, f"{value!r} may hold only letters, digits, '.', '_' and '-' (no '/' or '..')")
+    naming.check_scope(settings.rucio_namespace)
+    for product in PRODUCTS:
+        naming.check_name(settings.file_prefix + PRODUCT_NAMES[product] + (MS_ARCHIVE_SUFFIX if product == "vis" else ""))
 
 
 def plan(settings: Settings, products: set[str] | frozenset[str] = frozenset({"vis"})) -> Plan:
@@ -126,17 +132,14 @@ def plan(settings: Settings, products: set[str] | frozenset[str] = frozenset({"v
 def preflight(run_plan: Plan) -> None:
     """Refuse to start, with the numbers, when OUT_DIR or the temporary directory cannot hold its products."""
     for setting, where, products in (("OUT_DIR", run_plan.product_dir, run_plan.products),
-                                     ("TMPDIR", Path(tempfile.gettempdir()), run_plan.temporary)):
+                                     ("TMPDIR", Path(tempfile.gettempdir()), run_plan.made)):
         need = sum(run_plan.product_bytes(p) for p in products)
         free = free_bytes(where)
         if need and free < need:
-            names = ", ".join(run_plan.file_name(p) for p in PRODUCTS if p in products)
+            name_of = run_plan.staged_name if setting == "OUT_DIR" else run_plan.file_name
+            names = ", ".join(name_of(p) for p in PRODUCTS if p in products)
             raise UserInputError(setting, f"{where} has {human(free)} free but {names} need about {human(need)}; "
                                  "enlarge the volume or shorten the run")
-    for product in run_plan.products:
-        path = run_plan.product_dir / run_plan.file_name(product)
-        if path.exists():
-            raise UserInputError("FILE_PREFIX", f"{path} exists already; choose another FILE_PREFIX or OBS_ID, or remove it")
 
 
 def history_lines(settings: Settings) -> tuple[str, ...]:
@@ -169,8 +172,11 @@ def write_measurement_set(run_plan: Plan, path: Path) -> Path:
     return path
 
 
-def make_images(run_plan: Plan, ms_path: Path, directory: dict[str, Path]) -> list[Path]:
-    """Image the MS as the seed did (uniform weighting, WSClean's clean parameters); write dirty/cleaned FITS."""
+def make_images(run_plan: Plan, ms_path: Path, scratch: Path) -> dict[str, Path]:
+    """Image the MS as the seed did (uniform weighting, WSClean's clean parameters) into `scratch`.
+
+    Returns {"dirty": path, "clean": path} of the FITS files made (with PNG quick-looks beside them).
+    """
     from srcnet_sim.imaging import imager, msdata, products
     from srcnet_sim.imaging.preview import write_preview
 
@@ -188,21 +194,53 @@ def make_images(run_plan: Plan, ms_path: Path, directory: dict[str, Path]) -> li
         logger.info("clean: %d iterations in %d major cycles, stopped at %.3g Jy/beam", images.clean.iterations,
                     images.clean.major_cycles, images.clean.threshold_jy)
     kinds = {"dirty": "dirty", "clean": "cleaned"}
-    paths = {kinds[p]: directory[p] / run_plan.file_name(p) for p in ("dirty", "clean") if p in run_plan.made}
+    paths = {kinds[p]: scratch / run_plan.file_name(p) for p in ("dirty", "clean") if p in run_plan.made}
     written = products.write_products(images, products.describe(vis, params, images, settings.obs_id), params, paths,
                                       previews=False)
-    for kind, path in written.items():
-        product = "clean" if kind == "cleaned" else kind
-        if product in run_plan.products:
-            write_preview(path, path.with_suffix(".png"), title=path.name)
-    return [written[kinds[p]] for p in ("dirty", "clean") if p in run_plan.products]
+    out = {}
+    for product, kind in kinds.items():
+        if kind in written:
+            out[product] = written[kind]
+            if product in run_plan.products:
+                write_preview(written[kind], written[kind].with_suffix(".png"), title=written[kind].name)
+    return out
 
 
-def run(settings: Settings, products: set[str]) -> list[Path]:
-    """Run the workflow for the chosen products; returns the paths written to OUT_DIR.
+def identity(settings: Settings) -> obscore.Identity:
+    """The identifiers of the products that come from the settings."""
+    return obscore.Identity(obs_collection=settings.obs_collection, obs_id=settings.obs_id,
+                            ivoid_authority=settings.ivoid_authority, ivoid_path=settings.ivoid_path,
+                            namespace=settings.rucio_namespace)
 
-    Products not chosen but needed live in a temporary directory (under TMPDIR) that is removed at
-    the end, also after a failure or Ctrl-C.
+
+def stage_products(run_plan: Plan, made: dict[str, Path], overwrite: bool) -> list[Path]:
+    """Stage each chosen product, then its validated `.meta` sidecar; PNG quick-looks beside images."""
+    settings = run_plan.settings
+    ident = identity(settings)
+    staged = []
+    for product in (p for p in PRODUCTS if p in run_plan.products):
+        source, name = made[product], run_plan.staged_name(product)
+
+        def make_sidecar(path: Path, product: str = product, source: Path = source, name: str = name) -> dict:
+            if product == "vis":
+                meta = obscore.visibility_record(source, ident, name, path.stat().st_size)
+            else:
+                meta = obscore.image_record(path, ident, name)
+            return sidecar.build(settings.rucio_namespace, name, settings.rucio_lifetime, meta)
+
+        staged.append(staging.stage(source, run_plan.product_dir, name, make_sidecar, overwrite))
+        logger.info("staged %s and %s", staged[-1], staging.meta_path(staged[-1]).name)
+        preview = source.with_suffix(".png")
+        if product != "vis" and preview.exists():
+            staging.publish(run_plan.product_dir / preview.name, lambda target, p=preview: staging.copy_file(p, target))
+    return staged
+
+
+def run(settings: Settings, products: set[str], overwrite: bool = False, notification: bool = False) -> list[Path]:
+    """Run the workflow for the chosen products; returns the paths staged in OUT_DIR/<RUCIO_NAMESPACE>.
+
+    Everything is made in a temporary directory under TMPDIR, removed at the end (also after a
+    failure or Ctrl-C); chosen products are then staged atomically with their sidecars.
     """
     logger.info("plan: telescope %s, sky %s, products %s", settings.telescope, settings.sky_model,
                 ", ".join(p for p in PRODUCTS if p in products) or "none")
@@ -211,15 +249,25 @@ def run(settings: Settings, products: set[str]) -> list[Path]:
     logger.info("plan: %d dishes, %d baselines, %d sources, %d time steps x %d channels; MS about %s",
                 run_plan.telescope.n_dish, sizes.n_baselines, sizes.n_sources, sizes.n_times, sizes.n_channels,
                 human(sizes.ms_expected_bytes))
+    names = [run_plan.staged_name(p) for p in run_plan.products]
+    names += [settings.file_prefix + NOTIFICATION_NAME] if notification else []
+    staging.check_free_to_stage(run_plan.product_dir, names, overwrite)
     preflight(run_plan)
     run_plan.product_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="srcnet-sim-") as scratch:
-        directory = {p: (run_plan.product_dir if p in run_plan.products else Path(scratch)) for p in run_plan.made}
-        ms_path = write_measurement_set(run_plan, directory["vis"] / run_plan.file_name("vis"))
-        logger.info("wrote %s", ms_path)
-        written = [ms_path] if "vis" in run_plan.products else []
+    with tempfile.TemporaryDirectory(prefix="srcnet-sim-") as scratch_dir:
+        scratch = Path(scratch_dir)
+        made = {"vis": write_measurement_set(run_plan, scratch / run_plan.file_name("vis"))}
+        logger.info("wrote %s", made["vis"])
         if "dirty" in run_plan.made:
-            for path in make_images(run_plan, ms_path, directory):
-                logger.info("wrote %s", path)
-                written.append(path)
-    return written
+            made.update(make_images(run_plan, made["vis"], scratch))
+        staged = stage_products(run_plan, made, overwrite)
+        if notification:
+            from srcnet_sim.products.notification import write_notification
+
+            source = scratch / "notification-products"
+            source.mkdir()
+            for product in run_plan.products:
+                made[product].rename(source / made[product].name)
+            path = write_notification(source, run_plan.product_dir / f"{settings.file_prefix}{NOTIFICATION_NAME}", settings)
+            logger.info("staged %s", path)
+    return staged

@@ -16,13 +16,14 @@ from srcnet_sim.imaging.beam import Beam
 
 @dataclass(frozen=True)
 class ImageDescription:
-    """What the header states: phase centre (rad), cell (rad), band, time, telescope, beam."""
+    """What the header states: phase centre (rad), cell (rad), band, start and end (MJD s), telescope, beam."""
 
     phase_centre_rad: tuple[float, float]
     cell_rad: float
     freq_low_hz: float
     freq_high_hz: float
     start_time_s: float
+    end_time_s: float
     telescope: str
     beam: Beam
     object_name: str = ""
@@ -54,6 +55,9 @@ def header(desc: ImageDescription, npix: int, unit: str = "JY/BEAM", extra: dict
     start = Time(desc.start_time_s / 86400.0, format="mjd", scale="utc")
     h["DATE-OBS"] = start.isot
     h["MJD-OBS"] = start.mjd
+    end = Time(desc.end_time_s / 86400.0, format="mjd", scale="utc")
+    h["DATE-END"] = end.isot
+    h["MJD-END"] = end.mjd
     h["OBSRA"] = np.degrees(desc.phase_centre_rad[0])
     h["OBSDEC"] = np.degrees(desc.phase_centre_rad[1])
     for key, value in (extra or {}).items():

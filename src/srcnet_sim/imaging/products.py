@@ -17,7 +17,8 @@ def describe(vis: Visibilities, params: ImagingParameters, images: Images, objec
     low = float(np.min(vis.freq_hz - vis.channel_width_hz / 2))
     high = float(np.max(vis.freq_hz + vis.channel_width_hz / 2))
     return ImageDescription(phase_centre_rad=vis.phase_centre_rad, cell_rad=params.cell_rad, freq_low_hz=low,
-                            freq_high_hz=high, start_time_s=vis.time_range_s[0], telescope=vis.telescope_name,
+                            freq_high_hz=high, start_time_s=vis.time_range_s[0], end_time_s=vis.time_range_s[1],
+                            telescope=vis.telescope_name,
                             beam=images.beam, object_name=object_name)
 
 

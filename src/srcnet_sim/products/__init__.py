@@ -1,0 +1,1 @@
+"""SRCNet products: Rucio naming, ObsCore metadata, `.meta` sidecars, atomic staging, SRC notifications."""
