@@ -7,13 +7,14 @@ Precedence: command line > environment > TOML file (--config or SRCNET_SIM_CONFI
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from srcnet_sim.config import FIELDS, Settings, env_name, load_settings, option_name
-from srcnet_sim.errors import UserInputError
+from srcnet_sim.errors import ServiceError, UserInputError
 from srcnet_sim.progress import configure_logging
 
 PRECEDENCE = ("Settings: command line > environment variable (same name, upper case) > TOML file "
@@ -134,6 +135,24 @@ def cmd_image(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from srcnet_sim.ingest.rucio_ingest import Ingestor, connect
+
+    staging_dir = Path(args.staging_dir)
+    if not staging_dir.is_dir():
+        raise UserInputError("STAGING_DIR", f"{staging_dir} is not a directory")
+    rse = args.rse or os.environ.get("RUCIO_RSE")
+    if not rse:
+        raise UserInputError("--rse", "name the RSE to upload to (--rse or RUCIO_RSE)")
+    parent, namespace = staging_dir.resolve().parent, staging_dir.resolve().name
+    done = Path(args.done_dir) if args.done_dir else parent / "done" / namespace
+    failed = Path(args.failed_dir) if args.failed_dir else parent / "failed" / namespace
+    ingestor = Ingestor(connect(args.attempts, args.backoff), rse, args.attempts, args.backoff)
+    report = ingestor.run(staging_dir, done, failed)
+    print(f"ingested {len(report.done)}, failed {len(report.failed)} (done: {done}, failed: {failed})")
+    return 1 if report.failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="srcnet-sim", description="Mock SKA-Mid observations as SRCNet data products.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -149,6 +168,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_settings_options(estimate_parser)
     estimate_parser.set_defaults(handler=cmd_estimate)
     add_image_parser(commands)
+    ingest_parser = commands.add_parser("ingest", help="upload staged products to Rucio, as the SRCNet ingestor does",
+                                        description="Upload every <name> with <name>.meta in STAGING_DIR to Rucio "
+                                                    "(client settings from RUCIO_CONFIG), then move the pair to the done "
+                                                    "or failed area.")
+    ingest_parser.add_argument("staging_dir", metavar="STAGING_DIR", help="OUT_DIR/<RUCIO_NAMESPACE>")
+    ingest_parser.add_argument("--rse", help="RSE to upload to [env RUCIO_RSE]")
+    ingest_parser.add_argument("--done-dir", help="where ingested pairs go [STAGING_DIR/../done/<namespace>]")
+    ingest_parser.add_argument("--failed-dir", help="where refused pairs go, with a .reason file [STAGING_DIR/../failed/<namespace>]")
+    ingest_parser.add_argument("--attempts", type=int, default=5, help="attempts per Rucio call on connection errors [5]")
+    ingest_parser.add_argument("--backoff", type=float, default=1.0, help="first back-off, seconds, doubled each retry [1]")
+    ingest_parser.set_defaults(handler=cmd_ingest)
     return parser
 
 
@@ -192,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserInputError as exc:
         print(f"srcnet-sim: error: {exc}", file=sys.stderr)
         return 2
+    except ServiceError as exc:
+        print(f"srcnet-sim: error: {exc}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

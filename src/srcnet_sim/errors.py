@@ -10,3 +10,10 @@ class UserInputError(ValueError):
     def __init__(self, setting: str, message: str) -> None:
         self.setting = setting
         super().__init__(f"{setting}: {message}")
+
+
+class ServiceError(RuntimeError):
+    """A service the run depends on (Rucio) cannot be used; the message is one line.
+
+    The CLI prints it and exits with code 3; nothing was removed from the staging area.
+    """

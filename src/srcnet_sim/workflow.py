@@ -91,6 +91,7 @@ def field_of_view_rad(settings: Settings) -> float:
 
 def _check_names(settings: Settings) -> None:
     naming.check_scope(settings.rucio_namespace)
+    naming.check_name(settings.obs_id, "OBS_ID")  # the Rucio dataset of the run's products
     for product in PRODUCTS:
         naming.check_name(settings.file_prefix + PRODUCT_NAMES[product] + (MS_ARCHIVE_SUFFIX if product == "vis" else ""))
 
@@ -226,7 +227,7 @@ def stage_products(run_plan: Plan, made: dict[str, Path], overwrite: bool) -> li
                 meta = obscore.visibility_record(source, ident, name, path.stat().st_size)
             else:
                 meta = obscore.image_record(path, ident, name)
-            return sidecar.build(settings.rucio_namespace, name, settings.rucio_lifetime, meta)
+            return sidecar.build(settings.rucio_namespace, name, settings.rucio_lifetime, meta, dataset_name=settings.obs_id)
 
         staged.append(staging.stage(source, run_plan.product_dir, name, make_sidecar, overwrite))
         logger.info("staged %s and %s", staged[-1], staging.meta_path(staged[-1]).name)

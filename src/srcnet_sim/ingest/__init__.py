@@ -1,0 +1,1 @@
+"""Upload of staged products to Rucio, as the SRCNet ingestor does it."""
