@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Install everything the tests need on a fresh Debian machine, then run them.
 #   - WSClean (Debian package `wsclean`), the independent imager the tests check our MS with;
+#   - PostgreSQL (Debian package `postgresql`) and the Rucio server (PyPI `rucio`, in .rucio-venv,
+#     apart from our own dependencies), for the end-to-end ingestion test against a real Rucio;
 #   - the package with its test extras (pytest, pyuvdata, matvis) from PyPI.
 # Extra arguments go to pytest.
 set -euo pipefail
@@ -8,9 +10,17 @@ cd "$(dirname "$0")/.."
 
 sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
-if ! command -v wsclean >/dev/null 2>&1; then
+missing=()
+command -v wsclean >/dev/null 2>&1 || missing+=(wsclean)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+if [ ${#missing[@]} -gt 0 ]; then
     sudo_if_needed apt-get update -q
-    DEBIAN_FRONTEND=noninteractive sudo_if_needed apt-get install -y -q --no-install-recommends wsclean
+    DEBIAN_FRONTEND=noninteractive sudo_if_needed apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+RUCIO_SERVER_VERSION=41.5.1
+if [ ! -x .rucio-venv/bin/gunicorn ] || ! .rucio-venv/bin/python -c "import rucio, psycopg" 2>/dev/null; then
+    python3 -m venv .rucio-venv
+    .rucio-venv/bin/pip install -q --disable-pip-version-check "rucio==${RUCIO_SERVER_VERSION}" "psycopg[binary]" gunicorn
 fi
 python3 -m pip install -q --disable-pip-version-check -e ".[test]"
 exec python3 -m pytest "$@"
