@@ -81,7 +81,8 @@ def test_estimate_follows_the_seed_sizing_rule(out_dir: Path):
     assert "measurements            3953664" in text
     assert "MS minimum size         30.2 MiB" in text
     assert "image minimum size      125.0 MiB" in text  # 2024^2 x 4 x 8 bytes
-    for word in ("peak memory", "free in OUT_DIR", "free in temporary dir", "to OUT_DIR"):
+    assert "staged in OUT_DIR" in text and "measurements.ms.tar (" in text
+    for word in ("peak memory", "free in OUT_DIR", "free in temporary dir", "made in temporary dir"):
         assert word in text
 
 

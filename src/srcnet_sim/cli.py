@@ -66,8 +66,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     e = run_plan.estimate
     temporary = Path(tempfile.gettempdir())
 
-    def listing(products: tuple[str, ...] | frozenset[str]) -> str:
-        names = [f"{run_plan.file_name(p)} ({human(run_plan.product_bytes(p))})" for p in PRODUCTS if p in products]
+    def listing(products: tuple[str, ...] | frozenset[str], name_of) -> str:
+        names = [f"{name_of(p)} ({human(run_plan.product_bytes(p))})" for p in PRODUCTS if p in products]
         return ", ".join(names) or "nothing"
 
     lines = [
@@ -81,8 +81,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         f"MS expected size        {human(e.ms_expected_bytes)}",
         f"image minimum size      {human(e.image_min_bytes)} (npixel^2 x channels x 8 bytes)",
         f"image file size         {human(e.image_file_bytes)} (one MFS plane, float32)",
-        f"to OUT_DIR              {run_plan.product_dir}: {listing(run_plan.products)}",
-        f"to temporary directory  {temporary}: {listing(run_plan.temporary)}",
+        f"staged in OUT_DIR       {run_plan.product_dir}: {listing(run_plan.products, run_plan.staged_name)} + .meta",
+        f"made in temporary dir   {temporary}: {listing(run_plan.made, run_plan.file_name)} (removed at the end)",
         f"peak memory             {human(e.peak_memory_bytes)}",
         f"free in OUT_DIR         {human(free_bytes(run_plan.product_dir))}",
         f"free in temporary dir   {human(free_bytes(temporary))}",
