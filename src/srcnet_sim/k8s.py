@@ -1,0 +1,135 @@
+"""Kubernetes manifests for the workflow Job and CronJob, sized from the resource estimate.
+
+`srcnet-sim k8s-manifest` prints job.yaml for the current settings; deploy/k8s/job.yaml is that
+output for the seed's defaults (a test keeps the two equal).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import yaml
+
+from srcnet_sim.config import FIELDS, Settings, env_name
+
+NAMESPACE = "datalake-ingestion"
+IMAGE = "registry.example.org/srcnet/srcnet-sim:0.1.0"  # site placeholder: the image built from ./Dockerfile
+INGEST_MOUNT = "/ingest-area"
+SCRATCH_MOUNT = "/scratch"  # TMPDIR and the caches of the image point here (see Dockerfile)
+USER_ID = 10001
+GIB = 2**30
+MEMORY_HEADROOM = 1.25  # request = estimate x this; limit = request x 1.5
+VOLUME_HEADROOM = 1.5
+
+
+def _gib(n_bytes: float) -> str:
+    """Bytes as a Kubernetes quantity in whole Gi, at least 1Gi."""
+    return f"{max(1, math.ceil(n_bytes / GIB))}Gi"
+
+
+def sizing(run_plan: Any) -> dict[str, str]:
+    """Requests, limits and PVC sizes for a run plan (workflow.Plan)."""
+    e = run_plan.estimate
+    memory = e.peak_memory_bytes * MEMORY_HEADROOM
+    staged = sum(run_plan.product_bytes(p) for p in run_plan.products)
+    made = sum(run_plan.product_bytes(p) for p in run_plan.made)
+    return {
+        "cpu_request": "2",
+        "cpu_limit": "2",
+        "memory_request": _gib(memory),
+        "memory_limit": _gib(memory * 1.5),
+        # Scratch holds everything made (the MS while it is tarred into staging, the images) and caches.
+        "scratch_pvc": _gib(made * VOLUME_HEADROOM + GIB),
+        # The ingest area holds the staged products until the ingestor has uploaded them.
+        "ingest_pvc": _gib(staged * VOLUME_HEADROOM),
+    }
+
+
+def security_context() -> dict:
+    return {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+            "runAsUser": USER_ID, "runAsGroup": USER_ID, "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def _env(settings: Settings) -> list[dict]:
+    """Every setting as an env var. OBS_ID, unless set, is the pod's name (unique per run of a CronJob), and
+    FILE_PREFIX, unless set, is "$(OBS_ID)_" (Kubernetes expands it), so that runs never collide in staging."""
+    values = settings.model_dump()
+    values["out_dir"] = f"{INGEST_MOUNT}/staging"
+    env = []
+    for field in FIELDS:
+        if field == "obs_id" and "obs_id" not in settings.model_fields_set:
+            env.append({"name": "OBS_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}})
+        elif field == "file_prefix" and not settings.file_prefix:
+            env.append({"name": "FILE_PREFIX", "value": "$(OBS_ID)_"})
+        else:
+            env.append({"name": env_name(field), "value": "None" if values[field] is None else str(values[field])})
+    return env
+
+
+def pod_spec(settings: Settings, sizes: dict[str, str], args: list[str]) -> dict:
+    labels = {"app.kubernetes.io/name": "srcnet-sim", "app.kubernetes.io/component": "workflow"}
+    return {
+        "metadata": {"labels": labels},
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "securityContext": {"runAsNonRoot": True, "runAsUser": USER_ID, "runAsGroup": USER_ID, "fsGroup": USER_ID,
+                                "seccompProfile": {"type": "RuntimeDefault"}},
+            # Site placeholders: where simulations may run.
+            "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "srcnet.skao.int/workload", "operator": "In", "values": ["simulation"]}]}]}}},
+            "tolerations": [{"key": "srcnet.skao.int/dedicated", "operator": "Equal", "value": "simulation",
+                             "effect": "NoSchedule"}],
+            "containers": [{
+                "name": "srcnet-sim",
+                "image": IMAGE,
+                "imagePullPolicy": "Always",
+                "args": args,
+                "env": _env(settings),
+                "resources": {
+                    "requests": {"cpu": sizes["cpu_request"], "memory": sizes["memory_request"], "ephemeral-storage": "256Mi"},
+                    "limits": {"cpu": sizes["cpu_limit"], "memory": sizes["memory_limit"], "ephemeral-storage": "1Gi"},
+                },
+                "securityContext": security_context(),
+                "volumeMounts": [{"name": "ingest-area", "mountPath": INGEST_MOUNT},
+                                 {"name": "temporal-scratch", "mountPath": SCRATCH_MOUNT}],
+                "livenessProbe": {"exec": {"command": ["srcnet-sim", "--version"]}, "periodSeconds": 300,
+                                  "timeoutSeconds": 60},
+                "readinessProbe": {"exec": {"command": ["srcnet-sim", "--version"]}, "periodSeconds": 300,
+                                   "timeoutSeconds": 60},
+            }],
+            "volumes": [{"name": "ingest-area", "persistentVolumeClaim": {"claimName": "ingest-area"}},
+                        {"name": "temporal-scratch", "persistentVolumeClaim": {"claimName": "temporal-scratch"}}],
+        },
+    }
+
+
+def job(settings: Settings, sizes: dict[str, str], args: list[str]) -> dict:
+    """The workflow Job (backoffLimit 0: a failed simulation is looked at, not retried blindly)."""
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "srcnet-sim-aastar", "namespace": NAMESPACE, "labels": {"app.kubernetes.io/name": "srcnet-sim"}},
+        "spec": {"backoffLimit": 0, "ttlSecondsAfterFinished": 604800, "template": pod_spec(settings, sizes, args)},
+    }
+
+
+def cronjob(settings: Settings, sizes: dict[str, str], args: list[str], schedule: str = "0 * * * *") -> dict:
+    """The same workflow on a schedule (hourly by default); one run at a time."""
+    spec = job(settings, sizes, args)["spec"]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": "srcnet-sim-aastar-hourly", "namespace": NAMESPACE, "labels": {"app.kubernetes.io/name": "srcnet-sim"}},
+        "spec": {"schedule": schedule, "concurrencyPolicy": "Forbid", "successfulJobsHistoryLimit": 3,
+                 "failedJobsHistoryLimit": 3, "jobTemplate": {"spec": spec}},
+    }
+
+
+def render(document: dict, sizes: dict[str, str], settings: Settings) -> str:
+    header = (f"# Rendered by `srcnet-sim k8s-manifest` for OBS_LENGTH_HOURS={settings.obs_length_hours}, "
+              f"NUM_TIME_STAMPS={settings.num_time_stamps}, IMAGING_NPIXEL={settings.imaging_npixel}.\n"
+              f"# Needs PVCs: temporal-scratch >= {sizes['scratch_pvc']}, ingest-area >= {sizes['ingest_pvc']}.\n")
+    return header + yaml.safe_dump(document, sort_keys=False, width=120)
