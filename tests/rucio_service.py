@@ -92,9 +92,9 @@ def start(root: Path) -> tuple[RucioService, list]:
             with urllib.request.urlopen(f"{url}/ping", timeout=2) as response:
                 if response.status == 200:
                     break
-        except OSError:
+        except OSError as exc:
             if time.monotonic() > deadline or server.poll() is not None:
-                raise RuntimeError(f"the Rucio server did not start: {(root / 'log' / 'server.log').read_text()[-3000:]}")
+                raise RuntimeError(f"the Rucio server did not start: {(root / 'log' / 'server.log').read_text()[-3000:]}") from exc
             time.sleep(0.5)
     service = RucioService(client_config=client_config, rse=RSE, rse_dir=root / "rse", url=url)
     return service, stop

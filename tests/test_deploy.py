@@ -6,11 +6,9 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import kubernetes_validate
-import pytest
 import yaml
 
 from conftest import run_cli

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -68,10 +67,6 @@ class Plan:
             needed.add("dirty")
         return tuple(p for p in PRODUCTS if p in needed)
 
-    @property
-    def temporary(self) -> tuple[str, ...]:
-        """Products made only because a chosen one needs them; they live in the temporary directory."""
-        return tuple(p for p in self.made if p not in self.products)
 
     def product_bytes(self, product: str) -> int:
         e = self.estimate
