@@ -106,7 +106,7 @@ def cmd_image(args: argparse.Namespace) -> int:
 
     from srcnet_sim.imaging.clean import CleanParameters
     from srcnet_sim.imaging.imager import ImagingParameters, make_images
-    from srcnet_sim.imaging.msdata import read_visibilities
+    from srcnet_sim.imaging.msdata import MeasurementSetSource
     from srcnet_sim.imaging.products import describe, write_products
     from srcnet_sim.progress import logger
 
@@ -134,7 +134,7 @@ def cmd_image(args: argparse.Namespace) -> int:
         if path.exists() and not args.overwrite:
             raise UserInputError("--name", f"{path} exists already; choose another --name or add --overwrite")
     logger.info("read %s", ms)
-    vis = read_visibilities(ms)
+    vis = MeasurementSetSource(ms)
     logger.info("image %d x %d, cell %.4g arcsec, %s weighting", args.npixel, args.npixel, args.cellsize_arcsec, args.weighting)
     images = make_images(vis, params, clean if args.niter > 0 else None)
     if images.clean is not None:

@@ -13,6 +13,7 @@ ROW_OVERHEAD_BYTES = 24 + 32 + 32 + 44 + 1
 FIXED_MS_BYTES = 2_000_000  # subtables and table descriptors
 PROCESS_BASELINE_BYTES = 350_000_000  # python, numpy, numba, casacore loaded
 FITS_HEADER_BYTES = 2 * 2880
+CHUNK_SAMPLES = 16_000_000  # as imaging.msdata.CHUNK_SAMPLES
 # Imaging working set per image pixel: float32 images (dirty, PSF, model, residual, restored, scratch)
 # and ducc0's oversampled grids while gridding and degridding. Calibrated on the default run
 # (2024^2 pixels: 886 MB peak resident, of which ~350 MB is the loaded process).
@@ -57,8 +58,10 @@ def estimate(n_channels: int, n_times: int, n_dishes: int, autocorrelations: boo
     step_vis = n_baselines * values * (bytes_per_vis + 16 + 8)
     sky = n_sources * (11 + 4 * n_channels + 2 * n_channels) * 8
     simulate_peak = phasors + smearing + step_vis + sky
-    # Imaging holds the Stokes I visibilities and weights (12 bytes per row and channel) and the images.
-    imaging_peak = rows * n_channels * 12 * 2 + npixel * npixel * IMAGE_WORKING_BYTES_PER_PIXEL
+    # Imaging reads chunks of at most CHUNK_SAMPLES (rows x channels): DATA, FLAG and weights of all correlations,
+    # then Stokes I, its weights, imaging weights and degridded model (~100 bytes per sample), plus the images.
+    chunk = min(rows * n_channels, CHUNK_SAMPLES)
+    imaging_peak = chunk * (n_corr * (bytes_per_vis + 1 + 4) + 8 + 4 + 4 + 8) + npixel * npixel * IMAGE_WORKING_BYTES_PER_PIXEL
     peak = PROCESS_BASELINE_BYTES + max(simulate_peak, imaging_peak)
     return Estimate(
         n_channels=n_channels, n_times=n_times, n_baselines=n_baselines, n_correlations=n_corr,

@@ -178,7 +178,7 @@ def make_images(run_plan: Plan, ms_path: Path, scratch: Path) -> dict[str, Path]
 
     settings = run_plan.settings
     params = imager.ImagingParameters(npix=settings.imaging_npixel, cell_rad=run_plan.cell_rad(), allow_uv_cut=True)
-    vis = msdata.read_visibilities(ms_path)
+    vis = msdata.MeasurementSetSource(ms_path)
     logger.info("image: %d x %d pixels of %.3f arcsec, uniform weighting", params.npix, params.npix,
                 math.degrees(params.cell_rad) * 3600)
     images = imager.make_images(vis, params, SEED_CLEAN if "clean" in run_plan.made else None)

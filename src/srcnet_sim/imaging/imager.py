@@ -11,11 +11,12 @@ from srcnet_sim.errors import UserInputError
 from srcnet_sim.imaging.beam import Beam, fit_beam, restore
 from srcnet_sim.imaging.clean import CleanParameters, CleanResult, cotton_schwab
 from srcnet_sim.imaging.gridding import DEFAULT_EPSILON, degrid, grid
-from srcnet_sim.imaging.msdata import Visibilities
-from srcnet_sim.imaging.weighting import imaging_weights
+from srcnet_sim.imaging.msdata import MeasurementSetSource, Visibilities
+from srcnet_sim.imaging.weighting import WeightGrid, apply_weights
 from srcnet_sim.resources import IMAGE_WORKING_BYTES_PER_PIXEL
 
 MIN_NPIX = 32
+Source = Visibilities | MeasurementSetSource  # anything with metadata and .chunks()
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class Images:
     sampled_weight_fraction: float
 
 
-def check_parameters(vis: Visibilities, params: ImagingParameters) -> float:
+def check_parameters(source: Source, params: ImagingParameters) -> float:
     """Validate the grid against the data; return the fraction of the weight the grid samples."""
     if params.npix < MIN_NPIX or params.npix % 2:
         raise UserInputError("--npixel", f"{params.npix} must be even and at least {MIN_NPIX}")
@@ -57,12 +58,16 @@ def check_parameters(vis: Visibilities, params: ImagingParameters) -> float:
     if need > available:
         raise UserInputError("--npixel", f"a {params.npix}^2 image needs about {need / 2**30:.1f} GiB but "
                              f"{available / 2**30:.1f} GiB are available; use fewer pixels")
-    longest = vis.longest_baseline_wavelengths
+    longest = source.longest_baseline_wavelengths
     limit = 1.0 / (2.0 * params.cell_rad)  # |u| the grid holds, wavelengths
     if longest <= limit:
         return 1.0
-    uv = np.hypot(vis.uvw_m[:, 0], vis.uvw_m[:, 1])[:, None] * vis.freq_hz[None, :] / 299_792_458.0
-    inside = float(vis.weight[uv < limit].sum() / vis.weight.sum())
+    inside = total = 0.0
+    for chunk in source.chunks():
+        uv = np.hypot(chunk.uvw_m[:, 0], chunk.uvw_m[:, 1])[:, None] * chunk.freq_hz[None, :] / 299_792_458.0
+        inside += float(chunk.weight[uv < limit].sum())
+        total += float(chunk.weight.sum())
+    inside /= total
     if not params.allow_uv_cut:
         raise UserInputError(
             "--cellsize-arcsec",
@@ -73,28 +78,50 @@ def check_parameters(vis: Visibilities, params: ImagingParameters) -> float:
     return inside
 
 
-def make_images(vis: Visibilities, params: ImagingParameters, clean: CleanParameters | None) -> Images:
-    """Dirty image and PSF (PSF peak 1, Jy/beam), fitted beam, and with `clean` the deconvolution."""
-    sampled = check_parameters(vis, params)
-    weights = imaging_weights(vis.uvw_m, vis.freq_hz, vis.weight, params.npix, params.cell_rad, params.weighting, params.robust)
-    weight_sum = float(weights.sum())
+def make_images(source: Source, params: ImagingParameters, clean: CleanParameters | None) -> Images:
+    """Dirty image and PSF (PSF peak 1, Jy/beam), fitted beam, and with `clean` the deconvolution.
+
+    `source` gives the data a chunk of rows at a time (one chunk for data held in memory): gridding is
+    linear, so every image is a sum over chunks, and memory does not grow with the observation.
+    """
+    sampled = check_parameters(source, params)
+    grid_w = None
+    if params.weighting != "natural":
+        grid_w = WeightGrid.empty(params.npix, params.cell_rad)
+        for chunk in source.chunks():
+            grid_w.add(chunk.uvw_m, chunk.freq_hz, chunk.weight)
+
+    def weights_of(chunk: Visibilities) -> np.ndarray:
+        return apply_weights(grid_w, chunk.uvw_m, chunk.freq_hz, chunk.weight, params.weighting, params.robust)
+
+    def image(chunk: Visibilities, values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        return grid(chunk.uvw_m, chunk.freq_hz, values, weights, params.npix, params.cell_rad, params.epsilon)
+
+    dirty = np.zeros((params.npix, params.npix), dtype=np.float64)
+    psf = np.zeros_like(dirty)
+    weight_sum, n_vis = 0.0, 0
+    for chunk in source.chunks():
+        weights = weights_of(chunk)
+        weight_sum += float(weights.sum())
+        n_vis += int(np.count_nonzero(weights))
+        dirty += image(chunk, chunk.vis, weights)
+        psf += image(chunk, np.ones_like(chunk.vis), weights)
     if weight_sum <= 0:
         raise UserInputError("MS", "no visibility falls on the image's uv grid")
-
-    def image_of(values: np.ndarray) -> np.ndarray:
-        return grid(vis.uvw_m, vis.freq_hz, values, weights, params.npix, params.cell_rad, params.epsilon) / weight_sum
-
-    dirty = image_of(vis.vis)
-    psf = image_of(np.ones_like(vis.vis))
-    beam = fit_beam(psf, params.cell_rad, 1.0 / vis.max_uvw_wavelengths, params.beam_fit)
+    dirty = (dirty / weight_sum).astype(np.float32)
+    psf = (psf / weight_sum).astype(np.float32)
+    beam = fit_beam(psf, params.cell_rad, 1.0 / source.max_uvw_wavelengths, params.beam_fit)
     result = restored = None
     if clean is not None and clean.niter > 0:
-        used = weights > 0
-
         def residual_of(model: np.ndarray) -> np.ndarray:
-            return image_of(vis.vis - degrid(vis.uvw_m, vis.freq_hz, model, params.cell_rad, params.epsilon, used))
+            total = np.zeros((params.npix, params.npix), dtype=np.float64)
+            for chunk in source.chunks():
+                weights = weights_of(chunk)
+                model_vis = degrid(chunk.uvw_m, chunk.freq_hz, model, params.cell_rad, params.epsilon, weights > 0)
+                total += image(chunk, chunk.vis - model_vis, weights)
+            return (total / weight_sum).astype(np.float32)
 
         result = cotton_schwab(dirty, psf, residual_of, clean, beam_px=beam.major_rad / params.cell_rad)
         restored = restore(result.model, result.residual, beam, params.cell_rad)
     return Images(dirty=dirty, psf=psf, beam=beam, clean=result, restored=restored, weight_sum=weight_sum,
-                  n_visibilities=int(np.count_nonzero(weights)), sampled_weight_fraction=sampled)
+                  n_visibilities=n_vis, sampled_weight_fraction=sampled)

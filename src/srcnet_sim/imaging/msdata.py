@@ -1,7 +1,12 @@
-"""Read Stokes I visibilities for imaging from any MeasurementSet (python-casacore), validating as it goes."""
+"""Read Stokes I visibilities for imaging from any MeasurementSet (python-casacore), validating as it goes.
+
+`MeasurementSetSource` reads the main table in chunks of rows, so that imaging memory does not grow
+with the length of the observation; `read_visibilities` reads it all at once (one chunk).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,15 +14,17 @@ import numpy as np
 from casacore.tables import table
 
 from srcnet_sim.errors import UserInputError
+from srcnet_sim.resources import CHUNK_SAMPLES  # rows x channels read at once
 
 # casacore Stokes codes: I=1, RR=5, LL=8, XX=9, YY=12.
 STOKES_I_PAIRS = {(9, 12): "XX+YY", (5, 8): "RR+LL"}
 STOKES_I = 1
+SPEED_OF_LIGHT_M_S = 299_792_458.0
 
 
 @dataclass(frozen=True)
 class Visibilities:
-    """Stokes I visibilities of one field and spectral window.
+    """Stokes I visibilities of one field and spectral window (all of an MS, or a chunk of its rows).
 
     Attributes:
         uvw_m: (n_row, 3) float64 metres (CASA convention).
@@ -39,18 +46,22 @@ class Visibilities:
     telescope_name: str
     channel_width_hz: np.ndarray
 
+    def chunks(self) -> Iterator["Visibilities"]:
+        """The data as chunks of rows: here, one chunk."""
+        yield self
+
     @property
     def max_uvw_wavelengths(self) -> float:
         """Largest |uvw| among unflagged rows at the highest frequency: 1 / it is WSClean's theoretical beam."""
         used = np.any(self.weight > 0, axis=1)
-        return float(np.linalg.norm(self.uvw_m[used], axis=1).max() * self.freq_hz.max() / 299_792_458.0)
+        return float(np.linalg.norm(self.uvw_m[used], axis=1).max() * self.freq_hz.max() / SPEED_OF_LIGHT_M_S)
 
     @property
     def longest_baseline_wavelengths(self) -> float:
         """Longest projected (u, v) baseline among unflagged rows, in wavelengths at the highest frequency."""
         used = np.any(self.weight > 0, axis=1)
         uv = np.hypot(self.uvw_m[used, 0], self.uvw_m[used, 1])
-        return float(uv.max() * self.freq_hz.max() / 299_792_458.0) if uv.size else 0.0
+        return float(uv.max() * self.freq_hz.max() / SPEED_OF_LIGHT_M_S) if uv.size else 0.0
 
 
 def _open(path: Path, name: str = "") -> table:
@@ -60,50 +71,17 @@ def _open(path: Path, name: str = "") -> table:
         raise UserInputError("MS", f"{path} is not a MeasurementSet ({'no ' + name + ' table' if name else 'no table'})") from exc
 
 
-def read_visibilities(path: Path) -> Visibilities:
-    """Read DATA as Stokes I with WEIGHT_SPECTRUM or WEIGHT, honouring FLAG and FLAG_ROW.
+def _stokes_i(data: np.ndarray, flag: np.ndarray, weight: np.ndarray, corr_types: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(n_row, n_chan) Stokes I and its weight (0 where flagged) from (n_row, n_chan, n_corr) arrays.
 
-    Stokes I = (XX + YY) / 2 (or (RR + LL) / 2); a sample is used only where both are unflagged,
-    with weight 4 / (1/w_XX + 1/w_YY), the inverse variance of the mean.
-    Raises UserInputError for a path that is not an MS, no DATA column, no XX/YY, RR/LL or I
-    correlations, more than one spectral window or field, or all data flagged.
+    Stokes I = (XX + YY) / 2 (or (RR + LL) / 2); a sample is used only where both are unflagged, with
+    weight 4 / (1/w_XX + 1/w_YY), the inverse variance of the mean.
     """
-    path = Path(path)
-    if not (path / "table.dat").is_file():
-        raise UserInputError("MS", f"{path} is not a MeasurementSet (no table.dat)")
-    with _open(path) as main:
-        if "DATA" not in main.colnames():
-            raise UserInputError("MS", f"{path} has no DATA column")
-        if main.nrows() == 0:
-            raise UserInputError("MS", f"{path} has no rows")
-        if len(np.unique(main.getcol("DATA_DESC_ID"))) > 1 or len(np.unique(main.getcol("FIELD_ID"))) > 1:
-            raise UserInputError("MS", f"{path} holds several spectral windows or fields; image one at a time")
-        data = main.getcol("DATA")
-        flag = main.getcol("FLAG") | main.getcol("FLAG_ROW")[:, None, None]
-        if "WEIGHT_SPECTRUM" in main.colnames() and main.iscelldefined("WEIGHT_SPECTRUM", 0):
-            weight = main.getcol("WEIGHT_SPECTRUM")
-        else:
-            weight = np.broadcast_to(main.getcol("WEIGHT")[:, None, :], data.shape)
-        uvw = main.getcol("UVW")
-        times = main.getcol("TIME")
-        half_interval = 0.5 * main.getcol("INTERVAL")
-    with _open(path, "POLARIZATION") as pol:
-        corr_types = [int(c) for c in pol.getcol("CORR_TYPE")[0]]
-    with _open(path, "SPECTRAL_WINDOW") as spw:
-        freq = spw.getcol("CHAN_FREQ")[0]
-        width = np.abs(spw.getcol("CHAN_WIDTH")[0])
-    with _open(path, "FIELD") as field:
-        ra, dec = field.getcol("PHASE_DIR")[0, 0]
-    with _open(path, "OBSERVATION") as obs:
-        telescope = str(obs.getcol("TELESCOPE_NAME")[0]) if obs.nrows() else ""
-
     if STOKES_I in corr_types:
         i = corr_types.index(STOKES_I)
         vis, w, bad = data[..., i], weight[..., i], flag[..., i]
     else:
-        pair = next((p for p in STOKES_I_PAIRS if p[0] in corr_types and p[1] in corr_types), None)
-        if pair is None:
-            raise UserInputError("MS", f"{path} has neither XX/YY, RR/LL nor I correlations (CORR_TYPE {corr_types})")
+        pair = next(p for p in STOKES_I_PAIRS if p[0] in corr_types and p[1] in corr_types)
         a, b = corr_types.index(pair[0]), corr_types.index(pair[1])
         vis = 0.5 * (data[..., a] + data[..., b])
         wa, wb = weight[..., a], weight[..., b]
@@ -111,15 +89,94 @@ def read_visibilities(path: Path) -> Visibilities:
             w = np.where((wa > 0) & (wb > 0), 4.0 / (1.0 / np.where(wa > 0, wa, 1) + 1.0 / np.where(wb > 0, wb, 1)), 0.0)
         bad = flag[..., a] | flag[..., b]
     w = np.where(bad | ~np.isfinite(vis), 0.0, w).astype(np.float32)
-    if not np.any(w > 0):
-        raise UserInputError("MS", f"{path}: all data are flagged (or have zero weight)")
-    return Visibilities(
-        uvw_m=np.ascontiguousarray(uvw, dtype=np.float64),
-        freq_hz=np.asarray(freq, dtype=np.float64),
-        vis=np.ascontiguousarray(np.where(w > 0, vis, 0), dtype=np.complex64),
-        weight=np.ascontiguousarray(w),
-        phase_centre_rad=(float(ra), float(dec)),
-        time_range_s=(float((times - half_interval).min()), float((times + half_interval).max())),
-        telescope_name=telescope,
-        channel_width_hz=np.asarray(width, dtype=np.float64),
-    )
+    return np.ascontiguousarray(np.where(w > 0, vis, 0), dtype=np.complex64), np.ascontiguousarray(w)
+
+
+class MeasurementSetSource:
+    """A MeasurementSet read for imaging in chunks of rows; metadata and validation up front.
+
+    Raises UserInputError for a path that is not an MS, no DATA column, no XX/YY, RR/LL or I
+    correlations, more than one spectral window or field, or all data flagged.
+    """
+
+    def __init__(self, path: Path, chunk_samples: int = CHUNK_SAMPLES) -> None:
+        self.path = path = Path(path)
+        if not (path / "table.dat").is_file():
+            raise UserInputError("MS", f"{path} is not a MeasurementSet (no table.dat)")
+        with _open(path) as main:
+            if "DATA" not in main.colnames():
+                raise UserInputError("MS", f"{path} has no DATA column")
+            self.n_rows = main.nrows()
+            if self.n_rows == 0:
+                raise UserInputError("MS", f"{path} has no rows")
+            if len(np.unique(main.getcol("DATA_DESC_ID"))) > 1 or len(np.unique(main.getcol("FIELD_ID"))) > 1:
+                raise UserInputError("MS", f"{path} holds several spectral windows or fields; image one at a time")
+            self._weight_column = "WEIGHT_SPECTRUM" if ("WEIGHT_SPECTRUM" in main.colnames()
+                                                        and main.iscelldefined("WEIGHT_SPECTRUM", 0)) else "WEIGHT"
+        with _open(path, "POLARIZATION") as pol:
+            self.corr_types = [int(c) for c in pol.getcol("CORR_TYPE")[0]]
+        if STOKES_I not in self.corr_types and not any(a in self.corr_types and b in self.corr_types for a, b in STOKES_I_PAIRS):
+            raise UserInputError("MS", f"{path} has neither XX/YY, RR/LL nor I correlations (CORR_TYPE {self.corr_types})")
+        with _open(path, "SPECTRAL_WINDOW") as spw:
+            self.freq_hz = np.asarray(spw.getcol("CHAN_FREQ")[0], dtype=np.float64)
+            self.channel_width_hz = np.abs(np.asarray(spw.getcol("CHAN_WIDTH")[0], dtype=np.float64))
+        with _open(path, "FIELD") as field:
+            ra, dec = field.getcol("PHASE_DIR")[0, 0]
+        self.phase_centre_rad = (float(ra), float(dec))
+        with _open(path, "OBSERVATION") as obs:
+            self.telescope_name = str(obs.getcol("TELESCOPE_NAME")[0]) if obs.nrows() else ""
+        self.rows_per_chunk = max(1, chunk_samples // len(self.freq_hz))
+        self._scan()
+
+    def _scan(self) -> None:
+        """One pass for what imaging needs up front: time range, longest baselines, any unflagged data."""
+        start, end, uv_max, uvw_max, any_used = np.inf, -np.inf, 0.0, 0.0, False
+        self._single = None
+        with _open(self.path) as main:
+            for row in range(0, self.n_rows, self.rows_per_chunk):
+                n = min(self.rows_per_chunk, self.n_rows - row)
+                times, half = main.getcol("TIME", row, n), 0.5 * main.getcol("INTERVAL", row, n)
+                start, end = min(start, float((times - half).min())), max(end, float((times + half).max()))
+                chunk = self._read(main, row, n)
+                if n == self.n_rows:
+                    self._single = chunk  # it all fits in one chunk: keep it instead of reading it on every pass
+                used = np.any(chunk.weight > 0, axis=1)
+                if np.any(used):
+                    any_used = True
+                    uv_max = max(uv_max, float(np.hypot(chunk.uvw_m[used, 0], chunk.uvw_m[used, 1]).max()))
+                    uvw_max = max(uvw_max, float(np.linalg.norm(chunk.uvw_m[used], axis=1).max()))
+        if not any_used:
+            raise UserInputError("MS", f"{self.path}: all data are flagged (or have zero weight)")
+        self.time_range_s = (start, end)
+        scale = self.freq_hz.max() / SPEED_OF_LIGHT_M_S
+        self.longest_baseline_wavelengths = uv_max * scale
+        self.max_uvw_wavelengths = uvw_max * scale
+
+    def _read(self, main: table, row: int, n: int) -> Visibilities:
+        flag = main.getcol("FLAG", row, n) | main.getcol("FLAG_ROW", row, n)[:, None, None]
+        data = main.getcol("DATA", row, n)
+        weight = main.getcol(self._weight_column, row, n)
+        if weight.ndim == 2:
+            weight = np.broadcast_to(weight[:, None, :], data.shape)
+        vis, w = _stokes_i(data, flag, weight, self.corr_types)
+        return Visibilities(uvw_m=np.ascontiguousarray(main.getcol("UVW", row, n), dtype=np.float64), freq_hz=self.freq_hz,
+                            vis=vis, weight=w, phase_centre_rad=self.phase_centre_rad, time_range_s=(0.0, 0.0),
+                            telescope_name=self.telescope_name, channel_width_hz=self.channel_width_hz)
+
+    def chunks(self) -> Iterator[Visibilities]:
+        """The Stokes I data, a chunk of rows at a time (read again on every pass unless it is one chunk)."""
+        if self._single is not None:
+            yield self._single
+            return
+        with _open(self.path) as main:
+            for row in range(0, self.n_rows, self.rows_per_chunk):
+                yield self._read(main, row, min(self.rows_per_chunk, self.n_rows - row))
+
+
+def read_visibilities(path: Path) -> Visibilities:
+    """All of an MS's Stokes I data in memory (see MeasurementSetSource for the checks)."""
+    source = MeasurementSetSource(path, chunk_samples=np.iinfo(np.int64).max)
+    chunk = next(source.chunks())
+    return Visibilities(uvw_m=chunk.uvw_m, freq_hz=chunk.freq_hz, vis=chunk.vis, weight=chunk.weight,
+                        phase_centre_rad=source.phase_centre_rad, time_range_s=source.time_range_s,
+                        telescope_name=source.telescope_name, channel_width_hz=source.channel_width_hz)

@@ -7,12 +7,11 @@ from pathlib import Path
 import numpy as np
 
 from srcnet_sim.imaging.fits import ImageDescription, write_image
-from srcnet_sim.imaging.imager import Images, ImagingParameters
-from srcnet_sim.imaging.msdata import Visibilities
+from srcnet_sim.imaging.imager import Images, ImagingParameters, Source
 from srcnet_sim.imaging.preview import write_preview
 
 
-def describe(vis: Visibilities, params: ImagingParameters, images: Images, object_name: str) -> ImageDescription:
+def describe(vis: Source, params: ImagingParameters, images: Images, object_name: str) -> ImageDescription:
     """Header facts of the images: phase centre, cell, MFS band edges, start time, telescope, beam."""
     low = float(np.min(vis.freq_hz - vis.channel_width_hz / 2))
     high = float(np.max(vis.freq_hz + vis.channel_width_hz / 2))
