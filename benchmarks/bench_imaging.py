@@ -16,6 +16,7 @@ import math
 import os
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -44,7 +45,9 @@ def main() -> None:
         out = Path(tmp)
         env = {**os.environ, "OUT_DIR": str(out), "SYNTHETIC_SOURCES": str(args.sources), "IMAGING_NPIXEL": str(args.npixel)}
         subprocess.run([sys.executable, "-m", "srcnet_sim.cli", "run", "--vis"], env=env, check=True, capture_output=True)
-        ms = out / "testing" / "measurements.ms"
+        with tarfile.open(out / "testing" / "measurements.ms.tar") as archive:  # the MS is staged as a tar
+            archive.extractall(out, filter="data")
+        ms = out / "measurements.ms"
         from srcnet_sim.config import load_settings
         from srcnet_sim.workflow import field_of_view_rad
 
