@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,7 +142,7 @@ def history_lines(settings: Settings) -> tuple[str, ...]:
 
 
 def write_measurement_set(run_plan: Plan, path: Path) -> Path:
-    """Simulate every time step and write the MS at `path` (a hidden partial name first, then renamed)."""
+    """Simulate every time step and write the MS at `path` (in the run's scratch directory; staging publishes it)."""
     obs = run_plan.observation
     settings = run_plan.settings
     description = MSDescription(
@@ -153,18 +151,11 @@ def write_measurement_set(run_plan: Plan, path: Path) -> Path:
         time_range_s=(float(obs.times_s[0] - obs.interval_s / 2), float(obs.times_s[-1] + obs.interval_s / 2)),
         history=history_lines(settings), application="srcnet-sim",
     )
-    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
     ant1, ant2 = obs.baselines
     sigma = obs.baseline_sigma()
-    try:
-        with MeasurementSetWriter(partial, description) as writer:
-            for step in track(simulate(obs), len(obs.times_s), "simulate"):
-                writer.append(step.time_s, obs.interval_s, ant1, ant2, step.uvw_m, step.vis.astype(np.complex64, copy=False), sigma)
-        partial.rename(path)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
+    with MeasurementSetWriter(path, description) as writer:
+        for step in track(simulate(obs), len(obs.times_s), "simulate"):
+            writer.append(step.time_s, obs.interval_s, ant1, ant2, step.uvw_m, step.vis.astype(np.complex64, copy=False), sigma)
     return path
 
 

@@ -29,6 +29,19 @@ def gaussian_voltage_beam(offset_rad: np.ndarray, freq_hz: np.ndarray, diameters
     return np.exp(-2.0 * np.log(2.0) * (offset_rad[None, None, :] / fwhm[:, :, None]) ** 2)
 
 
+def dish_types(model: str, diameters_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The beam types of an array: (n_type,) diameters (m), and (n_dish,) the type index of each dish.
+
+    "none" has one type (diameter unused); "gaussian-15m" treats every dish as 15 m (the seed's beam).
+    """
+    if model == "none":
+        return np.zeros(1), np.zeros(len(diameters_m), dtype=np.int64)
+    if model == "gaussian-15m":
+        diameters_m = np.full(len(diameters_m), 15.0)
+    types, dish_type = np.unique(diameters_m, return_inverse=True)
+    return types, dish_type.astype(np.int64)
+
+
 def dish_beams(model: str, offset_rad: np.ndarray, freq_hz: np.ndarray, diameters_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Voltage beams per dish type and the type index of each dish.
 
@@ -36,9 +49,7 @@ def dish_beams(model: str, offset_rad: np.ndarray, freq_hz: np.ndarray, diameter
         beams: (n_type, n_chan, n_src) voltage patterns.
         dish_type: (n_dish,) int index into the first axis of `beams`.
     """
+    types, dish_type = dish_types(model, diameters_m)
     if model == "none":
-        return np.ones((1, len(freq_hz), len(offset_rad))), np.zeros(len(diameters_m), dtype=np.int64)
-    if model == "gaussian-15m":
-        diameters_m = np.full(len(diameters_m), 15.0)
-    types, dish_type = np.unique(diameters_m, return_inverse=True)
-    return gaussian_voltage_beam(offset_rad, freq_hz, types), dish_type.astype(np.int64)
+        return np.ones((1, len(freq_hz), len(offset_rad))), dish_type
+    return gaussian_voltage_beam(offset_rad, freq_hz, types), dish_type

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from srcnet_sim.simulate import geometry
-from srcnet_sim.simulate.beams import dish_beams
+from srcnet_sim.simulate.beams import dish_beams, dish_types
 from srcnet_sim.simulate.noise import add_noise, baseline_sigma_jy, sefd_jy
 from srcnet_sim.simulate.predict import SourceTerms, baseline_pairs, predict_time_step
 from srcnet_sim.sky import SkyModel
@@ -88,7 +88,7 @@ class TimeStep:
 def simulate(obs: Observation, time_indices: range | None = None) -> Iterator[TimeStep]:
     """Yield the visibilities of each time step in turn; memory holds one step at a time."""
     ant1, ant2 = obs.baselines
-    _, dish_type = dish_beams(obs.beam, np.zeros(0), obs.freq_hz, obs.telescope.diameters_m)
+    _, dish_type = dish_types(obs.beam, obs.telescope.diameters_m)
     terms = obs.source_terms()
     sigma = obs.baseline_sigma()
     indices = range(len(obs.times_s)) if time_indices is None else time_indices
