@@ -41,6 +41,8 @@ FREE_SPACE_MARGIN_BYTES = 16 * 2**20
 CHUNK_BYTES = 256 * 1024
 TIMEOUT_S = 60.0  # no byte for this long: the transfer has stalled
 PROGRESS_EVERY_S = 10.0
+# Errors writing into the cache that a user fixes (space, quota, permissions, a read-only volume).
+CACHE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS)
 CACHE_ENV = "SKY_MODEL_CACHE"
 URL_SETTING = "MIGHTEE_L1_URL"
 OFFLINE_HINT = ("to run offline, download the file once elsewhere and set SKY_MODEL_PATH to it "
@@ -156,6 +158,7 @@ def _download(url: str, target: Path) -> None:
     try:
         response = urllib.request.urlopen(request, timeout=TIMEOUT_S)  # noqa: S310 - scheme checked: http(s)
     except urllib.error.HTTPError as exc:
+        exc.close()
         raise failed(f"the server answered HTTP {exc.code} {exc.reason}") from None
     except urllib.error.URLError as exc:
         raise failed(f"{_reason(exc.reason)}") from None
@@ -172,28 +175,30 @@ def _download(url: str, target: Path) -> None:
             raise UserInputError(CACHE_ENV, f"{target.parent} has {human(free)} free but the MIGHTEE catalogue needs "
                                  f"about {human(need)}; free space or point SKY_MODEL_CACHE elsewhere, or {OFFLINE_HINT}")
         logger.info("sky: downloading %s (%s) into %s", url, human(expected) if expected else "size unknown", target.parent)
-        fd, name = tempfile.mkstemp(prefix=_temporary_prefix(target), suffix=".part", dir=target.parent)
-        partial = Path(name)
+        partial = None
         try:
+            fd, name = tempfile.mkstemp(prefix=_temporary_prefix(target), suffix=".part", dir=target.parent)
+            partial = Path(name)
             with os.fdopen(fd, "wb") as out:
                 received = _copy(response, out, expected, failed)
                 out.flush()
                 os.fsync(out.fileno())
             if expected is not None and received != expected:
                 raise failed(f"the transfer ended after {received} of {expected} bytes")
-            problem = verify(partial, f"the file at {url}")
+            problem = verify(partial, "the file")
             if problem is not None:
                 raise failed(problem)
             os.chmod(partial, 0o644)
             os.replace(partial, target)
             _fsync_directory(target.parent)
         except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise UserInputError(CACHE_ENV, f"{target.parent} ran out of space while downloading; free space or "
-                                     f"point SKY_MODEL_CACHE elsewhere, or {OFFLINE_HINT}") from None
+            if exc.errno in CACHE_ERRNOS:
+                raise UserInputError(CACHE_ENV, f"cannot write the catalogue into {target.parent} ({exc.strerror}); "
+                                     f"free space or point SKY_MODEL_CACHE elsewhere, or {OFFLINE_HINT}") from None
             raise
         finally:
-            partial.unlink(missing_ok=True)
+            if partial is not None:
+                partial.unlink(missing_ok=True)
     logger.info("sky: cached %s (%s)", target, human(target.stat().st_size))
 
 

@@ -8,6 +8,7 @@ and otherwise looked up among the unambiguous upper-case spellings below.
 
 from __future__ import annotations
 
+import numpy as np
 from astropy import units as u
 
 from srcnet_sim.errors import UserInputError
@@ -17,7 +18,7 @@ from srcnet_sim.errors import UserInputError
 UPPER_CASE_UNITS: dict[str, u.UnitBase] = {
     "DEG": u.deg, "DEGREE": u.deg, "DEGREES": u.deg,
     "ARCSEC": u.arcsec, "ARCMIN": u.arcmin, "RAD": u.rad, "RADIAN": u.rad, "RADIANS": u.rad,
-    "JY": u.Jy, "JY/BEAM": u.Jy / u.beam, "JY/BEAM**1": u.Jy / u.beam,
+    "JY": u.Jy, "JY/BEAM": u.Jy / u.beam,
     "HZ": u.Hz, "KHZ": u.kHz, "MHZ": u.MHz, "GHZ": u.GHz,
 }
 
@@ -42,8 +43,8 @@ def parse_unit(text: str, column: str, source: str, setting: str = "SKY_MODEL") 
                          "(deg, arcsec, Jy, Jy/beam, Hz, MHz, ...) or one of " + ", ".join(UPPER_CASE_UNITS))
 
 
-def to_value(values, unit: u.UnitBase, kind: str, target: u.UnitBase, column: str, source: str,
-             setting: str = "SKY_MODEL"):
+def to_value(values: np.ndarray, unit: u.UnitBase, kind: str, target: u.UnitBase, column: str, source: str,
+             setting: str = "SKY_MODEL") -> np.ndarray:
     """Values of a column in `unit` converted to `target`, after checking that `unit` measures `kind`.
 
     A flux density per beam (Jy/beam, as a peak brightness) is taken as a flux density in Jy,
