@@ -393,9 +393,11 @@ def test_cli_without_network_stops_before_compute_with_one_line(tmp_path: Path, 
     assert list(out_dir.iterdir()) == []
 
 
-def test_url_setting_is_validated():
+def test_url_setting_is_validated(tmp_path: Path):
     result = run_cli(["estimate"], env={"SKY_MODEL": "MIGHTEE_L1", "MIGHTEE_L1_URL": "file:///etc/passwd"})
     assert result.returncode == 2 and result.stderr.startswith("srcnet-sim: error: MIGHTEE_L1_URL: must be the http(s) URL")
+    with pytest.raises(UserInputError, match="^MIGHTEE_L1_URL: .* names no file"):
+        cached_path(tmp_path, "http://127.0.0.1:1/surveys/..")
 
 
 def test_estimate_reports_the_download_and_its_cache(tmp_path: Path, serve):

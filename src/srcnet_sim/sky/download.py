@@ -63,7 +63,7 @@ def cache_dir(setting: str | None) -> Path:
 def cached_path(cache: Path, url: str) -> Path:
     """Where the catalogue of `url` is kept: <cache>/surveys/<the URL's file name>."""
     name = Path(urllib.parse.urlsplit(url).path).name
-    if not name:
+    if name in ("", ".", ".."):
         raise UserInputError(URL_SETTING, f"{url!r} names no file; give the URL of the .fits catalogue")
     return cache / "surveys" / name
 
