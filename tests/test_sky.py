@@ -85,11 +85,6 @@ def test_mightee_catalogue_with_seed_mapping_and_filter(tmp_path: Path):
     assert sky.major_fwhm_rad[0] == pytest.approx(5 * ARCSEC)
 
 
-def test_mightee_needs_a_path():
-    with pytest.raises(UserInputError, match="^SKY_MODEL_PATH: .*MIGHTEE"):
-        load_sky_model("MIGHTEE_L1", None, RA0, DEC0, 0.1, 0, 0)
-
-
 def test_fits_without_mightee_columns(tmp_path: Path):
     path = tmp_path / "other.fits"
     Table({"X": [1.0]}).write(path)

@@ -87,6 +87,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         f"free in OUT_DIR         {human(free_bytes(run_plan.product_dir))}",
         f"free in temporary dir   {human(free_bytes(temporary))}",
     ]
+    lines += sky_cache_lines(settings)
     if args.k8s:
         from srcnet_sim import k8s
 
@@ -99,6 +100,20 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         ]
     print("\n".join(lines))
     return 0
+
+
+def sky_cache_lines(settings: Settings) -> list[str]:
+    """`estimate` lines for SKY_MODEL=MIGHTEE_L1 without SKY_MODEL_PATH: the downloaded catalogue and its cache."""
+    from srcnet_sim.resources import free_bytes, human
+    from srcnet_sim.sky import download
+
+    if not download.uses_download(settings.sky_model, settings.sky_model_path):
+        return []
+    cached = download.cached_path(download.cache_dir(settings.sky_model_cache), settings.mightee_l1_url)
+    size = download.cached_bytes(settings.sky_model, settings.sky_model_path, settings.sky_model_cache,
+                                 settings.mightee_l1_url)
+    return [f"sky catalogue           {cached} ({human(size)}, downloaded once from MIGHTEE_L1_URL, then reused)",
+            f"free in SKY_MODEL_CACHE {human(free_bytes(cached.parent))}"]
 
 
 def cmd_image(args: argparse.Namespace) -> int:

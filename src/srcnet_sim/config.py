@@ -12,6 +12,7 @@ import tomllib
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -19,6 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from srcnet_sim.errors import UserInputError
 
 DEFAULT_OUT_DIR = "./srcnet-products"
+# Karabo's public object store (its MIGHTEESurveyDownloadObject); sky.download fetches it.
+MIGHTEE_L1_URL = ("https://rgw.cscs.ch/ska:karabo-public/surveys/mightee/"
+                  "MIGHTEE_Continuum_Early_Science_COSMOS_Level1_v0.fits")
 CONFIG_FILE_ENV = "SRCNET_SIM_CONFIG"
 
 
@@ -33,6 +37,8 @@ class Settings(BaseModel):
 
     sky_model: str = Field("SYNTHETIC", description="SYNTHETIC, MIGHTEE_L1, or the path of a catalogue file (OSKAR text, CSV, FITS)")
     sky_model_path: str | None = Field(None, description="catalogue file for a named sky model (MIGHTEE_L1)")
+    sky_model_cache: str | None = Field(None, description="directory where SKY_MODEL=MIGHTEE_L1 is downloaded once and reused (default: ~/.cache/srcnet-sim)")
+    mightee_l1_url: str = Field(MIGHTEE_L1_URL, description="where SKY_MODEL=MIGHTEE_L1 is downloaded from when SKY_MODEL_PATH is unset (a mirror may be given)")
     synthetic_sources: int = Field(10_000, ge=1, le=10_000_000, description="number of sources of the SYNTHETIC field")
     phase_center_ra_deg: float = Field(150.12, ge=0.0, lt=360.0, description="phase centre right ascension (J2000), degrees")
     phase_center_dec_deg: float = Field(2.21, ge=-90.0, le=90.0, description="phase centre declination (J2000), degrees")
@@ -60,11 +66,19 @@ class Settings(BaseModel):
     correlations: Literal["cross", "cross+auto"] = Field("cross", description="baselines written")
     smearing: Literal["bandwidth", "off", "bandwidth+time"] = Field("bandwidth", description="smearing applied")
 
-    @field_validator("imaging_cellsize", mode="before")
+    @field_validator("imaging_cellsize", "sky_model_path", "sky_model_cache", mode="before")
     @classmethod
     def _none_string(cls, value: Any) -> Any:
         if isinstance(value, str) and value.strip().lower() in ("none", ""):
             return None
+        return value
+
+    @field_validator("mightee_l1_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or not parts.path.rstrip("/").rsplit("/", 1)[-1]:
+            raise ValueError("must be the http(s) URL of the MIGHTEE Level-1 .fits file")
         return value
 
     @field_validator("start_date_and_time")

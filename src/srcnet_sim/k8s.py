@@ -12,11 +12,15 @@ from typing import Any
 import yaml
 
 from srcnet_sim.config import FIELDS, Settings, env_name
+from srcnet_sim.sky import download
 
 NAMESPACE = "datalake-ingestion"
 IMAGE = "registry.example.org/srcnet/srcnet-sim:0.1.0"  # site placeholder: the image built from ./Dockerfile
 INGEST_MOUNT = "/ingest-area"
 SCRATCH_MOUNT = "/scratch"  # TMPDIR and the caches of the image point here (see Dockerfile)
+SKY_CACHE = f"{SCRATCH_MOUNT}/sky-cache"  # SKY_MODEL_CACHE: a downloaded MIGHTEE_L1 survey, reused by later runs
+# Pods with this label may reach the catalogue's web server (deploy/k8s/networkpolicy.yaml); the rest have no network.
+SKY_DOWNLOAD_LABEL = {"srcnet.skao.int/egress": "sky-download"}
 USER_ID = 10001
 GIB = 2**30
 MEMORY_HEADROOM = 1.25  # request = estimate x this; limit = request x 1.5
@@ -34,12 +38,15 @@ def sizing(run_plan: Any) -> dict[str, str]:
     memory = e.peak_memory_bytes * MEMORY_HEADROOM
     staged = sum(run_plan.product_bytes(p) for p in run_plan.products)
     made = sum(run_plan.product_bytes(p) for p in run_plan.made)
+    s = run_plan.settings
+    made += download.cached_bytes(s.sky_model, s.sky_model_path, s.sky_model_cache, s.mightee_l1_url)
     return {
         "cpu_request": "2",
         "cpu_limit": "2",
         "memory_request": _gib(memory),
         "memory_limit": _gib(memory * 1.5),
-        # Scratch holds everything made (the MS while it is tarred into staging, the images) and caches.
+        # Scratch holds everything made (the MS while it is tarred into staging, the images) and caches
+        # (the downloaded sky catalogue of SKY_MODEL=MIGHTEE_L1 included).
         "scratch_pvc": _gib(made * VOLUME_HEADROOM + GIB),
         # The ingest area holds the staged products until the ingestor has uploaded them.
         "ingest_pvc": _gib(staged * VOLUME_HEADROOM),
@@ -57,6 +64,7 @@ def _env(settings: Settings) -> list[dict]:
     FILE_PREFIX, unless set, is "$(OBS_ID)_" (Kubernetes expands it), so that runs never collide in staging."""
     values = settings.model_dump()
     values["out_dir"] = f"{INGEST_MOUNT}/staging"
+    values["sky_model_cache"] = settings.sky_model_cache or SKY_CACHE  # shared by the runs of a CronJob
     env = []
     for field in FIELDS:
         if field == "obs_id" and "obs_id" not in settings.model_fields_set:
@@ -70,6 +78,8 @@ def _env(settings: Settings) -> list[dict]:
 
 def pod_spec(settings: Settings, sizes: dict[str, str], args: list[str]) -> dict:
     labels = {"app.kubernetes.io/name": "srcnet-sim", "app.kubernetes.io/component": "workflow"}
+    if download.uses_download(settings.sky_model, settings.sky_model_path):
+        labels |= SKY_DOWNLOAD_LABEL
     return {
         "metadata": {"labels": labels},
         "spec": {

@@ -109,7 +109,8 @@ def plan(settings: Settings, products: set[str] | frozenset[str] = frozenset({"v
             "choose a start time or phase centre that keeps it above 0 deg",
         )
     radius = FILTER_RADIUS_FWHM * field_of_view_rad(settings)
-    sky = load_sky_model(settings.sky_model, settings.sky_model_path, ra0, dec0, radius, settings.synthetic_sources, settings.seed)
+    sky = load_sky_model(settings.sky_model, settings.sky_model_path, ra0, dec0, radius, settings.synthetic_sources, settings.seed,
+                         settings.sky_model_cache, settings.mightee_l1_url)
     observation = Observation(
         telescope=telescope, sky=sky, ra_rad=ra0, dec_rad=dec0, times_s=times_s, interval_s=settings.interval_s,
         freq_hz=settings.freq_hz, channel_width_hz=settings.freq_inc_hz, beam=settings.beam,

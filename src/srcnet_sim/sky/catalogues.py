@@ -99,29 +99,58 @@ def read_csv(path: Path) -> SkyModel:
     return _from_oskar_columns({c: np.array([r[c] for r in rows]) for c in mapping}, str(path))
 
 
-def read_mightee_fits(path: Path) -> SkyModel:
-    """Read a FITS catalogue in the MIGHTEE Level-1 layout with the seed's column mapping.
+# What each mapped column measures, our unit for it, and the unit assumed when TUNITn is absent.
+MIGHTEE_UNITS = {"ra_deg": ("angle", "deg", "deg"), "dec_deg": ("angle", "deg", "deg"),
+                 "i_jy": ("flux density", "Jy", "Jy"), "ref_freq_hz": ("frequency", "Hz", "Hz"),
+                 "major_arcsec": ("angle", "arcsec", "arcsec"), "minor_arcsec": ("angle", "arcsec", "arcsec"),
+                 "pa_deg": ("angle", "deg", "deg")}
 
-    S_PEAK (Jy/beam) is taken as the Stokes I flux density, as the seed workflow does;
-    IM_MAJ/IM_MIN are read in the unit their header gives (arcsec when none), IM_PA in degrees.
-    """
-    from astropy import units as u
-    from astropy.table import Table
+
+def read_fits_table(path: Path, setting: str = "SKY_MODEL"):
+    """The first table extension of a FITS file, read into memory: (astropy.io.fits table HDU)."""
+    from astropy.io import fits
 
     try:
-        table = Table.read(path, format="fits")
-    except (OSError, ValueError) as exc:
-        raise UserInputError("SKY_MODEL", f"{path} is not a readable FITS table ({exc})") from exc
-    missing = [name for name in MIGHTEE_COLUMNS.values() if name not in table.colnames]
+        with fits.open(path, memmap=False) as hdus:
+            table = next((hdu for hdu in hdus[1:] if isinstance(hdu, (fits.BinTableHDU, fits.TableHDU))), None)
+            if table is not None:
+                table.data  # noqa: B018 - read while the file is open
+    except (OSError, ValueError, TypeError) as exc:
+        raise UserInputError(setting, f"{path} is not a readable FITS table ({exc})") from exc
+    if table is None:
+        raise UserInputError(setting, f"{path} holds no FITS table extension")
+    return table
+
+
+def read_mightee_fits(path: Path, setting: str = "SKY_MODEL") -> SkyModel:
+    """Read a FITS catalogue in the MIGHTEE Level-1 layout with the seed's column mapping.
+
+    S_PEAK (Jy/beam) is taken as the Stokes I flux density, as the seed workflow does. Each
+    column is read in the unit its TUNITn gives, FITS-standard (`deg`, `Jy/beam`, `Hz`) or in
+    the upper case the MIGHTEE release writes (`DEG`, `JY/BEAM`, `HZ`); without a unit RA/DEC/IM_PA
+    are degrees, S_PEAK Jy, NU_EFF Hz and IM_MAJ/IM_MIN arcsec. An unknown unit is an error naming
+    the column.
+    """
+    from astropy import units as u
+
+    from srcnet_sim.sky.units import parse_unit, to_value
+
+    table = read_fits_table(path, setting)
+    names = {name.upper(): name for name in table.columns.names}
+    missing = [name for name in MIGHTEE_COLUMNS.values() if name not in names]
     if missing:
-        raise UserInputError("SKY_MODEL", f"{path} lacks the MIGHTEE columns {', '.join(missing)}")
-    default_units = {"ra_deg": u.deg, "dec_deg": u.deg, "i_jy": u.Jy, "ref_freq_hz": u.Hz,
-                     "major_arcsec": u.arcsec, "minor_arcsec": u.arcsec, "pa_deg": u.deg}
+        raise UserInputError(setting, f"{path} lacks the MIGHTEE columns {', '.join(missing)}")
     columns = {}
     for ours, theirs in MIGHTEE_COLUMNS.items():
-        column = table[theirs]
-        unit = column.unit if column.unit is not None and ours not in ("i_jy",) else default_units[ours]
-        columns[ours] = (np.asarray(column, dtype=np.float64) * unit).to_value(default_units[ours])
+        kind, target, default = MIGHTEE_UNITS[ours]
+        column = table.columns[names[theirs]]
+        text = (column.unit or "").strip()
+        unit = parse_unit(text, theirs, str(path), setting) if text else u.Unit(default)
+        try:
+            values = np.asarray(table.data[names[theirs]], dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise UserInputError(setting, f"{path}: column {theirs} is not numeric ({exc})") from exc
+        columns[ours] = to_value(values, unit, kind, u.Unit(target), theirs, str(path), setting)
     return _from_oskar_columns(columns, str(path))
 
 
@@ -141,12 +170,14 @@ NAMED_SKY_MODELS = ("SYNTHETIC", "MIGHTEE_L1")
 
 
 def load_sky_model(
-    spec: str, catalogue_path: str | None, ra0_rad: float, dec0_rad: float, radius_rad: float, n_synthetic: int, seed: int
+    spec: str, catalogue_path: str | None, ra0_rad: float, dec0_rad: float, radius_rad: float, n_synthetic: int, seed: int,
+    cache_dir: str | None = None, mightee_url: str | None = None,
 ) -> SkyModel:
     """Resolve a SKY_MODEL setting and keep the sources within radius_rad of the phase centre.
 
     spec: SYNTHETIC (seeded field of n_synthetic sources inside the radius), MIGHTEE_L1 (the
-    FITS catalogue at catalogue_path), or the path of a catalogue file.
+    FITS catalogue at catalogue_path; without one, the survey downloaded once from mightee_url
+    into cache_dir and reused, see sky.download), or the path of a catalogue file.
     """
     from srcnet_sim.sky.synthetic import synthetic_field
 
@@ -154,13 +185,15 @@ def load_sky_model(
     if key == "SYNTHETIC":
         return synthetic_field(ra0_rad, dec0_rad, radius_rad, n_synthetic, seed)
     if key == "MIGHTEE_L1":
-        if not catalogue_path:
-            raise UserInputError("SKY_MODEL_PATH", "SKY_MODEL=MIGHTEE_L1 needs SKY_MODEL_PATH set to the MIGHTEE "
-                                 "COSMOS Early Science Level-1 FITS catalogue (download it once and mount it)")
-        path = Path(catalogue_path).expanduser()
-        if not path.is_file():
-            raise UserInputError("SKY_MODEL_PATH", f"{path} does not exist; put the MIGHTEE COSMOS Level-1 FITS "
-                                 "catalogue there or point SKY_MODEL_PATH at it")
+        if catalogue_path:
+            path = Path(catalogue_path).expanduser()
+            if not path.is_file():
+                raise UserInputError("SKY_MODEL_PATH", f"{path} does not exist; put the MIGHTEE COSMOS Level-1 FITS "
+                                     "catalogue there, point SKY_MODEL_PATH at it, or unset it to download the survey")
+        else:
+            from srcnet_sim.sky.download import MIGHTEE_L1_URL, fetch_mightee_l1
+
+            path = fetch_mightee_l1(cache_dir, mightee_url or MIGHTEE_L1_URL)
         sky = read_mightee_fits(path)
     else:
         path = Path(spec).expanduser()
