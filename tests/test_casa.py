@@ -25,6 +25,7 @@ from casacore.tables import table
 from conftest import run_cli, unpack_ms, write_csv_sky
 from srcnet_sim.imaging.imager import ImagingParameters, make_images
 from srcnet_sim.imaging.msdata import MeasurementSetSource
+from srcnet_sim.ms.observatory import ms_telescope_name
 from srcnet_sim.telescope import load_telescope
 
 CASA_TIMEOUT_S = 300
@@ -122,9 +123,18 @@ def test_listobs_reports_what_we_wrote(casa_home: Path, small_run):
     assert "Antennas: 64" in text and "Observation: MeerKAT" in text
     assert "26-Apr-2020/16:36:00.0   to   26-Apr-2020/20:36:00.0 (UTC)" in text
     assert "    4   TOPO    1304.000     17750.000" in text
-    # The array's own name stays in the MS for readers that want it (ObsCore, our imager).
+    # The array's own name stays in the MS for readers that want it, and in the ObsCore sidecar.
     with table(f"{ms}/OBSERVATION", ack=False) as obs:
         assert obs.getcell("ARRAY_NAME", 0) == "SKA-Mid AA2"
+    sidecar = json.loads((work / "sim" / "c_measurements.ms.tar.meta").read_text())
+    assert sidecar["meta"]["instrument_name"] == "SKA-Mid AA2"
+
+
+def test_only_an_array_at_a_casa_observatory_takes_its_name():
+    ska_mid = load_telescope("SKA-MID-AA0.5")
+    assert ms_telescope_name(ska_mid.name, ska_mid.site) == "MeerKAT"
+    elsewhere = EarthLocation.from_geodetic(21.4439 + 0.2, -30.7132, 1000.0)  # about 19 km east of MeerKAT
+    assert ms_telescope_name("my-array", elsewhere) == "my-array"
 
 
 def test_fixvis_recomputes_our_uvw(casa_home: Path, small_run):
