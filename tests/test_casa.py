@@ -50,13 +50,13 @@ def casa_home(tmp_path_factory) -> Path:
         measurespath = {casadata.datapath!r}
         measures_auto_update = False
         data_auto_update = False
-        nologfile = True
         """))
     return home
 
 
 def run_casa(home: Path, code: str, cwd: Path) -> dict:
-    """Run CASA code in a fresh Python with HOME=home; it prints one JSON line last, returned here."""
+    """Run CASA code in a fresh Python with HOME=home, in cwd (where CASA writes its casa-*.log); the code prints
+    one JSON line last, returned here."""
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "TMPDIR", "PYTHONPATH")}
     result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env={**env, "HOME": str(home)}, cwd=cwd,
                             capture_output=True, text=True, timeout=CASA_TIMEOUT_S)

@@ -34,7 +34,7 @@ class Visibilities:
         weight: (n_row, n_chan) float32 weight of Stokes I; 0 where flagged.
         phase_centre_rad: J2000 (ra, dec).
         time_range_s: (start, end) of the data: first TIME - INTERVAL/2, last TIME + INTERVAL/2, MJD seconds UTC.
-        telescope_name: from OBSERVATION.
+        telescope_name: the array name from OBSERVATION (ARRAY_NAME, else TELESCOPE_NAME).
         channel_width_hz: (n_chan,) widths.
     """
 

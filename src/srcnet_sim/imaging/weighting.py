@@ -6,9 +6,9 @@ x = floor(u N cell + N/2), y = floor(v N cell), as WSClean's ImageWeights does.
 
 A sample off that grid (|u| or |v| >= 1 / (2 cell): a baseline the image's cell cannot resolve)
 gets weight 0 under every weighting, natural included, as in WSClean and CASA. It must: the
-dirty image and the PSF are divided by one weight sum, and a sample the image cannot represent
-adds to that sum (and to the PSF's peak, at the phase centre) but not to a source's peak
-elsewhere, so keeping it would put the dirty image below its PSF's flux scale.
+dirty image and the PSF are divided by one weight sum, and such a sample, aliased by the grid,
+adds fully to that sum and to the PSF's peak but only partly to a source between pixel centres,
+so keeping it put natural-weighted dirty images 5-9 % below WSClean's and CASA's.
 """
 
 from __future__ import annotations

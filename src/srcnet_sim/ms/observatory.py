@@ -2,8 +2,8 @@
 
 CASA finds an MS's observatory position by looking up OBSERVATION.TELESCOPE_NAME in its
 Observatories table (casacore MSMetaData::getObservatoryPosition -> MeasTable::Observatory);
-it reads no position from the MS itself, and an unknown name stops `listobs`, `tclean`, `fixvis`
-and every other task that needs the position. CASA 6.7's table has MeerKAT but no SKA-Mid.
+it reads no position from the MS itself, and an unknown name stops `listobs` (an astronomer's first
+command on a new MS) and whatever else asks for the position. CASA 6.7's table has MeerKAT but no SKA-Mid.
 SKA-Mid is built on the MeerKAT site around the MeerKAT dishes, so an array whose reference
 point lies within CASA_SITE_RADIUS_M of a known observatory is written with that observatory's
 name in TELESCOPE_NAME, and its own name (e.g. "SKA-Mid AA*") in the ARRAY_NAME column of the
