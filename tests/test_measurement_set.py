@@ -49,7 +49,11 @@ def test_pyuvdata_reads_it_and_agrees_with_the_simulation(small_run):
     steps = list(simulate(run_plan.observation))
     n_bl = 64 * 65 // 2
     assert (uv.Nbls, uv.Ntimes, uv.Nfreqs, uv.Npols) == (n_bl, 3, 4, 4)
-    assert uv.telescope.name == "SKA-Mid AA2"
+    # TELESCOPE_NAME is the observatory CASA knows at the site; the position pyuvdata uses is our array's own.
+    assert uv.telescope.name == "MeerKAT"
+    site = run_plan.observation.telescope.site
+    assert np.linalg.norm([(a - b).to_value("m") for a, b in zip(uv.telescope.location.to_geocentric(),
+                                                                  site.to_geocentric())]) < 1e-3
     np.testing.assert_allclose(uv.freq_array.ravel(), settings.freq_hz)
     np.testing.assert_allclose(uv.channel_width, settings.freq_inc_hz)
     expected_jd = np.array([s.time_s for s in steps]) / 86400.0 + 2400000.5

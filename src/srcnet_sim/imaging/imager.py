@@ -12,7 +12,7 @@ from srcnet_sim.imaging.beam import Beam, fit_beam, restore
 from srcnet_sim.imaging.clean import CleanParameters, CleanResult, cotton_schwab
 from srcnet_sim.imaging.gridding import DEFAULT_EPSILON, degrid, grid
 from srcnet_sim.imaging.msdata import MeasurementSetSource, Visibilities
-from srcnet_sim.imaging.weighting import WeightGrid, apply_weights
+from srcnet_sim.imaging.weighting import WeightGrid, apply_weights, on_grid
 from srcnet_sim.resources import IMAGE_WORKING_BYTES_PER_PIXEL
 
 MIN_NPIX = 32
@@ -64,8 +64,7 @@ def check_parameters(source: Source, params: ImagingParameters) -> float:
         return 1.0
     inside = total = 0.0
     for chunk in source.chunks():
-        uv = np.hypot(chunk.uvw_m[:, 0], chunk.uvw_m[:, 1])[:, None] * chunk.freq_hz[None, :] / 299_792_458.0
-        inside += float(chunk.weight[uv < limit].sum())
+        inside += float(chunk.weight[on_grid(chunk.uvw_m, chunk.freq_hz, params.npix, params.cell_rad)].sum())
         total += float(chunk.weight.sum())
     inside /= total
     if not params.allow_uv_cut:
@@ -81,13 +80,16 @@ def check_parameters(source: Source, params: ImagingParameters) -> float:
 def make_images(source: Source, params: ImagingParameters, clean: CleanParameters | None) -> Images:
     """Dirty image and PSF (PSF peak 1, Jy/beam), fitted beam, and with `clean` the deconvolution.
 
+    Every image is divided by the sum of the imaging weights of the samples on the uv grid (those
+    off it get weight 0 under every weighting), so a point source of S Jy on a pixel centre reads
+    S Jy/beam in the dirty image whatever the weighting and cell.
+
     `source` gives the data a chunk of rows at a time (one chunk for data held in memory): gridding is
     linear, so every image is a sum over chunks, and memory does not grow with the observation.
     """
     sampled = check_parameters(source, params)
-    grid_w = None
+    grid_w = WeightGrid.empty(params.npix, params.cell_rad)
     if params.weighting != "natural":
-        grid_w = WeightGrid.empty(params.npix, params.cell_rad)
         for chunk in source.chunks():
             grid_w.add(chunk.uvw_m, chunk.freq_hz, chunk.weight)
 

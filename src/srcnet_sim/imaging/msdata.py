@@ -14,6 +14,7 @@ import numpy as np
 from casacore.tables import table
 
 from srcnet_sim.errors import UserInputError
+from srcnet_sim.ms.observatory import read_array_name
 from srcnet_sim.resources import CHUNK_SAMPLES  # rows x channels read at once
 
 # casacore Stokes codes: I=1, RR=5, LL=8, XX=9, YY=12.
@@ -33,7 +34,7 @@ class Visibilities:
         weight: (n_row, n_chan) float32 weight of Stokes I; 0 where flagged.
         phase_centre_rad: J2000 (ra, dec).
         time_range_s: (start, end) of the data: first TIME - INTERVAL/2, last TIME + INTERVAL/2, MJD seconds UTC.
-        telescope_name: from OBSERVATION.
+        telescope_name: the array name from OBSERVATION (ARRAY_NAME, else TELESCOPE_NAME).
         channel_width_hz: (n_chan,) widths.
     """
 
@@ -124,7 +125,7 @@ class MeasurementSetSource:
             ra, dec = field.getcol("PHASE_DIR")[0, 0]
         self.phase_centre_rad = (float(ra), float(dec))
         with _open(path, "OBSERVATION") as obs:
-            self.telescope_name = str(obs.getcol("TELESCOPE_NAME")[0]) if obs.nrows() else ""
+            self.telescope_name = read_array_name(obs)
         self.rows_per_chunk = max(1, chunk_samples // len(self.freq_hz))
         self._scan()
 

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from casacore.tables import default_ms, makearrcoldesc, maketabdesc, table
+from casacore.tables import default_ms, makearrcoldesc, makescacoldesc, maketabdesc, table
 
+from srcnet_sim.ms.observatory import ARRAY_NAME_COLUMN, ms_telescope_name
 from srcnet_sim.telescope import Telescope
 
 # casacore Stokes enumeration: XX=9, XY=10, YX=11, YY=12.
@@ -186,7 +187,10 @@ class MeasurementSetWriter:
             dd.putcol("SPECTRAL_WINDOW_ID", np.zeros(1, dtype=np.int32))
             dd.putcol("POLARIZATION_ID", np.zeros(1, dtype=np.int32))
         with self._subtable("OBSERVATION", 1) as obs:
-            obs.putcol("TELESCOPE_NAME", [tel.name])
+            # CASA looks the observatory position up by TELESCOPE_NAME; the array's own name goes beside it.
+            obs.putcol("TELESCOPE_NAME", [ms_telescope_name(tel.name, tel.site)])
+            obs.addcols(makescacoldesc(ARRAY_NAME_COLUMN, "", valuetype="string"))
+            obs.putcol(ARRAY_NAME_COLUMN, [tel.name])
             obs.putcol("TIME_RANGE", np.array([d.time_range_s]))
             obs.putcol("OBSERVER", ["srcnet-sim"])
             obs.putcol("PROJECT", [d.field_name])

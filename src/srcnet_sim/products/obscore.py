@@ -11,6 +11,8 @@ from astropy.time import Time
 from astropy.wcs import WCS
 from casacore.tables import table
 
+from srcnet_sim.ms.observatory import read_array_name
+
 SPEED_OF_LIGHT_M_S = 299_792_458.0
 SECONDS_PER_DAY = 86400.0
 FACILITY = "SKAO"
@@ -77,7 +79,7 @@ def visibility_record(ms_path: Path, identity: Identity, name: str, size_bytes: 
     with table(f"{ms_path}/POLARIZATION", ack=False) as pol:
         corr = [int(c) for c in pol.getcol("CORR_TYPE")[0]]
     with table(f"{ms_path}/OBSERVATION", ack=False) as obs:
-        telescope = str(obs.getcol("TELESCOPE_NAME")[0])
+        telescope = read_array_name(obs)
     start_s, end_s, longest_m, samples = _scan_main(ms_path)
     f_high = float((freq + width / 2).max())
     return {

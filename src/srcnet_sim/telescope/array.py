@@ -33,7 +33,7 @@ class Telescope:
     """An array of dishes at one site.
 
     Attributes:
-        name: telescope name as written to the MS OBSERVATION table (e.g. "SKA-Mid AA*").
+        name: array name (e.g. "SKA-Mid AA*"), written to OBSERVATION.ARRAY_NAME of the MS (see ms.observatory).
         station_names: (n_dish,) dish names.
         dish_types: (n_dish,) dish family names ("meerkat", "ska", or "dish" for custom arrays).
         diameters_m: (n_dish,) dish diameters in metres.
