@@ -11,11 +11,17 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from srcnet_sim.config import FIELDS, Settings, env_name, load_settings, option_name
 from srcnet_sim.errors import ServiceError, UserInputError
 from srcnet_sim.progress import configure_logging
+from srcnet_sim.runtime import configure_process
+
+if TYPE_CHECKING:
+    from srcnet_sim.config import Settings
+
+# Nothing numerical is imported at module level (srcnet_sim.config imports numpy): main() sets the process's
+# thread settings first, and OpenBLAS reads its own only when numpy loads it.
 
 PRECEDENCE = ("Settings: command line > environment variable (same name, upper case) > TOML file "
               "(--config FILE or $SRCNET_SIM_CONFIG) > default.")
@@ -23,6 +29,8 @@ PRECEDENCE = ("Settings: command line > environment variable (same name, upper c
 
 def add_settings_options(parser: argparse.ArgumentParser) -> None:
     """One option per setting, help showing its environment variable and default."""
+    from srcnet_sim.config import FIELDS, Settings, env_name, option_name
+
     parser.add_argument("--config", type=Path, help="TOML file of settings (keys as the environment variables)")
     group = parser.add_argument_group("settings", PRECEDENCE)
     for field in FIELDS:
@@ -46,6 +54,8 @@ def chosen_products(args: argparse.Namespace) -> set[str]:
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
+    from srcnet_sim.config import FIELDS, load_settings
+
     cli: dict[str, Any] = {field: getattr(args, field) for field in FIELDS}
     return load_settings(cli=cli, config_file=args.config)
 
@@ -250,6 +260,7 @@ def add_image_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    configure_process()  # before anything imports numpy or numba
     configure_logging()
     args = build_parser().parse_args(argv)
     try:
