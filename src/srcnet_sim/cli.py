@@ -89,7 +89,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         f"measurements            {e.measurements}",
         f"MS minimum size         {human(e.ms_min_bytes)} (measurements x 8 bytes)",
         f"MS expected size        {human(e.ms_expected_bytes)}",
-        f"image minimum size      {human(e.image_min_bytes)} (npixel^2 x channels x 8 bytes)",
+        f"image minimum size      {human(e.image_min_bytes)} (npixel^2 x 1 MFS channel x 8 bytes)",
         f"image file size         {human(e.image_file_bytes)} (one MFS plane, float32)",
         f"staged in OUT_DIR       {run_plan.product_dir}: {listing(run_plan.products, run_plan.staged_name)} + .meta",
         f"made in temporary dir   {temporary}: {listing(run_plan.made, run_plan.file_name)} (removed at the end)",
