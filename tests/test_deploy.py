@@ -70,6 +70,44 @@ def test_ingestor_values_configure_the_sidecar_contract():
     assert values["persistence"]["size"].endswith("Gi")
 
 
+# Key paths of the seed's values.yaml for chart ska-src-dm-di-ingestor 0.1.1 (i4Ds/Karabo-Pipeline commit 96632b2e,
+# k8s/SRCNet_SKA-MID_AAstar/data-ingestor/values.yaml): the chart's values layout changed after 0.1.1.
+SEED_CHART = ("https://gitlab.com/api/v4/projects/51600992/packages/helm/stable", "0.1.1")
+SEED_VALUES_KEYS = {
+    "image.repository", "image.tag", "persistence.storageClass", "persistence.existingClaim", "persistence.enabled",
+    "persistence.accessMode", "persistence.size", "secrets[].name", "secrets[].fromSecretName", "secrets[].fromSecretKey",
+    *(f"config.{key}" for key in (
+        "frequency", "batch_size", "metadata_suffix", "n_processes", "ingestion_backend_name", "rucio_ingest_rse_name",
+        "debug", "auto_start", "rucio_cfg_client_host", "rucio_cfg_client_auth_type", "rucio_cfg_client_oidc_scope",
+        "rucio_cfg_client_oidc_audience", "rucio_cfg_client_account", "oidc_token_endpoint")),
+}
+
+
+def key_paths(value: object, prefix: str = "") -> set[str]:
+    if isinstance(value, dict):
+        return set().union(*(key_paths(v, f"{prefix}.{k}" if prefix else k) for k, v in value.items()))
+    if isinstance(value, list) and value and isinstance(value[0], dict):
+        return set().union(*(key_paths(v, prefix + "[]") for v in value))
+    return {prefix}
+
+
+def test_ingestor_is_the_seeds_chart_with_its_values_layout():
+    values = yaml.safe_load((DEPLOY / "data-ingestor" / "values.yaml").read_text())
+    assert key_paths(values) == SEED_VALUES_KEYS
+    assert values["persistence"]["accessMode"] == "ReadWriteMany" and values["persistence"]["enabled"] is True
+    # The OIDC credentials come from the Secret that secrets.yaml makes, under its keys.
+    secret = next(doc for _, doc in manifests() if doc["kind"] == "ExternalSecret")
+    target, keys = secret["spec"]["target"]["name"], {d["secretKey"] for d in secret["spec"]["data"]}
+    assert {(s["name"], s["fromSecretKey"]) for s in values["secrets"]} == {("OIDC_CLIENT_ID", "oidc-client-id"),
+                                                                        ("OIDC_CLIENT_SECRET", "oidc-client-secret")}
+    assert all(s["fromSecretName"] == target and s["fromSecretKey"] in keys for s in values["secrets"])
+    readme = (REPO / "README.md").read_text()
+    repo_url, version = SEED_CHART
+    assert f"helm repo add ska-src-dm-di-ingestor {repo_url}" in readme
+    helm_install = readme[readme.index("helm install ingestor"):].split("\n# 3.")[0]
+    assert f"--version {version} " in helm_install and "-f deploy/k8s/data-ingestor/values.yaml" in helm_install
+
+
 def test_every_container_is_locked_down():
     for path, pod in workflow_containers():
         assert pod["restartPolicy"] == "Never" and pod["securityContext"]["runAsNonRoot"] is True
