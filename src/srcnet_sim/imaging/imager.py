@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import psutil
 
+from srcnet_sim.constants import SPEED_OF_LIGHT_M_S
 from srcnet_sim.errors import UserInputError
 from srcnet_sim.imaging.beam import Beam, fit_beam, restore
 from srcnet_sim.imaging.clean import CleanParameters, CleanResult, cotton_schwab
@@ -64,7 +65,7 @@ def check_parameters(source: Source, params: ImagingParameters) -> float:
         return 1.0
     inside = total = 0.0
     for chunk in source.chunks():
-        uv = np.hypot(chunk.uvw_m[:, 0], chunk.uvw_m[:, 1])[:, None] * chunk.freq_hz[None, :] / 299_792_458.0
+        uv = np.hypot(chunk.uvw_m[:, 0], chunk.uvw_m[:, 1])[:, None] * chunk.freq_hz[None, :] / SPEED_OF_LIGHT_M_S
         inside += float(chunk.weight[uv < limit].sum())
         total += float(chunk.weight.sum())
     inside /= total

@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 from casacore.tables import table
 
+from srcnet_sim.constants import SPEED_OF_LIGHT_M_S
 from srcnet_sim.errors import UserInputError
 from srcnet_sim.resources import CHUNK_SAMPLES  # rows x channels read at once
 
 # casacore Stokes codes: I=1, RR=5, LL=8, XX=9, YY=12.
 STOKES_I_PAIRS = {(9, 12): "XX+YY", (5, 8): "RR+LL"}
 STOKES_I = 1
-SPEED_OF_LIGHT_M_S = 299_792_458.0
 
 
 @dataclass(frozen=True)

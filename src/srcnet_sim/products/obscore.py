@@ -11,8 +11,8 @@ from astropy.time import Time
 from astropy.wcs import WCS
 from casacore.tables import table
 
-SPEED_OF_LIGHT_M_S = 299_792_458.0
-SECONDS_PER_DAY = 86400.0
+from srcnet_sim.constants import ARCSEC_PER_DEG, SECONDS_PER_DAY, SPEED_OF_LIGHT_M_S
+
 FACILITY = "SKAO"
 INSTRUMENT = "SKA-Mid"
 DEFAULT_ACCESS_URL = "https://datalink.ivoa.srcdev.skao.int/rucio/links?id={namespace}:{name}"
@@ -88,7 +88,7 @@ def visibility_record(ms_path: Path, identity: Identity, name: str, size_bytes: 
         "instrument_name": telescope or INSTRUMENT,
         "s_ra": float(ra),
         "s_dec": float(dec),
-        "s_resolution": float(np.degrees(SPEED_OF_LIGHT_M_S / f_high / longest_m) * 3600) if longest_m > 0 else None,
+        "s_resolution": float(np.degrees(SPEED_OF_LIGHT_M_S / f_high / longest_m) * ARCSEC_PER_DEG) if longest_m > 0 else None,
         **_wavelengths(float((freq - width / 2).min()), f_high),
         "em_xel": int(len(freq)),
         "em_res_power": float(np.mean(freq) / np.mean(width)),
@@ -123,10 +123,10 @@ def image_record(fits_path: Path, identity: Identity, name: str) -> dict:
         "s_dec": float(head["CRVAL2"]),
         "s_xel1": nx,
         "s_xel2": ny,
-        "s_pixel_scale": abs(float(head["CDELT2"])) * 3600,
+        "s_pixel_scale": abs(float(head["CDELT2"])) * ARCSEC_PER_DEG,
         "s_fov": max(nx, ny) * abs(float(head["CDELT2"])),
         "s_region": f"POLYGON ICRS {polygon}",
-        "s_resolution": float(head["BMAJ"]) * 3600,
+        "s_resolution": float(head["BMAJ"]) * ARCSEC_PER_DEG,
         **_wavelengths(centre - abs(width) / 2, centre + abs(width) / 2),
         "em_xel": int(head.get("NAXIS3", 1)),
         "t_min": float(start.mjd),
