@@ -112,12 +112,11 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
 
 def cmd_image(args: argparse.Namespace) -> int:
-    import math
-
+    from srcnet_sim.constants import RAD_PER_ARCSEC
     from srcnet_sim.imaging.clean import CleanParameters
-    from srcnet_sim.imaging.imager import ImagingParameters, make_images
-    from srcnet_sim.imaging.msdata import MeasurementSetSource
-    from srcnet_sim.imaging.products import describe, write_products
+    from srcnet_sim.imaging.imager import ImagingParameters
+    from srcnet_sim.imaging.pipeline import image_measurement_set
+    from srcnet_sim.imaging.products import PREVIEW_KINDS
     from srcnet_sim.progress import logger
 
     ms = Path(args.ms)
@@ -125,7 +124,7 @@ def cmd_image(args: argparse.Namespace) -> int:
     if not out_dir.is_dir():
         raise UserInputError("--out-dir", f"{out_dir} does not exist")
     name = args.name or ms.name.removesuffix(".ms")
-    params = ImagingParameters(npix=args.npixel, cell_rad=math.radians(args.cellsize_arcsec / 3600.0),
+    params = ImagingParameters(npix=args.npixel, cell_rad=args.cellsize_arcsec * RAD_PER_ARCSEC,
                                weighting=args.weighting, robust=args.robust, allow_uv_cut=args.allow_uv_cut,
                                beam_fit=args.beam_fit)
     scales = None
@@ -143,14 +142,9 @@ def cmd_image(args: argparse.Namespace) -> int:
     for path in paths.values():
         if path.exists() and not args.overwrite:
             raise UserInputError("--name", f"{path} exists already; choose another --name or add --overwrite")
-    logger.info("read %s", ms)
-    vis = MeasurementSetSource(ms)
-    logger.info("image %d x %d, cell %.4g arcsec, %s weighting", args.npixel, args.npixel, args.cellsize_arcsec, args.weighting)
-    images = make_images(vis, params, clean if args.niter > 0 else None)
-    if images.clean is not None:
-        logger.info("clean: %d iterations in %d major cycles, threshold %.3g Jy/beam", images.clean.iterations,
-                    images.clean.major_cycles, images.clean.threshold_jy)
-    for path in write_products(images, describe(vis, params, images, name), params, paths, previews=not args.no_preview).values():
+    written = image_measurement_set(ms, params, clean if args.niter > 0 else None, paths, name,
+                                    previews=() if args.no_preview else PREVIEW_KINDS)
+    for path in written.values():
         logger.info("wrote %s", path)
     return 0
 
