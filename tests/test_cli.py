@@ -80,10 +80,20 @@ def test_estimate_follows_the_seed_sizing_rule(out_dir: Path):
     # Seed defaults: 4 channels x 24 steps x 10296 baselines x 4 correlations x 8 bytes.
     assert "measurements            3953664" in text
     assert "MS minimum size         30.2 MiB" in text
-    assert "image minimum size      125.0 MiB" in text  # 2024^2 x 4 x 8 bytes
+    # The seed's image rule for this workflow: npixel^2 x num_channels x 8 bytes, num_channels = 1 (one MFS image).
+    assert "image minimum size      31.3 MiB" in text  # 2024^2 x 1 x 8 bytes = 32774208 bytes
     assert "staged in OUT_DIR" in text and "measurements.ms.tar (" in text
     for word in ("peak memory", "free in OUT_DIR", "free in temporary dir", "made in temporary dir"):
         assert word in text
+
+
+def test_image_minimum_size_does_not_grow_with_channels(out_dir: Path):
+    """64 channels instead of 4: the MS grows 16-fold, the MFS image minimum stays npixel^2 x 8 bytes."""
+    result = run_cli(["estimate"], env={"OUT_DIR": str(out_dir), "FREQ_INC_HZ": "1e6", "END_FREQ_HZ": "1.368e9",
+                                        "IMAGING_NPIXEL": "1024"})
+    assert result.returncode == 0, result.stderr
+    assert "channels                64" in result.stdout
+    assert "image minimum size      8.0 MiB" in result.stdout  # 1024^2 x 8 bytes
 
 
 def test_expected_size_is_close_to_the_written_size(out_dir: Path):

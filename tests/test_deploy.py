@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import kubernetes_validate
+import pytest
 import yaml
 
 from conftest import run_cli
@@ -18,6 +19,8 @@ REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy" / "k8s"
 KUBERNETES_VERSION = "1.33.0"
 CHECKOV = Path(os.environ.get("SRCNET_SIM_CHECKOV", REPO / ".checkov-venv" / "bin" / "checkov"))
+# The current checkov release as well (scripts/test.sh upgrades it on every run): checks change between releases.
+CHECKOV_CURRENT = Path(os.environ.get("SRCNET_SIM_CHECKOV_CURRENT", REPO / ".checkov-current-venv" / "bin" / "checkov"))
 # checkov findings accepted on purpose; the README lists each with its reason.
 ACCEPTED_CHECKS = {"CKV_K8S_43": "the image reference is a site placeholder: pin the digest of the image you publish"}
 CRD_KINDS = {"SecretStore", "ExternalSecret"}  # External Secrets CRDs: no schema in kubernetes-validate
@@ -68,6 +71,44 @@ def test_ingestor_values_configure_the_sidecar_contract():
                 "rucio_cfg_client_auth_type", "oidc_token_endpoint"):
         assert key in config
     assert values["persistence"]["size"].endswith("Gi")
+
+
+# Key paths of the seed's values.yaml for chart ska-src-dm-di-ingestor 0.1.1 (i4Ds/Karabo-Pipeline commit 96632b2e,
+# k8s/SRCNet_SKA-MID_AAstar/data-ingestor/values.yaml): the chart's values layout changed after 0.1.1.
+SEED_CHART = ("https://gitlab.com/api/v4/projects/51600992/packages/helm/stable", "0.1.1")
+SEED_VALUES_KEYS = {
+    "image.repository", "image.tag", "persistence.storageClass", "persistence.existingClaim", "persistence.enabled",
+    "persistence.accessMode", "persistence.size", "secrets[].name", "secrets[].fromSecretName", "secrets[].fromSecretKey",
+    *(f"config.{key}" for key in (
+        "frequency", "batch_size", "metadata_suffix", "n_processes", "ingestion_backend_name", "rucio_ingest_rse_name",
+        "debug", "auto_start", "rucio_cfg_client_host", "rucio_cfg_client_auth_type", "rucio_cfg_client_oidc_scope",
+        "rucio_cfg_client_oidc_audience", "rucio_cfg_client_account", "oidc_token_endpoint")),
+}
+
+
+def key_paths(value: object, prefix: str = "") -> set[str]:
+    if isinstance(value, dict):
+        return set().union(*(key_paths(v, f"{prefix}.{k}" if prefix else k) for k, v in value.items()))
+    if isinstance(value, list) and value and isinstance(value[0], dict):
+        return set().union(*(key_paths(v, prefix + "[]") for v in value))
+    return {prefix}
+
+
+def test_ingestor_is_the_seeds_chart_with_its_values_layout():
+    values = yaml.safe_load((DEPLOY / "data-ingestor" / "values.yaml").read_text())
+    assert key_paths(values) == SEED_VALUES_KEYS
+    assert values["persistence"]["accessMode"] == "ReadWriteMany" and values["persistence"]["enabled"] is True
+    # The OIDC credentials come from the Secret that secrets.yaml makes, under its keys.
+    secret = next(doc for _, doc in manifests() if doc["kind"] == "ExternalSecret")
+    target, keys = secret["spec"]["target"]["name"], {d["secretKey"] for d in secret["spec"]["data"]}
+    assert {(s["name"], s["fromSecretKey"]) for s in values["secrets"]} == {("OIDC_CLIENT_ID", "oidc-client-id"),
+                                                                        ("OIDC_CLIENT_SECRET", "oidc-client-secret")}
+    assert all(s["fromSecretName"] == target and s["fromSecretKey"] in keys for s in values["secrets"])
+    readme = (REPO / "README.md").read_text()
+    repo_url, version = SEED_CHART
+    assert f"helm repo add ska-src-dm-di-ingestor {repo_url}" in readme
+    helm_install = readme[readme.index("helm install ingestor"):].split("\n# 3.")[0]
+    assert f"--version {version} " in helm_install and "-f deploy/k8s/data-ingestor/values.yaml" in helm_install
 
 
 def test_every_container_is_locked_down():
@@ -137,11 +178,12 @@ def test_estimate_k8s_prints_the_sizes():
         assert line in result.stdout
 
 
-def test_checkov_finds_nothing_but_the_accepted_checks():
-    assert CHECKOV.exists(), f"no checkov at {CHECKOV}: bash scripts/test.sh installs it"
+@pytest.mark.parametrize("checkov", [CHECKOV, CHECKOV_CURRENT], ids=["pinned", "current"])
+def test_checkov_finds_nothing_but_the_accepted_checks(checkov: Path):
+    assert checkov.exists(), f"no checkov at {checkov}: bash scripts/test.sh installs it"
     reports = []
     for target, framework in ((["-d", str(REPO / "deploy")], "kubernetes"), (["-f", str(REPO / "Dockerfile")], "dockerfile")):
-        result = subprocess.run([str(CHECKOV), *target, "--framework", framework, "--skip-download", "--quiet", "--compact",
+        result = subprocess.run([str(checkov), *target, "--framework", framework, "--skip-download", "--quiet", "--compact",
                                  "-o", "json", "--skip-check", ",".join(ACCEPTED_CHECKS)], capture_output=True, text=True,
                                 timeout=600)
         report = json.loads(result.stdout)
@@ -150,6 +192,12 @@ def test_checkov_finds_nothing_but_the_accepted_checks():
     assert failed == [], failed
     assert {r["check_type"] for r in reports} == {"kubernetes", "dockerfile"}
     assert all(r["summary"]["passed"] > 20 for r in reports)
+    # The pod-level seccomp profile (CKV_K8S_31) is checked, and passes, on both workloads.
+    result = subprocess.run([str(checkov), "-d", str(REPO / "deploy"), "--framework", "kubernetes", "--skip-download",
+                             "--check", "CKV_K8S_31", "-o", "json"], capture_output=True, text=True, timeout=600)
+    seccomp = json.loads(result.stdout)["results"]
+    assert seccomp["failed_checks"] == []
+    assert {"Job", "CronJob"} <= {c["resource"].split(".")[0] for c in seccomp["passed_checks"]}
     readme = (REPO / "README.md").read_text()
     for check in ACCEPTED_CHECKS:
         assert check in readme

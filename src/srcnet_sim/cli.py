@@ -11,11 +11,17 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from srcnet_sim.config import FIELDS, Settings, env_name, load_settings, option_name
 from srcnet_sim.errors import ServiceError, UserInputError
 from srcnet_sim.progress import configure_logging
+from srcnet_sim.runtime import configure_process
+
+if TYPE_CHECKING:
+    from srcnet_sim.config import Settings
+
+# Nothing numerical is imported at module level (srcnet_sim.config imports numpy): main() sets the process's
+# thread settings first, and OpenBLAS reads its own only when numpy loads it.
 
 PRECEDENCE = ("Settings: command line > environment variable (same name, upper case) > TOML file "
               "(--config FILE or $SRCNET_SIM_CONFIG) > default.")
@@ -23,6 +29,8 @@ PRECEDENCE = ("Settings: command line > environment variable (same name, upper c
 
 def add_settings_options(parser: argparse.ArgumentParser) -> None:
     """One option per setting, help showing its environment variable and default."""
+    from srcnet_sim.config import FIELDS, Settings, env_name, option_name
+
     parser.add_argument("--config", type=Path, help="TOML file of settings (keys as the environment variables)")
     group = parser.add_argument_group("settings", PRECEDENCE)
     for field in FIELDS:
@@ -46,6 +54,8 @@ def chosen_products(args: argparse.Namespace) -> set[str]:
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
+    from srcnet_sim.config import FIELDS, load_settings
+
     cli: dict[str, Any] = {field: getattr(args, field) for field in FIELDS}
     return load_settings(cli=cli, config_file=args.config)
 
@@ -79,7 +89,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         f"measurements            {e.measurements}",
         f"MS minimum size         {human(e.ms_min_bytes)} (measurements x 8 bytes)",
         f"MS expected size        {human(e.ms_expected_bytes)}",
-        f"image minimum size      {human(e.image_min_bytes)} (npixel^2 x channels x 8 bytes)",
+        f"image minimum size      {human(e.image_min_bytes)} (npixel^2 x 1 MFS channel x 8 bytes)",
         f"image file size         {human(e.image_file_bytes)} (one MFS plane, float32)",
         f"staged in OUT_DIR       {run_plan.product_dir}: {listing(run_plan.products, run_plan.staged_name)} + .meta",
         f"made in temporary dir   {temporary}: {listing(run_plan.made, run_plan.file_name)} (removed at the end)",
@@ -117,12 +127,11 @@ def sky_cache_lines(settings: Settings) -> list[str]:
 
 
 def cmd_image(args: argparse.Namespace) -> int:
-    import math
-
+    from srcnet_sim.constants import RAD_PER_ARCSEC
     from srcnet_sim.imaging.clean import CleanParameters
-    from srcnet_sim.imaging.imager import ImagingParameters, make_images
-    from srcnet_sim.imaging.msdata import MeasurementSetSource
-    from srcnet_sim.imaging.products import describe, write_products
+    from srcnet_sim.imaging.imager import ImagingParameters
+    from srcnet_sim.imaging.pipeline import image_measurement_set
+    from srcnet_sim.imaging.products import PREVIEW_KINDS
     from srcnet_sim.progress import logger
 
     ms = Path(args.ms)
@@ -130,7 +139,7 @@ def cmd_image(args: argparse.Namespace) -> int:
     if not out_dir.is_dir():
         raise UserInputError("--out-dir", f"{out_dir} does not exist")
     name = args.name or ms.name.removesuffix(".ms")
-    params = ImagingParameters(npix=args.npixel, cell_rad=math.radians(args.cellsize_arcsec / 3600.0),
+    params = ImagingParameters(npix=args.npixel, cell_rad=args.cellsize_arcsec * RAD_PER_ARCSEC,
                                weighting=args.weighting, robust=args.robust, allow_uv_cut=args.allow_uv_cut,
                                beam_fit=args.beam_fit)
     scales = None
@@ -148,14 +157,9 @@ def cmd_image(args: argparse.Namespace) -> int:
     for path in paths.values():
         if path.exists() and not args.overwrite:
             raise UserInputError("--name", f"{path} exists already; choose another --name or add --overwrite")
-    logger.info("read %s", ms)
-    vis = MeasurementSetSource(ms)
-    logger.info("image %d x %d, cell %.4g arcsec, %s weighting", args.npixel, args.npixel, args.cellsize_arcsec, args.weighting)
-    images = make_images(vis, params, clean if args.niter > 0 else None)
-    if images.clean is not None:
-        logger.info("clean: %d iterations in %d major cycles, threshold %.3g Jy/beam", images.clean.iterations,
-                    images.clean.major_cycles, images.clean.threshold_jy)
-    for path in write_products(images, describe(vis, params, images, name), params, paths, previews=not args.no_preview).values():
+    written = image_measurement_set(ms, params, clean if args.niter > 0 else None, paths, name,
+                                    previews=() if args.no_preview else PREVIEW_KINDS)
+    for path in written.values():
         logger.info("wrote %s", path)
     return 0
 
@@ -265,6 +269,7 @@ def add_image_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    configure_process()  # before anything imports numpy or numba
     configure_logging()
     args = build_parser().parse_args(argv)
     try:

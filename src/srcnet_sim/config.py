@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from srcnet_sim.constants import SECONDS_PER_HOUR
 from srcnet_sim.errors import UserInputError
 
 DEFAULT_OUT_DIR = "./srcnet-products"
@@ -115,7 +116,7 @@ class Settings(BaseModel):
 
     @property
     def length_s(self) -> float:
-        return self.obs_length_hours * 3600.0
+        return self.obs_length_hours * SECONDS_PER_HOUR
 
     @property
     def interval_s(self) -> float:

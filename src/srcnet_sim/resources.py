@@ -7,6 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 BYTES_PER_COMPLEX64 = 8
+BYTES_PER_FLOAT64 = 8
+# The seed's image sizing rule for this workflow: npixel^2 x num_channels x 8 bytes with num_channels = 1,
+# because its images are one MFS plane whatever the number of channels observed.
+IMAGE_CHANNELS = 1
 # Per MS row besides DATA: UVW 24, WEIGHT+SIGMA 2 x 4 x 4, TIME/TIME_CENTROID/INTERVAL/EXPOSURE 32,
 # eleven int32 ids 44, FLAG_ROW 1, plus FLAG at 1 bit per value; measured overhead ~10 %.
 ROW_OVERHEAD_BYTES = 24 + 32 + 32 + 44 + 1
@@ -68,7 +72,7 @@ def estimate(n_channels: int, n_times: int, n_dishes: int, autocorrelations: boo
         n_sources=n_sources, n_dishes=n_dishes,
         ms_min_bytes=rows * values * BYTES_PER_COMPLEX64,
         ms_expected_bytes=ms_expected,
-        image_min_bytes=npixel * npixel * n_channels * 8,
+        image_min_bytes=npixel * npixel * IMAGE_CHANNELS * BYTES_PER_FLOAT64,
         image_file_bytes=npixel * npixel * 4 + FITS_HEADER_BYTES,
         peak_memory_bytes=int(peak),
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,33 +164,16 @@ def make_images(run_plan: Plan, ms_path: Path, scratch: Path) -> dict[str, Path]
 
     Returns {"dirty": path, "clean": path} of the FITS files made (with PNG quick-looks beside them).
     """
-    from srcnet_sim.imaging import imager, msdata, products
-    from srcnet_sim.imaging.preview import write_preview
+    from srcnet_sim.imaging.imager import ImagingParameters
+    from srcnet_sim.imaging.pipeline import image_measurement_set
 
-    settings = run_plan.settings
-    params = imager.ImagingParameters(npix=settings.imaging_npixel, cell_rad=run_plan.cell_rad(), allow_uv_cut=True)
-    vis = msdata.MeasurementSetSource(ms_path)
-    logger.info("image: %d x %d pixels of %.3f arcsec, uniform weighting", params.npix, params.npix,
-                math.degrees(params.cell_rad) * 3600)
-    images = imager.make_images(vis, params, SEED_CLEAN if "clean" in run_plan.made else None)
-    if images.sampled_weight_fraction < 1.0:
-        logger.warning("image: the cell leaves baselines longer than %.0f wavelengths out (%.1f %% of the weight), "
-                       "as WSClean does; set IMAGING_CELLSIZE <= %.3g rad to keep them", 1 / (2 * params.cell_rad),
-                       100 * (1 - images.sampled_weight_fraction), 1 / (2 * vis.longest_baseline_wavelengths))
-    if images.clean is not None:
-        logger.info("clean: %d iterations in %d major cycles, stopped at %.3g Jy/beam", images.clean.iterations,
-                    images.clean.major_cycles, images.clean.threshold_jy)
+    params = ImagingParameters(npix=run_plan.settings.imaging_npixel, cell_rad=run_plan.cell_rad(), allow_uv_cut=True)
     kinds = {"dirty": "dirty", "clean": "cleaned"}
-    paths = {kinds[p]: scratch / run_plan.file_name(p) for p in ("dirty", "clean") if p in run_plan.made}
-    written = products.write_products(images, products.describe(vis, params, images, settings.obs_id), params, paths,
-                                      previews=False)
-    out = {}
-    for product, kind in kinds.items():
-        if kind in written:
-            out[product] = written[kind]
-            if product in run_plan.products:
-                write_preview(written[kind], written[kind].with_suffix(".png"), title=written[kind].name)
-    return out
+    paths = {kinds[p]: scratch / run_plan.file_name(p) for p in kinds if p in run_plan.made}
+    written = image_measurement_set(ms_path, params, SEED_CLEAN if "clean" in run_plan.made else None, paths,
+                                    run_plan.settings.obs_id, previews=[kinds[p] for p in kinds if p in run_plan.products],
+                                    cell_setting="IMAGING_CELLSIZE")
+    return {product: written[kind] for product, kind in kinds.items() if kind in written}
 
 
 def identity(settings: Settings) -> obscore.Identity:

@@ -11,6 +11,7 @@ from astropy.io import fits
 from astropy.time import Time
 
 from srcnet_sim import __version__
+from srcnet_sim.constants import SECONDS_PER_DAY
 from srcnet_sim.imaging.beam import Beam
 
 
@@ -52,10 +53,10 @@ def header(desc: ImageDescription, npix: int, unit: str = "JY/BEAM", extra: dict
         h[f"CDELT{axis}"] = cdelt
         h[f"CUNIT{axis}"] = cunit
     h["SPECSYS"] = "TOPOCENT"
-    start = Time(desc.start_time_s / 86400.0, format="mjd", scale="utc")
+    start = Time(desc.start_time_s / SECONDS_PER_DAY, format="mjd", scale="utc")
     h["DATE-OBS"] = start.isot
     h["MJD-OBS"] = start.mjd
-    end = Time(desc.end_time_s / 86400.0, format="mjd", scale="utc")
+    end = Time(desc.end_time_s / SECONDS_PER_DAY, format="mjd", scale="utc")
     h["DATE-END"] = end.isot
     h["MJD-END"] = end.mjd
     h["OBSRA"] = np.degrees(desc.phase_centre_rad[0])

@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 from casacore.tables import table
 
+from srcnet_sim.constants import SPEED_OF_LIGHT_M_S
 from srcnet_sim.errors import UserInputError
-from srcnet_sim.ms.observatory import read_array_name
+from srcnet_sim.ms.reader import open_table, read_metadata
 from srcnet_sim.resources import CHUNK_SAMPLES  # rows x channels read at once
 
 # casacore Stokes codes: I=1, RR=5, LL=8, XX=9, YY=12.
 STOKES_I_PAIRS = {(9, 12): "XX+YY", (5, 8): "RR+LL"}
 STOKES_I = 1
-SPEED_OF_LIGHT_M_S = 299_792_458.0
 
 
 @dataclass(frozen=True)
@@ -65,13 +65,6 @@ class Visibilities:
         return float(uv.max() * self.freq_hz.max() / SPEED_OF_LIGHT_M_S) if uv.size else 0.0
 
 
-def _open(path: Path, name: str = "") -> table:
-    try:
-        return table(f"{path}/{name}" if name else str(path), readonly=True, ack=False)
-    except RuntimeError as exc:
-        raise UserInputError("MS", f"{path} is not a MeasurementSet ({'no ' + name + ' table' if name else 'no table'})") from exc
-
-
 def _stokes_i(data: np.ndarray, flag: np.ndarray, weight: np.ndarray, corr_types: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """(n_row, n_chan) Stokes I and its weight (0 where flagged) from (n_row, n_chan, n_corr) arrays.
 
@@ -104,7 +97,7 @@ class MeasurementSetSource:
         self.path = path = Path(path)
         if not (path / "table.dat").is_file():
             raise UserInputError("MS", f"{path} is not a MeasurementSet (no table.dat)")
-        with _open(path) as main:
+        with open_table(path) as main:
             if "DATA" not in main.colnames():
                 raise UserInputError("MS", f"{path} has no DATA column")
             self.n_rows = main.nrows()
@@ -114,18 +107,12 @@ class MeasurementSetSource:
                 raise UserInputError("MS", f"{path} holds several spectral windows or fields; image one at a time")
             self._weight_column = "WEIGHT_SPECTRUM" if ("WEIGHT_SPECTRUM" in main.colnames()
                                                         and main.iscelldefined("WEIGHT_SPECTRUM", 0)) else "WEIGHT"
-        with _open(path, "POLARIZATION") as pol:
-            self.corr_types = [int(c) for c in pol.getcol("CORR_TYPE")[0]]
+        meta = read_metadata(path)
+        self.corr_types = meta.corr_types
         if STOKES_I not in self.corr_types and not any(a in self.corr_types and b in self.corr_types for a, b in STOKES_I_PAIRS):
             raise UserInputError("MS", f"{path} has neither XX/YY, RR/LL nor I correlations (CORR_TYPE {self.corr_types})")
-        with _open(path, "SPECTRAL_WINDOW") as spw:
-            self.freq_hz = np.asarray(spw.getcol("CHAN_FREQ")[0], dtype=np.float64)
-            self.channel_width_hz = np.abs(np.asarray(spw.getcol("CHAN_WIDTH")[0], dtype=np.float64))
-        with _open(path, "FIELD") as field:
-            ra, dec = field.getcol("PHASE_DIR")[0, 0]
-        self.phase_centre_rad = (float(ra), float(dec))
-        with _open(path, "OBSERVATION") as obs:
-            self.telescope_name = read_array_name(obs)
+        self.freq_hz, self.channel_width_hz = meta.freq_hz, meta.channel_width_hz
+        self.phase_centre_rad, self.telescope_name = meta.phase_centre_rad, meta.telescope_name
         self.rows_per_chunk = max(1, chunk_samples // len(self.freq_hz))
         self._scan()
 
@@ -133,7 +120,7 @@ class MeasurementSetSource:
         """One pass for what imaging needs up front: time range, longest baselines, any unflagged data."""
         start, end, uv_max, uvw_max, any_used = np.inf, -np.inf, 0.0, 0.0, False
         self._single = None
-        with _open(self.path) as main:
+        with open_table(self.path) as main:
             for row in range(0, self.n_rows, self.rows_per_chunk):
                 n = min(self.rows_per_chunk, self.n_rows - row)
                 times, half = main.getcol("TIME", row, n), 0.5 * main.getcol("INTERVAL", row, n)
@@ -169,7 +156,7 @@ class MeasurementSetSource:
         if self._single is not None:
             yield self._single
             return
-        with _open(self.path) as main:
+        with open_table(self.path) as main:
             for row in range(0, self.n_rows, self.rows_per_chunk):
                 yield self._read(main, row, min(self.rows_per_chunk, self.n_rows - row))
 

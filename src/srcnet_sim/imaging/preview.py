@@ -4,17 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from astropy.io import fits
+from astropy.visualization import AsinhStretch, ImageNormalize
+from astropy.wcs import WCS
+from matplotlib.figure import Figure
+from matplotlib.patches import Ellipse
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from astropy.io import fits  # noqa: E402
-from astropy.visualization import AsinhStretch, ImageNormalize  # noqa: E402
-from astropy.wcs import WCS  # noqa: E402
-from matplotlib.patches import Ellipse  # noqa: E402
-
-from srcnet_sim.imaging.clean import robust_sigma  # noqa: E402
+from srcnet_sim.imaging.clean import robust_sigma
 
 DISPLAY_PIXELS = 800  # images larger than this are max-pooled so that point sources stay visible
 
@@ -26,7 +23,11 @@ def _max_pool(image: np.ndarray, factor: int) -> np.ndarray:
 
 
 def write_preview(fits_path: Path, png_path: Path | None = None, title: str | None = None) -> Path:
-    """Render `fits_path` to a PNG beside it (or at png_path)."""
+    """Render `fits_path` to a PNG beside it (or at png_path).
+
+    Drawn on a bare matplotlib Figure (no pyplot): no backend is chosen or changed, so this works headless
+    and leaves the caller's matplotlib as it was.
+    """
     fits_path = Path(fits_path)
     png_path = Path(png_path) if png_path else fits_path.with_suffix(".png")
     with fits.open(fits_path) as hdul:
@@ -41,7 +42,7 @@ def write_preview(fits_path: Path, png_path: Path | None = None, title: str | No
         wcs = wcs.slice((np.s_[::factor], np.s_[::factor]))
     # asinh: linear within a few sigma (noise and faint sources), logarithmic up to the brightest source.
     norm = ImageNormalize(vmin=-3 * sigma, vmax=max(peak, 5 * sigma), stretch=AsinhStretch(a=max(3 * sigma / max(peak, 1e-30), 1e-4)))
-    fig = plt.figure(figsize=(8, 7), dpi=110)
+    fig = Figure(figsize=(8, 7), dpi=110)
     ax = fig.add_subplot(projection=wcs)
     shown = ax.imshow(image, origin="lower", cmap="inferno", norm=norm, interpolation="nearest")
     ax.set_xlabel("RA (J2000)")
@@ -58,5 +59,4 @@ def write_preview(fits_path: Path, png_path: Path | None = None, title: str | No
     pooled = f", {factor}x{factor} max-pooled" if factor > 1 else ""
     ax.set_title(f"{title or fits_path.name}   peak {peak:.3g} Jy/beam, rms {sigma:.2g} Jy/beam{pooled}", fontsize=10)
     fig.savefig(png_path, bbox_inches="tight")
-    plt.close(fig)
     return png_path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,8 @@ import numpy as np
 from srcnet_sim.imaging.fits import ImageDescription, write_image
 from srcnet_sim.imaging.imager import Images, ImagingParameters, Source
 from srcnet_sim.imaging.preview import write_preview
+
+PREVIEW_KINDS = ("dirty", "cleaned")  # the images that get a PNG quick-look by default
 
 
 def describe(vis: Source, params: ImagingParameters, images: Images, object_name: str) -> ImageDescription:
@@ -22,8 +25,9 @@ def describe(vis: Source, params: ImagingParameters, images: Images, object_name
 
 
 def write_products(images: Images, desc: ImageDescription, params: ImagingParameters, paths: dict[str, Path],
-                   previews: bool = True) -> dict[str, Path]:
-    """Write the images named in `paths` ("dirty", "cleaned", "residual", "model", "psf") and their PNGs.
+                   previews: Collection[str] = PREVIEW_KINDS) -> dict[str, Path]:
+    """Write the images named in `paths` ("dirty", "cleaned", "residual", "model", "psf"), and PNGs of the kinds
+    in `previews`.
 
     Returns the FITS paths written. "cleaned" is the restored image (model (x) beam + residual).
     """
@@ -44,6 +48,6 @@ def write_products(images: Images, desc: ImageDescription, params: ImagingParame
         if image is None:
             raise ValueError(f"no {kind} image was made")
         written[kind] = write_image(path, image, desc, unit, keywords)
-        if previews and kind in ("dirty", "cleaned"):
+        if kind in previews:
             write_preview(path, path.with_suffix(".png"), title=f"{path.name} ({kind})")
     return written

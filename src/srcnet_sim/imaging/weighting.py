@@ -17,8 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from srcnet_sim.constants import SPEED_OF_LIGHT_M_S
+
 WEIGHTINGS = ("uniform", "natural", "briggs")
-SPEED_OF_LIGHT_M_S = 299_792_458.0
 PADDING = 1.2
 
 

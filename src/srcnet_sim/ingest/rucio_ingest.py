@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -175,8 +174,8 @@ class Ingestor:
 
 def connect(attempts: int = 5, backoff_s: float = 1.0) -> object:
     """A rucio Client from the usual configuration (RUCIO_CONFIG or /opt/rucio/etc/rucio.cfg), checked to
-    reach the server before anything in the staging area is touched."""
-    os.environ.setdefault("RUCIO_CLIENT_MODE", "1")
+    reach the server before anything in the staging area is touched. The command line runs it with
+    RUCIO_CLIENT_MODE=1 (srcnet_sim.runtime), so that a server configuration is never read as the client's."""
     from rucio.client import Client
 
     def reach() -> object:

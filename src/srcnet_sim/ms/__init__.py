@@ -1,1 +1,1 @@
-"""MeasurementSet v2 writing with python-casacore."""
+"""MeasurementSet v2 writing and metadata reading with python-casacore."""

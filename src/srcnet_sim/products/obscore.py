@@ -9,12 +9,10 @@ import numpy as np
 from astropy.io import fits
 from astropy.time import Time
 from astropy.wcs import WCS
-from casacore.tables import table
 
-from srcnet_sim.ms.observatory import read_array_name
+from srcnet_sim.constants import ARCSEC_PER_DEG, SECONDS_PER_DAY, SPEED_OF_LIGHT_M_S
+from srcnet_sim.ms.reader import read_metadata, scan_main_table
 
-SPEED_OF_LIGHT_M_S = 299_792_458.0
-SECONDS_PER_DAY = 86400.0
 FACILITY = "SKAO"
 INSTRUMENT = "SKA-Mid"
 DEFAULT_ACCESS_URL = "https://datalink.ivoa.srcdev.skao.int/rucio/links?id={namespace}:{name}"
@@ -51,46 +49,22 @@ def _wavelengths(freq_low_hz: float, freq_high_hz: float) -> dict:
     return {"em_min": SPEED_OF_LIGHT_M_S / freq_high_hz, "em_max": SPEED_OF_LIGHT_M_S / freq_low_hz}
 
 
-def _scan_main(ms_path: Path, chunk_rows: int = 1_000_000) -> tuple[float, float, float, dict[float, float]]:
-    """(start, end) in MJD seconds, the longest (u, v) in metres, and {TIME: INTERVAL} of the samples,
-    read a chunk of rows at a time so that memory does not grow with the MS."""
-    start, end, longest, samples = np.inf, -np.inf, 0.0, {}
-    with table(str(ms_path), ack=False) as main:
-        for row in range(0, main.nrows(), chunk_rows):
-            n = min(chunk_rows, main.nrows() - row)
-            times = main.getcol("TIME", startrow=row, nrow=n)
-            intervals = main.getcol("INTERVAL", startrow=row, nrow=n)
-            uvw = main.getcol("UVW", startrow=row, nrow=n)
-            start = min(start, float((times - intervals / 2).min()))
-            end = max(end, float((times + intervals / 2).max()))
-            longest = max(longest, float(np.hypot(uvw[:, 0], uvw[:, 1]).max()))
-            unique, first = np.unique(times, return_index=True)
-            samples.update(zip(unique.tolist(), intervals[first].tolist(), strict=True))
-    return start, end, longest, samples
-
-
 def visibility_record(ms_path: Path, identity: Identity, name: str, size_bytes: int) -> dict:
     """ObsCore of a MeasurementSet (calib_level 1, dataproduct_type visibility)."""
-    with table(f"{ms_path}/SPECTRAL_WINDOW", ack=False) as spw:
-        freq = spw.getcol("CHAN_FREQ")[0]
-        width = np.abs(spw.getcol("CHAN_WIDTH")[0])
-    with table(f"{ms_path}/FIELD", ack=False) as field:
-        ra, dec = np.degrees(field.getcol("PHASE_DIR")[0, 0])
-    with table(f"{ms_path}/POLARIZATION", ack=False) as pol:
-        corr = [int(c) for c in pol.getcol("CORR_TYPE")[0]]
-    with table(f"{ms_path}/OBSERVATION", ack=False) as obs:
-        telescope = read_array_name(obs)
-    start_s, end_s, longest_m, samples = _scan_main(ms_path)
+    meta, scan = read_metadata(ms_path), scan_main_table(ms_path)
+    freq, width, corr = meta.freq_hz, meta.channel_width_hz, meta.corr_types
+    ra, dec = np.degrees(meta.phase_centre_rad)
+    start_s, end_s, longest_m, samples = scan.start_s, scan.end_s, scan.longest_uv_m, scan.sample_intervals_s
     f_high = float((freq + width / 2).max())
     return {
         **_common(identity, name, size_bytes),
         "dataproduct_type": "visibility",
         "calib_level": 1,
         "access_format": "application/x-tar",
-        "instrument_name": telescope or INSTRUMENT,
+        "instrument_name": meta.telescope_name or INSTRUMENT,
         "s_ra": float(ra),
         "s_dec": float(dec),
-        "s_resolution": float(np.degrees(SPEED_OF_LIGHT_M_S / f_high / longest_m) * 3600) if longest_m > 0 else None,
+        "s_resolution": float(np.degrees(SPEED_OF_LIGHT_M_S / f_high / longest_m) * ARCSEC_PER_DEG) if longest_m > 0 else None,
         **_wavelengths(float((freq - width / 2).min()), f_high),
         "em_xel": int(len(freq)),
         "em_res_power": float(np.mean(freq) / np.mean(width)),
@@ -125,10 +99,10 @@ def image_record(fits_path: Path, identity: Identity, name: str) -> dict:
         "s_dec": float(head["CRVAL2"]),
         "s_xel1": nx,
         "s_xel2": ny,
-        "s_pixel_scale": abs(float(head["CDELT2"])) * 3600,
+        "s_pixel_scale": abs(float(head["CDELT2"])) * ARCSEC_PER_DEG,
         "s_fov": max(nx, ny) * abs(float(head["CDELT2"])),
         "s_region": f"POLYGON ICRS {polygon}",
-        "s_resolution": float(head["BMAJ"]) * 3600,
+        "s_resolution": float(head["BMAJ"]) * ARCSEC_PER_DEG,
         **_wavelengths(centre - abs(width) / 2, centre + abs(width) / 2),
         "em_xel": int(head.get("NAXIS3", 1)),
         "t_min": float(start.mjd),

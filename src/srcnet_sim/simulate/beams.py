@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-SPEED_OF_LIGHT_M_S = 299_792_458.0
+from srcnet_sim.constants import SPEED_OF_LIGHT_M_S
+
 FWHM_FACTOR = 1.25  # power-beam FWHM = 1.25 lambda / D (the seed's field-of-view rule)
 BEAM_MODELS = ("gaussian", "gaussian-15m", "none")
 

@@ -15,7 +15,8 @@ from astropy.time import Time
 from casacore.measures import measures
 from casacore.quanta import quantity
 
-SECONDS_PER_DAY = 86400.0
+from srcnet_sim.constants import SECONDS_PER_DAY
+
 
 
 def sample_times(start: Time, length_s: float, n_samples: int) -> Time:

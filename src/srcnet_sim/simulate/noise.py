@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-BOLTZMANN_J_K = 1.380649e-23
-JANSKY = 1e-26
+from srcnet_sim.constants import BOLTZMANN_J_K, JANSKY_W_M2_HZ
+
 
 # SEFD = 2 k (Tsys / eta) / A_geom per polarisation, nominal L-band values:
 #   MeerKAT 13.5 m: Tsys/eta = 22 K  -> ~424 Jy;  SKA 15 m: Tsys 20 K, eta 0.9 -> ~347 Jy.
@@ -17,7 +17,7 @@ def sefd_jy(diameters_m: np.ndarray) -> np.ndarray:
     diameters_m = np.asarray(diameters_m, dtype=np.float64)
     t_over_eta = np.array([SYSTEM_TEMP_OVER_EFFICIENCY_K.get(round(d, 1), 20.0 / 0.9) for d in diameters_m])
     area_m2 = np.pi * (diameters_m / 2.0) ** 2
-    return 2.0 * BOLTZMANN_J_K * t_over_eta / area_m2 / JANSKY
+    return 2.0 * BOLTZMANN_J_K * t_over_eta / area_m2 / JANSKY_W_M2_HZ
 
 
 def baseline_sigma_jy(sefd: np.ndarray, ant1: np.ndarray, ant2: np.ndarray, channel_width_hz: float, interval_s: float) -> np.ndarray:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from srcnet_sim.constants import SPEED_OF_LIGHT_M_S
 from srcnet_sim.simulate import geometry
 from srcnet_sim.simulate.beams import dish_beams, dish_types
 from srcnet_sim.simulate.noise import add_noise, baseline_sigma_jy, sefd_jy
@@ -100,7 +101,7 @@ def simulate(obs: Observation, time_indices: range | None = None) -> Iterator[Ti
     width = obs.channel_width_hz if obs.smearing != "off" else 0.0
     for i, t_index in enumerate(indices):
         dish_uvw = uvw_all[i]
-        delay_rate = (rate_all[i] @ terms.lmn.T) / 299_792_458.0 if smear_time else None
+        delay_rate = (rate_all[i] @ terms.lmn.T) / SPEED_OF_LIGHT_M_S if smear_time else None
         vis = predict_time_step(dish_uvw, terms, dish_type, obs.freq_hz, ant1, ant2, channel_width_hz=width,
                                 dish_delay_rate=delay_rate, interval_s=obs.interval_s, dtype=obs.dtype)
         if obs.noise:

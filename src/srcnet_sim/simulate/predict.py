@@ -20,7 +20,7 @@ import numba
 import numpy as np
 from scipy.linalg import blas
 
-from srcnet_sim.simulate.beams import SPEED_OF_LIGHT_M_S
+from srcnet_sim.constants import SPEED_OF_LIGHT_M_S
 from srcnet_sim.simulate.vecmath import exp_nonpositive, sincos_turns
 
 GAUSS_ENVELOPE = np.pi**2 / (4.0 * np.log(2.0))
@@ -60,7 +60,7 @@ def _phasor_kernel(dish_uvw_m, l, m, n1, beams, dish_type, freq_hz, z_re, z_im):
         u, v, w = dish_uvw_m[p, 0], dish_uvw_m[p, 1], dish_uvw_m[p, 2]
         t = dish_type[p]
         for k in range(n_chan):
-            scale = freq_hz[k] / 2.99792458e8
+            scale = freq_hz[k] / SPEED_OF_LIGHT_M_S
             for s in range(n_src):
                 sin_, cos_ = sincos_turns(scale * (u * l[s] + v * m[s] + w * n1[s]))
                 e = beams[t, k, s]
@@ -164,8 +164,8 @@ def _weighted_sums(z_re, z_im, stokes, n_stokes, ant1, ant2, bw_x, bw_sin, bw_co
                     sin_, _ = sincos_turns(y)
                     weight_k[s] = weight[s] * (sin_ / (2.0 * np.pi * y) if abs(y) > 1e-5 else 1.0)
             base = weight_k if time_k else weight
-            ul = du * freq_hz[k] / 2.99792458e8
-            vl = dv * freq_hz[k] / 2.99792458e8
+            ul = du * freq_hz[k] / SPEED_OF_LIGHT_M_S
+            vl = dv * freq_hz[k] / SPEED_OF_LIGHT_M_S
             for j in range(n_gauss):  # zero-based loops throughout: see above
                 a = ul * gaussian[2, j] + vl * gaussian[3, j]
                 c = ul * gaussian[3, j] - vl * gaussian[2, j]

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
+from srcnet_sim.constants import RAD_PER_ARCSEC as ARCSEC
+from srcnet_sim.constants import RAD_PER_DEG as DEG
 from srcnet_sim.errors import UserInputError
 from srcnet_sim.sky.model import SkyModel
 
-DEG = np.pi / 180.0
-ARCSEC = DEG / 3600.0
 
 OSKAR_COLUMNS = (
     "ra_deg", "dec_deg", "i_jy", "q_jy", "u_jy", "v_jy",

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from srcnet_sim.constants import RAD_PER_ARCSEC as ARCSEC
 from srcnet_sim.sky.model import SkyModel
 
 REF_FREQ_HZ = 1.4e9
-ARCSEC = np.pi / (180.0 * 3600.0)
 
 # Differential counts dN/dS ~ S^-gamma, piecewise: the Euclidean-normalised 1.4 GHz counts
 # flatten below ~1 mJy (star-forming galaxies) and rise towards ~100 mJy (AGN), which power

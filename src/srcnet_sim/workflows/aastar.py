@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import sys
 
-from srcnet_sim.cli import main
-
 
 def aastar(argv: list[str] | None = None) -> int:
     """Run `srcnet-sim run` with the given product flags (settings from the environment)."""
+    from srcnet_sim.cli import main  # sets the process's thread settings, then imports the numerics
+
     return main(["run", *(sys.argv[1:] if argv is None else argv)])
 
 

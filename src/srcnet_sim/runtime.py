@@ -1,0 +1,38 @@
+"""Process-wide settings of the command line: thread layers and client modes, set explicitly by the entry point.
+
+Importing srcnet_sim changes nothing process-wide; `configure_process()` is called by `srcnet_sim.cli.main`
+(and so by the `srcnet-sim` console script and `python -m srcnet_sim.workflows.aastar`) before numpy or numba
+are imported. A library user who wants the same behaviour calls it first, before importing numpy.
+This module imports nothing numerical.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+PROCESS_ENVIRONMENT = {
+    # The predictor alternates OpenBLAS calls with numba parallel loops. Idle OpenBLAS threads spin for a long
+    # time by default and take the cores from numba's threads; a short spin avoids that. OpenBLAS reads it
+    # once, when it is loaded (with numpy): it must be in the environment before numpy is imported.
+    "OPENBLAS_THREAD_TIMEOUT": "4",
+    # numba's workqueue threads sleep when idle, unlike OpenMP's, so they do not compete with OpenBLAS between
+    # the predictor's BLAS calls (2-3x faster here). It does not support launching kernels from several Python
+    # threads at once: run Dask workers as processes with one thread each (they inherit the environment).
+    "NUMBA_THREADING_LAYER": "workqueue",
+    # The Rucio client reads its settings as a client, never a server's (database) configuration.
+    "RUCIO_CLIENT_MODE": "1",
+}
+
+
+def configure_process() -> dict[str, str]:
+    """Set PROCESS_ENVIRONMENT in os.environ where the user has not set a value; returns the values in force.
+
+    If numba is already imported (it read its environment then), its threading layer is set directly too.
+    """
+    for name, value in PROCESS_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
+    numba = sys.modules.get("numba")
+    if numba is not None:
+        numba.config.THREADING_LAYER = os.environ["NUMBA_THREADING_LAYER"]
+    return {name: os.environ[name] for name in PROCESS_ENVIRONMENT}
