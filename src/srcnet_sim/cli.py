@@ -109,7 +109,9 @@ def cmd_image(args: argparse.Namespace) -> int:
     from srcnet_sim.imaging.msdata import MeasurementSetSource
     from srcnet_sim.imaging.products import describe, write_products
     from srcnet_sim.progress import logger
+    from srcnet_sim.validation import check_image_options
 
+    check_image_options(args)
     ms = Path(args.ms)
     out_dir = Path(args.out_dir) if args.out_dir else Path.cwd()
     if not out_dir.is_dir():
