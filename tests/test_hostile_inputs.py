@@ -12,7 +12,9 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+from astropy.table import Table
 from casacore.tables import taql
 
 from conftest import run_cli, unpack_ms, write_csv_sky
@@ -45,9 +47,15 @@ def files(tmp_path_factory) -> dict[str, Path]:
     (d / "not-an-ms").mkdir()
     (d / "config-dir.toml").mkdir()
     (d / "inf.toml").write_text("END_FREQ_HZ = inf\n")
+    mightee = Table({"RA": [150.12, 150.121], "DEC": [2.21, 2.211], "S_PEAK": [1e-3, np.nan], "NU_EFF": [1.28e9] * 2,
+                     "IM_MAJ": [1.0, 1.0], "IM_MIN": [1.0, 1.0], "IM_PA": [0.0, 0.0]})
+    for column, unit in (("RA", "deg"), ("DEC", "deg"), ("S_PEAK", "Jy/beam"), ("NU_EFF", "Hz"), ("IM_MAJ", "arcsec"),
+                         ("IM_MIN", "arcsec"), ("IM_PA", "deg")):
+        mightee[column].unit = unit
+    mightee.write(d / "mightee-nan.fits")
     site = "21.443803 -30.712925 1050\n"
     return {
-        "ms": ms, "flagged_ms": flagged, "not_ms": d / "not-an-ms",
+        "ms": ms, "flagged_ms": flagged, "not_ms": d / "not-an-ms", "mightee_nan": d / "mightee-nan.fits",
         "nan_flux": write_csv_sky(d / "nan-flux.csv", [(150.12, 2.21, 1.0), (150.121, 2.211, float("nan"))]),
         "inf_flux": _text(d / "inf-flux.osm", "150.12 2.21 1.0\n150.121 2.211 inf\n"),
         "nan_ra": write_csv_sky(d / "nan-ra.csv", [(float("nan"), 2.21, 1.0), (150.12, 2.21, 1.0)]),
@@ -110,6 +118,8 @@ RUN = [
     ("config-is-a-directory", ["--vis", "--config", "config_dir"], {}, "--config"),
     ("config-inf", ["--vis", "--config", "inf_toml"], {}, "END_FREQ_HZ"),
     ("out-dir-path-too-long", ["--vis"], {"OUT_DIR": "deep"}, "OUT_DIR"),
+    ("tmpdir-path-too-long", ["--vis"], {"TMPDIR": "deep"}, "TMPDIR"),
+    ("mightee-nan-flux", ["--vis"], {"SKY_MODEL": "MIGHTEE_L1", "SKY_MODEL_PATH": "mightee_nan"}, "SKY_MODEL_PATH"),
 ]
 IMAGE = [
     ("control-image", ["--npixel", "64", "--niter", "0", "--allow-uv-cut", "--no-preview"], "ms", None),
@@ -148,14 +158,12 @@ def _check(result, expected: str | None, out: Path, scratch: Path) -> None:
 
 @pytest.mark.parametrize("args, settings, expected", [case[1:] for case in RUN], ids=[case[0] for case in RUN])
 def test_run_refuses_before_compute(files: dict[str, Path], tmp_path: Path, args, settings, expected):
-    out, scratch = tmp_path / "out", tmp_path / "scratch"
-    scratch.mkdir()
-    if settings.get("OUT_DIR") == "deep":
-        out = _deep_dir(tmp_path / "o")
-    else:
-        out.mkdir()
+    out = _deep_dir(tmp_path / "o") if settings.get("OUT_DIR") == "deep" else tmp_path / "out"
+    scratch = _deep_dir(tmp_path / "t") if settings.get("TMPDIR") == "deep" else tmp_path / "scratch"
+    out.mkdir(exist_ok=True)
+    scratch.mkdir(exist_ok=True)
     env = {**TINY, "OUT_DIR": str(out), "TMPDIR": str(scratch)}
-    env.update({key: str(files.get(value, value)) for key, value in settings.items() if key != "OUT_DIR"})
+    env.update({key: str(files.get(value, value)) for key, value in settings.items() if value != "deep"})
     result = run_cli(["run", *(str(files.get(a, a)) for a in args)], env=env)
     _check(result, expected, out, scratch)
 

@@ -12,6 +12,7 @@ from argparse import Namespace
 from pathlib import Path
 
 import numpy as np
+import psutil
 from scipy.spatial import cKDTree
 
 from srcnet_sim.config import MIN_NPIXEL, Settings
@@ -27,12 +28,15 @@ from srcnet_sim.telescope import Telescope
 SIDECAR_SETTINGS = {
     "namespace": "RUCIO_NAMESPACE", "name": "FILE_PREFIX", "lifetime": "RUCIO_LIFETIME", "dataset_name": "OBS_ID",
     "meta/obs_collection": "OBS_COLLECTION", "meta/obs_id": "OBS_ID", "meta/obs_publisher_did": "IVOID_AUTHORITY",
-    "meta/access_url": "RUCIO_NAMESPACE",
+    "meta/access_url": "RUCIO_NAMESPACE", "meta/s_ra": "PHASE_CENTER_RA_DEG", "meta/s_dec": "PHASE_CENTER_DEC_DEG",
+    "meta/em_min": "END_FREQ_HZ", "meta/em_max": "START_FREQ_HZ", "meta/em_xel": "FREQ_INC_HZ",
+    "meta/t_exptime": "OBS_LENGTH_HOURS", "meta/t_resolution": "NUM_TIME_STAMPS", "meta/t_xel": "NUM_TIME_STAMPS",
+    "meta/s_xel1": "IMAGING_NPIXEL", "meta/s_xel2": "IMAGING_NPIXEL",
 }
-UV_CHECK_TIMES = 24
+UV_CHECK_TIMES = 24  # the projected baselines are checked at up to this many times of the observation
 # In resources.estimate a time step holds n_chan x n_dish x n_src phasors (8 bytes) and n_chan x n_baselines x 4
 # correlations of visibilities and sums (32 bytes): the sources dominate above this ratio of the two counts.
-SOURCE_TERM_RATIO = 16  # the projected baselines are checked at up to this many times of the observation
+SOURCE_TERM_RATIO = 16
 
 
 def _probe_record(settings: Settings, product: str) -> dict:
@@ -75,9 +79,16 @@ def check_horizon(setting: str, npix: int, cell_rad: float) -> None:
                              f"direction cosine {half_diagonal:.3g}); use a cell below {math.sqrt(2.0) / npix:.4g} rad")
 
 
+def _memory_for_run() -> int:
+    """Memory available to the run: what is free now plus what this process holds already (estimates count the
+    loaded process, and a container's usage includes it)."""
+    return available_memory_bytes() + psutil.Process().memory_info().rss
+
+
 def check_imaging_memory(setting: str, npix: int) -> None:
     """Refuse an image too large for this machine's (or container's) available memory."""
-    need, available = PROCESS_BASELINE_BYTES + npix * npix * IMAGE_WORKING_BYTES_PER_PIXEL, available_memory_bytes()
+    need = PROCESS_BASELINE_BYTES + npix * npix * IMAGE_WORKING_BYTES_PER_PIXEL
+    available = _memory_for_run()
     if need > available:
         raise UserInputError(setting, f"imaging {npix}^2 pixels needs about {human(need)} of memory but {human(available)} "
                              "is available here (container limit included); use fewer pixels or give it more memory")
@@ -103,8 +114,8 @@ def check_image_grid(settings: Settings, telescope: Telescope, times_s: np.ndarr
 
 def check_memory(settings: Settings, sizes: Estimate, images: bool) -> None:
     """Refuse a run whose estimated peak memory exceeds what this machine (or its container) has available."""
-    available = available_memory_bytes()
     need = max(sizes.simulate_peak_bytes, sizes.imaging_peak_bytes if images else 0)
+    available = _memory_for_run()
     if need <= available:
         return
     if images and sizes.imaging_peak_bytes >= sizes.simulate_peak_bytes:
@@ -115,8 +126,8 @@ def check_memory(settings: Settings, sizes: Estimate, images: bool) -> None:
     else:  # one time step's visibilities dominate
         setting = "FREQ_INC_HZ"
         what = f"simulating {sizes.n_channels} channels x {sizes.n_baselines} baselines per time step"
-    raise UserInputError(setting, f"{what} needs about {human(need)} of memory but {human(available)} is available "
-                         "here (container limit included); make the run smaller or give it more memory")
+    raise UserInputError(setting, f"{what} needs about {human(need)} of memory but {human(available)} is "
+                         "available here (container limit included); make the run smaller or give it more memory")
 
 
 def _device(path: Path) -> int:
