@@ -97,6 +97,8 @@ RUN = [
     ("ivoid-authority-empty", ["--vis"], {"IVOID_AUTHORITY": ""}, "IVOID_AUTHORITY"),
     ("end-freq-inf", ["--vis"], {"END_FREQ_HZ": "inf"}, "END_FREQ_HZ"),
     ("freq-inc-tiny", ["--vis"], {"FREQ_INC_HZ": "1e-300"}, "FREQ_INC_HZ"),
+    ("end-freq-absurd", ["--vis"], {"END_FREQ_HZ": "1e300"}, "END_FREQ_HZ"),
+    ("lifetime-beyond-dates", ["--vis"], {"RUCIO_LIFETIME": "99999999999999"}, "RUCIO_LIFETIME"),
     ("ra-nan", ["--vis"], {"PHASE_CENTER_RA_DEG": "nan"}, "PHASE_CENTER_RA_DEG"),
     ("obs-length-inf", ["--vis"], {"OBS_LENGTH_HOURS": "inf"}, "OBS_LENGTH_HOURS"),
     ("npixel-odd", ["--dirty"], {"IMAGING_NPIXEL": "257"}, "IMAGING_NPIXEL"),

@@ -25,6 +25,9 @@ CONFIG_FILE_ENV = "SRCNET_SIM_CONFIG"
 MAX_CHANNELS = 1_000_000
 MAX_TIME_STAMPS = 10_000_000
 MIN_NPIXEL = 32
+MAX_FREQ_HZ = 1e12  # radio astronomy ends below 1 THz
+# Rucio turns a lifetime into an expiry date: beyond about 8000 years Python's datetime overflows at ingestion.
+MAX_LIFETIME_S = 100 * 365 * 86400
 # IVOA Identifiers 2.0: an authority id is at least three characters of this set, starting with a letter or digit.
 IVOID_AUTHORITY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-_.!~*'()+=]{2,}")
 IVOID_PATH_PATTERN = re.compile(r"(/[A-Za-z0-9\-_.!~*'()+=]*)*")
@@ -44,8 +47,8 @@ class Settings(BaseModel):
     synthetic_sources: int = Field(10_000, ge=1, le=10_000_000, description="number of sources of the SYNTHETIC field")
     phase_center_ra_deg: float = Field(150.12, ge=0.0, lt=360.0, description="phase centre right ascension (J2000), degrees")
     phase_center_dec_deg: float = Field(2.21, ge=-90.0, le=90.0, description="phase centre declination (J2000), degrees")
-    start_freq_hz: float = Field(1.304e9, gt=0.0, description="centre of the first channel, Hz")
-    end_freq_hz: float = Field(1.375e9, gt=0.0, description="end of the band, Hz: channels = floor((END - START) / INC)")
+    start_freq_hz: float = Field(1.304e9, gt=0.0, le=MAX_FREQ_HZ, description="centre of the first channel, Hz")
+    end_freq_hz: float = Field(1.375e9, gt=0.0, le=MAX_FREQ_HZ, description="end of the band, Hz: channels = floor((END - START) / INC)")
     freq_inc_hz: float = Field(1.775e7, gt=0.0, description="channel spacing and width, Hz")
     obs_length_hours: float = Field(4.0, gt=0.0, le=24.0 * 30, description="observation length, hours")
     num_time_stamps: int = Field(24, ge=1, le=MAX_TIME_STAMPS, description="number of time samples (dumps)")
@@ -53,7 +56,7 @@ class Settings(BaseModel):
     imaging_npixel: int = Field(2024, ge=MIN_NPIXEL, description="image size, pixels per side (even)")
     imaging_cellsize: float | None = Field(None, gt=0.0, description="image cell, radians; None derives FOV / npixel")
     rucio_namespace: str = Field("testing", min_length=1, description="Rucio scope of the products")
-    rucio_lifetime: int = Field(86400, ge=1, description="Rucio replica lifetime, seconds")
+    rucio_lifetime: int = Field(86400, ge=1, le=MAX_LIFETIME_S, description="Rucio replica lifetime, seconds")
     ivoid_authority: str = Field("test.skao", description="IVOA identifier authority")
     ivoid_path: str = Field("/~", description="IVOA identifier path")
     obs_collection: str = Field("SKAO/SKAMID", description="ObsCore obs_collection")
