@@ -251,7 +251,7 @@ def test_first_run_downloads_second_uses_the_cache_offline(tmp_path: Path, serve
     # Offline now: the cached copy is verified and used.
     again = fetch_mightee_l1(str(cache), server.url)
     assert again == path and server.gets == 1
-    sky = load_sky_model("MIGHTEE_L1", None, RA0, DEC0, np.radians(3.0), 0, 0, str(cache), server.url)
+    sky = load_sky_model("MIGHTEE_L1", None, RA0, DEC0, np.radians(3.0), 0, 0, cache_dir=str(cache), mightee_url=server.url)
     assert len(sky) == MIGHTEE_L1_ROWS
 
 
@@ -259,7 +259,7 @@ def test_sky_model_path_wins_and_needs_no_network(tmp_path: Path):
     path = tmp_path / "mine.fits"
     mightee_hdus(rows=20).writeto(path)
     cache = tmp_path / "cache"
-    sky = load_sky_model("MIGHTEE_L1", str(path), RA0, DEC0, np.radians(3.0), 0, 0, str(cache), closed_port_url())
+    sky = load_sky_model("MIGHTEE_L1", str(path), RA0, DEC0, np.radians(3.0), 0, 0, cache_dir=str(cache), mightee_url=closed_port_url())
     assert len(sky) == 20 and not cache.exists()
 
 

@@ -133,7 +133,9 @@ def cmd_image(args: argparse.Namespace) -> int:
     from srcnet_sim.imaging.pipeline import image_measurement_set
     from srcnet_sim.imaging.products import PREVIEW_KINDS
     from srcnet_sim.progress import logger
+    from srcnet_sim.validation import check_image_options
 
+    check_image_options(args)
     ms = Path(args.ms)
     out_dir = Path(args.out_dir) if args.out_dir else Path.cwd()
     if not out_dir.is_dir():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import tomllib
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,6 +26,16 @@ DEFAULT_OUT_DIR = "./srcnet-products"
 MIGHTEE_L1_URL = ("https://rgw.cscs.ch/ska:karabo-public/surveys/mightee/"
                   "MIGHTEE_Continuum_Early_Science_COSMOS_Level1_v0.fits")
 CONFIG_FILE_ENV = "SRCNET_SIM_CONFIG"
+# Upper bounds that keep a mistyped value from becoming an absurd run (memory and disk are checked later).
+MAX_CHANNELS = 1_000_000
+MAX_TIME_STAMPS = 10_000_000
+MIN_NPIXEL = 32
+MAX_FREQ_HZ = 1e12  # radio astronomy ends below 1 THz
+# Rucio turns a lifetime into an expiry date: beyond about 8000 years Python's datetime overflows at ingestion.
+MAX_LIFETIME_S = 100 * 365 * 86400
+# IVOA Identifiers 2.0: an authority id is at least three characters of this set, starting with a letter or digit.
+IVOID_AUTHORITY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-_.!~*'()+=]{2,}")
+IVOID_PATH_PATTERN = re.compile(r"(/[A-Za-z0-9\-_.!~*'()+=]*)*")
 
 
 def _unique_obs_id() -> str:
@@ -34,7 +45,7 @@ def _unique_obs_id() -> str:
 class Settings(BaseModel):
     """All settings of one run. Field names are the environment variable names in lower case."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
 
     sky_model: str = Field("SYNTHETIC", description="SYNTHETIC, MIGHTEE_L1, or the path of a catalogue file (OSKAR text, CSV, FITS)")
     sky_model_path: str | None = Field(None, description="catalogue file for a named sky model (MIGHTEE_L1)")
@@ -43,16 +54,16 @@ class Settings(BaseModel):
     synthetic_sources: int = Field(10_000, ge=1, le=10_000_000, description="number of sources of the SYNTHETIC field")
     phase_center_ra_deg: float = Field(150.12, ge=0.0, lt=360.0, description="phase centre right ascension (J2000), degrees")
     phase_center_dec_deg: float = Field(2.21, ge=-90.0, le=90.0, description="phase centre declination (J2000), degrees")
-    start_freq_hz: float = Field(1.304e9, gt=0.0, description="centre of the first channel, Hz")
-    end_freq_hz: float = Field(1.375e9, gt=0.0, description="end of the band, Hz: channels = floor((END - START) / INC)")
+    start_freq_hz: float = Field(1.304e9, gt=0.0, le=MAX_FREQ_HZ, description="centre of the first channel, Hz")
+    end_freq_hz: float = Field(1.375e9, gt=0.0, le=MAX_FREQ_HZ, description="end of the band, Hz: channels = floor((END - START) / INC)")
     freq_inc_hz: float = Field(1.775e7, gt=0.0, description="channel spacing and width, Hz")
     obs_length_hours: float = Field(4.0, gt=0.0, le=24.0 * 30, description="observation length, hours")
-    num_time_stamps: int = Field(24, ge=1, description="number of time samples (dumps)")
+    num_time_stamps: int = Field(24, ge=1, le=MAX_TIME_STAMPS, description="number of time samples (dumps)")
     start_date_and_time: str = Field("2020-04-26T16:36", description="UTC start of the observation, ISO 8601")
-    imaging_npixel: int = Field(2024, ge=32, description="image size, pixels per side")
+    imaging_npixel: int = Field(2024, ge=MIN_NPIXEL, description="image size, pixels per side (even)")
     imaging_cellsize: float | None = Field(None, gt=0.0, description="image cell, radians; None derives FOV / npixel")
     rucio_namespace: str = Field("testing", min_length=1, description="Rucio scope of the products")
-    rucio_lifetime: int = Field(86400, ge=1, description="Rucio replica lifetime, seconds")
+    rucio_lifetime: int = Field(86400, ge=1, le=MAX_LIFETIME_S, description="Rucio replica lifetime, seconds")
     ivoid_authority: str = Field("test.skao", description="IVOA identifier authority")
     ivoid_path: str = Field("/~", description="IVOA identifier path")
     obs_collection: str = Field("SKAO/SKAMID", description="ObsCore obs_collection")
@@ -82,6 +93,36 @@ class Settings(BaseModel):
             raise ValueError("must be the http(s) URL of the MIGHTEE Level-1 .fits file")
         return value
 
+    @field_validator("*", mode="after")
+    @classmethod
+    def _printable(cls, value: Any) -> Any:
+        """No setting may hold control characters (a newline would land in paths and metadata)."""
+        if isinstance(value, str) and any(not ch.isprintable() for ch in value):
+            raise ValueError("holds a control character (newline, tab, ...); use printable characters only")
+        return value
+
+    @field_validator("imaging_npixel")
+    @classmethod
+    def _even(cls, value: int) -> int:
+        if value % 2:
+            raise ValueError(f"must be even (the imager needs an even grid), at least {MIN_NPIXEL}")
+        return value
+
+    @field_validator("ivoid_authority")
+    @classmethod
+    def _authority(cls, value: str) -> str:
+        if not IVOID_AUTHORITY_PATTERN.fullmatch(value):
+            raise ValueError("is not an IVOA authority id: at least 3 characters, letters, digits and -_.!~*'()+= "
+                             "starting with a letter or digit (e.g. test.skao)")
+        return value
+
+    @field_validator("ivoid_path")
+    @classmethod
+    def _ivoid_path(cls, value: str) -> str:
+        if not value.startswith("/") or not IVOID_PATH_PATTERN.fullmatch(value):
+            raise ValueError("is not an IVOA resource key: start with '/', then letters, digits and -_.!~*'()+=/ (e.g. /~)")
+        return value
+
     @field_validator("start_date_and_time")
     @classmethod
     def _parse_start(cls, value: str) -> str:
@@ -95,6 +136,12 @@ class Settings(BaseModel):
     def _check_band(self) -> "Settings":
         if self.start_freq_hz >= self.end_freq_hz:
             raise ValueError(f"START_FREQ_HZ ({self.start_freq_hz:g}) must be below END_FREQ_HZ ({self.end_freq_hz:g})")
+        ratio = (self.end_freq_hz - self.start_freq_hz) / self.freq_inc_hz
+        if not ratio <= MAX_CHANNELS:
+            raise ValueError(
+                f"FREQ_INC_HZ {self.freq_inc_hz:g} Hz gives {ratio:.3g} channels between START_FREQ_HZ and END_FREQ_HZ; "
+                f"at most {MAX_CHANNELS} are allowed: widen FREQ_INC_HZ or narrow the band"
+            )
         if self.n_channels < 1:
             raise ValueError(
                 f"FREQ_INC_HZ ({self.freq_inc_hz:g}) is wider than END_FREQ_HZ - START_FREQ_HZ "
@@ -161,6 +208,9 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise UserInputError("--config", f"configuration file {path} does not exist") from exc
     except tomllib.TOMLDecodeError as exc:
         raise UserInputError("--config", f"{path} is not valid TOML ({exc})") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserInputError("--config", f"cannot read {path} as a UTF-8 TOML file ({exc.__class__.__name__}: "
+                             f"{getattr(exc, 'strerror', None) or exc})") from exc
     return _normalise_keys(data, str(path))
 
 

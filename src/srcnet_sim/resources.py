@@ -6,6 +6,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 BYTES_PER_COMPLEX64 = 8
 BYTES_PER_FLOAT64 = 8
 # The seed's image sizing rule for this workflow: npixel^2 x num_channels x 8 bytes with num_channels = 1,
@@ -39,6 +41,8 @@ class Estimate:
     image_min_bytes: int
     image_file_bytes: int
     peak_memory_bytes: int
+    simulate_peak_bytes: int = 0  # peak memory of the simulation alone (process included)
+    imaging_peak_bytes: int = 0  # peak memory of imaging alone (process included)
 
     @property
     def measurements(self) -> int:
@@ -75,6 +79,8 @@ def estimate(n_channels: int, n_times: int, n_dishes: int, autocorrelations: boo
         image_min_bytes=npixel * npixel * IMAGE_CHANNELS * BYTES_PER_FLOAT64,
         image_file_bytes=npixel * npixel * 4 + FITS_HEADER_BYTES,
         peak_memory_bytes=int(peak),
+        simulate_peak_bytes=int(PROCESS_BASELINE_BYTES + simulate_peak),
+        imaging_peak_bytes=int(PROCESS_BASELINE_BYTES + imaging_peak),
     )
 
 
@@ -84,6 +90,72 @@ def free_bytes(path: Path) -> int:
     while not path.exists():
         path = path.parent
     return shutil.disk_usage(path).free
+
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+UNLIMITED = 1 << 62  # cgroup v1 writes "no limit" as a number near 2^63
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return None if text == "max" or not text.isdigit() or int(text) >= UNLIMITED else int(text)
+
+
+def _cgroup_dirs(root: Path, proc_cgroup: str, controller: str | None) -> list[Path]:
+    """The cgroup directories of this process for `controller` (None: the v2 unified hierarchy), innermost first,
+    up to the mount point (inside a container the mount point is often the process's own cgroup)."""
+    for line in proc_cgroup.splitlines():
+        _, controllers, relative = line.split(":", 2)
+        if (controller is None and controllers == "") or (controller is not None and controller in controllers.split(",")):
+            mount = root if controller is None else root / controller
+            dirs, current = [], mount / relative.lstrip("/")
+            while True:
+                if current.is_dir():
+                    dirs.append(current)
+                if current == mount or mount not in current.parents:
+                    break
+                current = current.parent
+            return dirs
+    return []
+
+
+def cgroup_available_bytes(root: Path = CGROUP_ROOT, proc_cgroup: str | None = None) -> int | None:
+    """Memory this process's cgroups (v2 memory.max, v1 memory.limit_in_bytes) still allow, or None without a limit.
+
+    Usage counts what the kernel cannot simply drop: the inactive file cache is treated as free.
+    """
+    if proc_cgroup is None:
+        try:
+            proc_cgroup = Path("/proc/self/cgroup").read_text()
+        except OSError:
+            return None
+    available = None
+    for controller, limit_file, usage_file, cache_key in ((None, "memory.max", "memory.current", "inactive_file"),
+                                                          ("memory", "memory.limit_in_bytes", "memory.usage_in_bytes",
+                                                           "total_inactive_file")):
+        for directory in _cgroup_dirs(root, proc_cgroup, controller):
+            limit = _read_int(directory / limit_file)
+            if limit is None:
+                continue
+            usage = _read_int(directory / usage_file) or 0
+            try:
+                stat = dict(line.split() for line in (directory / "memory.stat").read_text().splitlines())
+                usage -= min(usage, int(stat.get(cache_key, 0)))
+            except (OSError, ValueError):
+                pass
+            left = max(limit - usage, 0)
+            available = left if available is None else min(available, left)
+    return available
+
+
+def available_memory_bytes() -> int:
+    """Memory a run may use now: the machine's available memory, or less where a cgroup (container) limit says so."""
+    machine = int(psutil.virtual_memory().available)
+    cgroup = cgroup_available_bytes()
+    return machine if cgroup is None else min(machine, cgroup)
 
 
 def human(n_bytes: float) -> str:

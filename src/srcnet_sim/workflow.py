@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 from astropy.time import Time
 
-from srcnet_sim import __version__
+from srcnet_sim import __version__, validation
 from srcnet_sim.config import Settings
 from srcnet_sim.errors import UserInputError
 from srcnet_sim.imaging.clean import CleanParameters
 from srcnet_sim.products import naming, obscore, sidecar, staging
 from srcnet_sim.ms.writer import MeasurementSetWriter, MSDescription
 from srcnet_sim.progress import logger, track
-from srcnet_sim.resources import Estimate, estimate, free_bytes, human
+from srcnet_sim.resources import Estimate, estimate, human
 from srcnet_sim.simulate import geometry
 from srcnet_sim.simulate.beams import power_beam_fwhm_rad
 from srcnet_sim.simulate.observation import Observation, simulate
@@ -52,7 +52,7 @@ class Plan:
 
     def staged_name(self, product: str) -> str:
         """The name in the staging area and in Rucio: a MeasurementSet (a directory) is staged as a tar."""
-        return self.file_name(product) + (MS_ARCHIVE_SUFFIX if product == "vis" else "")
+        return _staged_name(self.settings, product)
 
     @property
     def made(self) -> tuple[str, ...]:
@@ -81,11 +81,22 @@ def field_of_view_rad(settings: Settings) -> float:
     return float(power_beam_fwhm_rad(mid_hz, SEED_DISH_DIAMETER_M))
 
 
+def _staged_name(settings: Settings, product: str) -> str:
+    return settings.file_prefix + PRODUCT_NAMES[product] + (MS_ARCHIVE_SUFFIX if product == "vis" else "")
+
+
 def _check_names(settings: Settings) -> None:
+    """Rucio names, and every path the run creates within NAME_MAX and PATH_MAX (hidden temporary names included)."""
     naming.check_scope(settings.rucio_namespace)
     naming.check_name(settings.obs_id, "OBS_ID")  # the Rucio dataset of the run's products
-    for product in PRODUCTS:
-        naming.check_name(settings.file_prefix + PRODUCT_NAMES[product] + (MS_ARCHIVE_SUFFIX if product == "vis" else ""))
+    staged = [_staged_name(settings, product) for product in PRODUCTS]
+    for name in staged:
+        naming.check_name(name)
+    naming.check_path_lengths(Path(settings.out_dir) / settings.rucio_namespace,
+                              staged + [n + naming.META_SUFFIX for n in staged] + [settings.file_prefix + NOTIFICATION_NAME],
+                              "OUT_DIR")
+    naming.check_path_lengths(Path(tempfile.gettempdir()), [settings.file_prefix + PRODUCT_NAMES[p] for p in PRODUCTS],
+                              "TMPDIR", inside_bytes=naming.SCRATCH_PATH_RESERVE)
 
 
 def plan(settings: Settings, products: set[str] | frozenset[str] = frozenset({"vis"})) -> Plan:
@@ -93,6 +104,7 @@ def plan(settings: Settings, products: set[str] | frozenset[str] = frozenset({"v
     if not products:
         raise UserInputError("--vis", "choose at least one product to ingest: --vis, --dirty or --clean")
     _check_names(settings)
+    validation.check_sidecar_values(settings, identity(settings), {p: _staged_name(settings, p) for p in PRODUCTS})
     telescope = load_telescope(settings.telescope)
     ra0, dec0 = settings.phase_centre_rad
     start = Time(settings.start_datetime, scale="utc")
@@ -108,8 +120,9 @@ def plan(settings: Settings, products: set[str] | frozenset[str] = frozenset({"v
             "choose a start time or phase centre that keeps it above 0 deg",
         )
     radius = FILTER_RADIUS_FWHM * field_of_view_rad(settings)
-    sky = load_sky_model(settings.sky_model, settings.sky_model_path, ra0, dec0, radius, settings.synthetic_sources, settings.seed,
-                         settings.sky_model_cache, settings.mightee_l1_url)
+    sky = load_sky_model(settings.sky_model, settings.sky_model_path, ra0, dec0, radius, settings.synthetic_sources,
+                         settings.seed, settings.freq_hz, cache_dir=settings.sky_model_cache,
+                         mightee_url=settings.mightee_l1_url)
     observation = Observation(
         telescope=telescope, sky=sky, ra_rad=ra0, dec_rad=dec0, times_s=times_s, interval_s=settings.interval_s,
         freq_hz=settings.freq_hz, channel_width_hz=settings.freq_inc_hz, beam=settings.beam,
@@ -119,21 +132,22 @@ def plan(settings: Settings, products: set[str] | frozenset[str] = frozenset({"v
     )
     sizes = estimate(settings.n_channels, settings.num_time_stamps, telescope.n_dish, observation.autocorrelations,
                      len(sky), settings.imaging_npixel, settings.precision == "double")
-    return Plan(settings, telescope, observation, sizes, Path(settings.out_dir) / settings.rucio_namespace,
-                frozenset(products))
+    run_plan = Plan(settings, telescope, observation, sizes, Path(settings.out_dir) / settings.rucio_namespace,
+                    frozenset(products))
+    if "dirty" in run_plan.made:
+        validation.check_image_grid(settings, telescope, times_s, run_plan.cell_rad())
+    return run_plan
 
 
 def preflight(run_plan: Plan) -> None:
-    """Refuse to start, with the numbers, when OUT_DIR or the temporary directory cannot hold its products."""
-    for setting, where, products in (("OUT_DIR", run_plan.product_dir, run_plan.products),
-                                     ("TMPDIR", Path(tempfile.gettempdir()), run_plan.made)):
-        need = sum(run_plan.product_bytes(p) for p in products)
-        free = free_bytes(where)
-        if need and free < need:
-            name_of = run_plan.staged_name if setting == "OUT_DIR" else run_plan.file_name
-            names = ", ".join(name_of(p) for p in PRODUCTS if p in products)
-            raise UserInputError(setting, f"{where} has {human(free)} free but {names} need about {human(need)}; "
-                                 "enlarge the volume or shorten the run")
+    """Refuse to start, with the numbers, when this machine cannot run the plan: memory (container limit
+    included), OUT_DIR and the temporary directory (space, their sum on one filesystem, writable)."""
+    validation.check_memory(run_plan.settings, run_plan.estimate, images="dirty" in run_plan.made)
+    scratch = Path(tempfile.gettempdir())
+    validation.check_volumes(
+        run_plan.product_dir, sum(run_plan.product_bytes(p) for p in run_plan.products),
+        ", ".join(run_plan.staged_name(p) for p in PRODUCTS if p in run_plan.products),
+        scratch, sum(run_plan.product_bytes(p) for p in run_plan.made), ", ".join(run_plan.file_name(p) for p in run_plan.made))
 
 
 def history_lines(settings: Settings) -> tuple[str, ...]:

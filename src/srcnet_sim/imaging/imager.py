@@ -5,16 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import psutil
 
-from srcnet_sim.constants import SPEED_OF_LIGHT_M_S
 from srcnet_sim.errors import UserInputError
 from srcnet_sim.imaging.beam import Beam, fit_beam, restore
 from srcnet_sim.imaging.clean import CleanParameters, CleanResult, cotton_schwab
 from srcnet_sim.imaging.gridding import DEFAULT_EPSILON, degrid, grid
 from srcnet_sim.imaging.msdata import MeasurementSetSource, Visibilities
 from srcnet_sim.imaging.weighting import WeightGrid, apply_weights, on_grid
-from srcnet_sim.resources import IMAGE_WORKING_BYTES_PER_PIXEL
+from srcnet_sim.resources import IMAGE_WORKING_BYTES_PER_PIXEL, available_memory_bytes
 
 MIN_NPIX = 32
 Source = Visibilities | MeasurementSetSource  # anything with metadata and .chunks()
@@ -55,7 +53,7 @@ def check_parameters(source: Source, params: ImagingParameters) -> float:
     if params.npix < MIN_NPIX or params.npix % 2:
         raise UserInputError("--npixel", f"{params.npix} must be even and at least {MIN_NPIX}")
     need = params.npix**2 * IMAGE_WORKING_BYTES_PER_PIXEL
-    available = psutil.virtual_memory().available
+    available = available_memory_bytes()  # container (cgroup) limit included
     if need > available:
         raise UserInputError("--npixel", f"a {params.npix}^2 image needs about {need / 2**30:.1f} GiB but "
                              f"{available / 2**30:.1f} GiB are available; use fewer pixels")

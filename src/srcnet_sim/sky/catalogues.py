@@ -171,13 +171,14 @@ NAMED_SKY_MODELS = ("SYNTHETIC", "MIGHTEE_L1")
 
 def load_sky_model(
     spec: str, catalogue_path: str | None, ra0_rad: float, dec0_rad: float, radius_rad: float, n_synthetic: int, seed: int,
-    cache_dir: str | None = None, mightee_url: str | None = None,
+    freq_hz: np.ndarray | None = None, cache_dir: str | None = None, mightee_url: str | None = None,
 ) -> SkyModel:
     """Resolve a SKY_MODEL setting and keep the sources within radius_rad of the phase centre.
 
     spec: SYNTHETIC (seeded field of n_synthetic sources inside the radius), MIGHTEE_L1 (the
     FITS catalogue at catalogue_path; without one, the survey downloaded once from mightee_url
-    into cache_dir and reused, see sky.download), or the path of a catalogue file.
+    into cache_dir and reused, see sky.download), or the path of a catalogue file. A catalogue with any
+    non-finite or impossible value (fluxes extrapolated to the channels freq_hz included) is refused.
     """
     from srcnet_sim.sky.synthetic import synthetic_field
 
@@ -201,6 +202,10 @@ def load_sky_model(
             raise UserInputError("SKY_MODEL", f"unknown sky model {spec!r}: use {', '.join(NAMED_SKY_MODELS)} "
                                  "or the path of a catalogue file (OSKAR text, CSV, FITS)")
         sky = read_catalogue(path)
+    problem = sky.first_problem(freq_hz)
+    if problem:
+        setting = "SKY_MODEL" if key != "MIGHTEE_L1" else ("SKY_MODEL_PATH" if catalogue_path else "MIGHTEE_L1_URL")
+        raise UserInputError(setting, f"{path}: {problem}")
     kept = sky.within(ra0_rad, dec0_rad, radius_rad)
     if len(kept) == 0:
         raise UserInputError("SKY_MODEL", f"no source of {spec} lies within {np.degrees(radius_rad):.3f} deg "

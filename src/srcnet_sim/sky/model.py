@@ -45,6 +45,36 @@ class SkyModel:
             raise TypeError(f"unknown sky model columns: {sorted(columns)}")
         return cls(**values)
 
+    def first_problem(self, freq_hz: np.ndarray | None = None) -> str | None:
+        """What is wrong with the first bad source (non-finite value, impossible position or shape), or None.
+
+        freq_hz: the observed channels; when given, the fluxes extrapolated to them must stay finite too.
+        Sources are numbered from 1 (#1) in the order they were read.
+        """
+        for field in fields(self):
+            bad = np.flatnonzero(~np.isfinite(getattr(self, field.name)))
+            if bad.size:
+                return f"source #{bad[0] + 1} has {field.name} = {getattr(self, field.name)[bad[0]]}; every value must be finite"
+        checks = (("dec_rad", np.abs(self.dec_rad) > np.pi / 2, "declinations lie within -90..90 deg"),
+                  ("ref_freq_hz", self.ref_freq_hz < 0, "reference frequencies are >= 0 Hz (0: flat spectrum)"),
+                  ("major_fwhm_rad", self.major_fwhm_rad < 0, "Gaussian sizes are >= 0"),
+                  ("minor_fwhm_rad", self.minor_fwhm_rad < 0, "Gaussian sizes are >= 0"))
+        for name, wrong, allowed in checks:
+            bad = np.flatnonzero(wrong)
+            if bad.size:
+                return f"source #{bad[0] + 1} has {name} = {getattr(self, name)[bad[0]]}; {allowed}"
+        if freq_hz is not None and len(freq_hz):
+            # |S(f)| is monotonic in f for each source: the band's edges bound every channel.
+            edges = np.array([np.min(freq_hz), np.max(freq_hz)])
+            peak = np.max(np.abs([self.stokes_i_jy, self.stokes_q_jy, self.stokes_u_jy, self.stokes_v_jy]), axis=0)
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                ratio = np.where(self.ref_freq_hz > 0, edges[:, None] / np.where(self.ref_freq_hz > 0, self.ref_freq_hz, 1), 1.0)
+                bad = np.flatnonzero(~np.all(np.isfinite(ratio**self.spectral_index * peak), axis=0))
+            if bad.size:
+                return (f"source #{bad[0] + 1} (spectral_index {self.spectral_index[bad[0]]:g}, ref_freq_hz "
+                        f"{self.ref_freq_hz[bad[0]]:g}) has a non-finite flux density in the observed band")
+        return None
+
     def __len__(self) -> int:
         return len(self.ra_rad)
 

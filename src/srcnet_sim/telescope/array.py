@@ -7,6 +7,7 @@ MeasurementSet ANTENNA table need; east/north/up offsets are only an input forma
 from __future__ import annotations
 
 import csv
+import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -26,6 +27,10 @@ SKA_MID_ASSEMBLIES = {
     "SKA-MID-AA4": "AA4",
 }
 KNOWN_TELESCOPES = ("SKA-MID-AA0.5", "SKA-MID-AA1", "SKA-MID-AA2", "SKA-MID-AAstar", "SKA-MID-AA4")
+# Plausibility of a layout read from a file: a site on the Earth's surface, dishes on the Earth
+# (offsets within its diameter) and no two dishes closer than their diameter (they would collide).
+SITE_HEIGHT_RANGE_M = (-1_000.0, 10_000.0)
+MAX_OFFSET_M = 1.3e7
 
 
 @dataclass(frozen=True)
@@ -128,6 +133,7 @@ def load_oskar_telescope(path: Path, default_diameter_m: float = 15.0) -> Telesc
             raise UserInputError("TELESCOPE", f"OSKAR telescope model {path} has no {needed.name}")
     position = _read_numeric_rows(position_file)[0]
     height = position[2] if len(position) > 2 else 0.0
+    _check_site(position_file, position[0], position[1] if len(position) > 1 else math.nan, height)
     site = EarthLocation.from_geodetic(lon=position[0] * u.deg, lat=position[1] * u.deg, height=height * u.m)
     layout = _read_numeric_rows(layout_file)
     enu = np.zeros((len(layout), 3))
@@ -136,6 +142,7 @@ def load_oskar_telescope(path: Path, default_diameter_m: float = 15.0) -> Telesc
     n_dish = len(layout)
     if n_dish < 2:
         raise UserInputError("TELESCOPE", f"{layout_file} lists {n_dish} station(s); at least 2 are needed")
+    _check_layout(layout_file, enu, default_diameter_m)
     return Telescope(
         name=path.name.removesuffix(".tm") or "custom",
         station_names=tuple(f"S{i:03d}" for i in range(n_dish)),
@@ -144,6 +151,36 @@ def load_oskar_telescope(path: Path, default_diameter_m: float = 15.0) -> Telesc
         itrf_m=enu_to_itrf(enu, site),
         site=site,
     )
+
+
+def _check_site(path: Path, lon_deg: float, lat_deg: float, height_m: float) -> None:
+    """Refuse a site that is not finite or not on the Earth (casacore measures spin forever on a NaN)."""
+    low, high = SITE_HEIGHT_RANGE_M
+    if not (math.isfinite(lon_deg) and -180.0 <= lon_deg <= 360.0):
+        raise UserInputError("TELESCOPE", f"{path}: longitude {lon_deg} deg is not a finite value in -180..360")
+    if not (math.isfinite(lat_deg) and -90.0 <= lat_deg <= 90.0):
+        raise UserInputError("TELESCOPE", f"{path}: latitude {lat_deg} deg is not a finite value in -90..90")
+    if not (math.isfinite(height_m) and low <= height_m <= high):
+        raise UserInputError("TELESCOPE", f"{path}: height {height_m} m is not a finite value in {low:g}..{high:g} m")
+
+
+def _check_layout(path: Path, enu_m: np.ndarray, diameter_m: float) -> None:
+    """Refuse (n, 3) east/north/up offsets that are not finite, lie off the Earth, or put two dishes in one place."""
+    from scipy.spatial import cKDTree
+
+    bad = np.flatnonzero(~np.all(np.isfinite(enu_m), axis=1))
+    if bad.size:
+        raise UserInputError("TELESCOPE", f"{path}: station {bad[0]} has a non-finite offset {enu_m[bad[0]].tolist()}; "
+                             "every east/north/up offset must be a finite number of metres")
+    far = np.flatnonzero(np.linalg.norm(enu_m, axis=1) > MAX_OFFSET_M)
+    if far.size:
+        raise UserInputError("TELESCOPE", f"{path}: station {far[0]} lies {np.linalg.norm(enu_m[far[0]]):.3g} m from the "
+                             f"site; offsets must stay within {MAX_OFFSET_M:g} m (the Earth's diameter)")
+    distance, index = cKDTree(enu_m).query(enu_m, k=2)
+    first = int(np.argmin(distance[:, 1]))
+    if distance[first, 1] < diameter_m:
+        raise UserInputError("TELESCOPE", f"{path}: stations {first} and {int(index[first, 1])} are "
+                             f"{distance[first, 1]:.3g} m apart; dishes of {diameter_m:g} m need at least that distance")
 
 
 def _read_numeric_rows(path: Path) -> list[list[float]]:
