@@ -7,14 +7,16 @@ Precedence: command line > environment > TOML file (--config or SRCNET_SIM_CONFI
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import signal
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from srcnet_sim.config import FIELDS, Settings, env_name, load_settings, option_name
-from srcnet_sim.errors import ServiceError, UserInputError
+from srcnet_sim.errors import DiskFullError, ServiceError, UserInputError
 from srcnet_sim.progress import configure_logging
 
 PRECEDENCE = ("Settings: command line > environment variable (same name, upper case) > TOML file "
@@ -53,7 +55,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 def cmd_run(args: argparse.Namespace) -> int:
     from srcnet_sim.workflow import run
 
-    run(settings_from_args(args), chosen_products(args), overwrite=args.overwrite, notification=args.notification)
+    run(settings_from_args(args), chosen_products(args), overwrite=args.overwrite, notification=args.notification,
+        preview_dir=Path(args.preview_dir) if args.preview_dir else None)
     return 0
 
 
@@ -189,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser.add_argument("--overwrite", action="store_true", help="replace products already staged with their .meta")
     run_parser.add_argument("--notification", action="store_true",
                             help="also stage <FILE_PREFIX>notification.json for SRCNet's newer ingestion (ska-src-mm-notification)")
+    run_parser.add_argument("--preview-dir", metavar="DIR",
+                            help="also write PNG quick-looks of the chosen images here (outside OUT_DIR: the ingestor "
+                                 "takes only products with a .meta)")
     run_parser.set_defaults(handler=cmd_run)
     estimate_parser = commands.add_parser("estimate", help="sizes, memory and free space of a run", description=PRECEDENCE)
     add_product_flags(estimate_parser)
@@ -249,9 +255,36 @@ def add_image_parser(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_image)
 
 
+class Stopped(BaseException):
+    """Raised in the main thread by SIGTERM or SIGINT, so that every `finally` and context manager
+    (scratch directory, partial files, claims) cleans up on the way out."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop(signum: int, frame: object) -> None:
+    for stop_signal in STOP_SIGNALS:
+        signal.signal(stop_signal, signal.SIG_IGN)  # a second signal must not interrupt the clean-up
+    raise Stopped(signum)
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """ENOSPC/EDQUOT from Python's I/O, or casacore's AipsError carrying it."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(exc, RuntimeError) and "No space left on device" in str(exc)
+
+
 def main(argv: list[str] | None = None) -> int:
     configure_logging()
     args = build_parser().parse_args(argv)
+    for stop_signal in STOP_SIGNALS:
+        signal.signal(stop_signal, _stop)
     try:
         return args.handler(args)
     except UserInputError as exc:
@@ -260,6 +293,20 @@ def main(argv: list[str] | None = None) -> int:
     except ServiceError as exc:
         print(f"srcnet-sim: error: {exc}", file=sys.stderr)
         return 3
+    except DiskFullError as exc:
+        print(f"srcnet-sim: error: {exc}", file=sys.stderr)
+        return 4
+    except (OSError, RuntimeError) as exc:
+        if not _disk_full(exc):
+            raise
+        where = f" writing {exc.filename}" if getattr(exc, "filename", None) else ""
+        print(f"srcnet-sim: error: no space left on device{where}: {str(exc).splitlines()[0]}; "
+              "the run's scratch and partial files were removed", file=sys.stderr)
+        return 4
+    except Stopped as stop:
+        name = signal.Signals(stop.signum).name
+        print(f"srcnet-sim: stopped by {name}; the run's scratch and partial files were removed", file=sys.stderr)
+        return 128 + stop.signum
 
 
 if __name__ == "__main__":

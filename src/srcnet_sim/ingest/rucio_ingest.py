@@ -55,9 +55,12 @@ def with_retries(action: Callable[[], object], what: str, attempts: int, backoff
                  sleep: Callable[[float], None] = time.sleep) -> object:
     """Run `action`, retrying connection failures with exponential back-off; ServiceError when they persist."""
     from requests.exceptions import ConnectionError as RequestsConnectionError
-    from rucio.common.exception import CannotAuthenticate, RucioException, ServiceUnavailable
+    from rucio.common.exception import CannotAuthenticate, RucioException, ServerConnectionException, ServiceUnavailable
 
-    transient = (RequestsConnectionError, ServiceUnavailable, CannotAuthenticate, ConnectionError, OSError)
+    # ServerConnectionException: what the client raises when it cannot reach the server to log in
+    # (a fresh machine without a cached token).
+    transient = (RequestsConnectionError, ServiceUnavailable, ServerConnectionException, CannotAuthenticate,
+                 ConnectionError, OSError)
     for attempt in range(1, attempts + 1):
         try:
             return action()
@@ -76,8 +79,18 @@ def with_retries(action: Callable[[], object], what: str, attempts: int, backoff
 def _move(paths: list[Path], directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     for path in paths:
-        if path.exists():
+        if os.path.lexists(path):
             shutil.move(str(path), str(directory / path.name))
+
+
+def _failure_directory(failed_dir: Path, names: list[str]) -> Path:
+    """`failed_dir`, or its first free numbered subdirectory 2/, 3/, ... when a product failed before under
+    the same name: a failure never overwrites an earlier one's files."""
+    candidate, number = failed_dir, 1
+    while any(os.path.lexists(candidate / name) for name in names):
+        number += 1
+        candidate = failed_dir / str(number)
+    return candidate
 
 
 class Ingestor:
@@ -105,19 +118,27 @@ class Ingestor:
                 report.done.append(name)
                 logger.info("ingest: %s:%s done", json.loads((done_dir / meta.name).read_text())["namespace"], name)
             else:
-                _move([data, meta], failed_dir)
-                (failed_dir / f"{name}.reason").write_text(reason + "\n")
+                where = _failure_directory(failed_dir, [name, meta.name, f"{name}.reason"])
+                _move([data, meta], where)
+                (where / f"{name}.reason").write_text(reason + "\n")
                 report.failed[name] = reason
                 logger.warning("ingest: %s failed: %s", name, reason)
         return report
 
     @staticmethod
     def _check(data: Path, meta: Path) -> str | None:
-        """Why this pair cannot be ingested, or None."""
+        """Why this pair cannot be ingested, or None. Links are never followed: the staging area is shared."""
+        for path in (meta, data):
+            if path.is_symlink():
+                return f"{path.name} is a symbolic link, not a staged file"
+        if not meta.is_file():
+            return f"{meta.name} is not a regular file"
         try:
             document = json.loads(meta.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             return f"{meta.name} is not valid JSON ({exc})"
+        except OSError as exc:
+            return f"{meta.name} cannot be read ({exc.strerror})"
         problem = sidecar.problem(document)
         if problem:
             return f"{meta.name} does not follow the sidecar schema: {problem}"
