@@ -127,7 +127,7 @@ def test_sigterm_and_sigint_end_the_run_with_one_line_and_remove_its_files(dirs,
     assert proc.wait(timeout=60) == 128 + stop_signal
     stderr = (tmp_path / "run.log").read_text()
     assert last_line(stderr) == (f"srcnet-sim: stopped by {signal.Signals(stop_signal).name}; "
-                                 "the run's scratch and partial files were removed")
+                                 "its scratch and partial files were removed")
     assert entries(tmp) == [] and entries(out) == []
 
 

@@ -137,6 +137,7 @@ def test_unreachable_rucio_on_a_fresh_machine_retries_then_exits_3(tmp_path):
     assert result.returncode == 3, result.stderr
     assert "Traceback" not in result.stderr
     assert result.stderr.count("connecting to Rucio failed (ServerConnectionException); retrying in") == 2
+    assert len(result.stderr.strip().splitlines()) == 3  # the two retries and the error: the client's own logs are quiet
     assert result.stderr.strip().splitlines()[-1].startswith("srcnet-sim: error: Rucio unreachable: connecting to Rucio failed 3 times")
     assert not (tmp_path / "fresh-token-dir" / "token").exists()
     assert sorted(p.name for p in staging.iterdir()) == ["x.fits", "x.fits.meta"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import errno
 import os
-import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 from srcnet_sim.config import FIELDS, Settings, env_name, load_settings, option_name
 from srcnet_sim.errors import DiskFullError, ServiceError, UserInputError
 from srcnet_sim.progress import configure_logging
+from srcnet_sim.stopping import Stopped, stop_on_signals
 
 PRECEDENCE = ("Settings: command line > environment variable (same name, upper case) > TOML file "
               "(--config FILE or $SRCNET_SIM_CONFIG) > default.")
@@ -255,24 +255,6 @@ def add_image_parser(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_image)
 
 
-class Stopped(BaseException):
-    """Raised in the main thread by SIGTERM or SIGINT, so that every `finally` and context manager
-    (scratch directory, partial files, claims) cleans up on the way out."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-def _stop(signum: int, frame: object) -> None:
-    for stop_signal in STOP_SIGNALS:
-        signal.signal(stop_signal, signal.SIG_IGN)  # a second signal must not interrupt the clean-up
-    raise Stopped(signum)
-
-
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-
 def _disk_full(exc: BaseException) -> bool:
     """ENOSPC/EDQUOT from Python's I/O, or casacore's AipsError carrying it."""
     if isinstance(exc, OSError):
@@ -283,10 +265,9 @@ def _disk_full(exc: BaseException) -> bool:
 def main(argv: list[str] | None = None) -> int:
     configure_logging()
     args = build_parser().parse_args(argv)
-    for stop_signal in STOP_SIGNALS:
-        signal.signal(stop_signal, _stop)
     try:
-        return args.handler(args)
+        with stop_on_signals():
+            return args.handler(args)
     except UserInputError as exc:
         print(f"srcnet-sim: error: {exc}", file=sys.stderr)
         return 2
@@ -301,12 +282,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         where = f" writing {exc.filename}" if getattr(exc, "filename", None) else ""
         print(f"srcnet-sim: error: no space left on device{where}: {str(exc).splitlines()[0]}; "
-              "the run's scratch and partial files were removed", file=sys.stderr)
+              "its scratch and partial files were removed", file=sys.stderr)
         return 4
     except Stopped as stop:
-        name = signal.Signals(stop.signum).name
-        print(f"srcnet-sim: stopped by {name}; the run's scratch and partial files were removed", file=sys.stderr)
-        return 128 + stop.signum
+        print(f"srcnet-sim: stopped by {stop.name}; its scratch and partial files were removed", file=sys.stderr)
+        return stop.exit_code
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from pathlib import Path
 from srcnet_sim.errors import ServiceError
 from srcnet_sim.products import sidecar
 from srcnet_sim.products.naming import META_SUFFIX
+from srcnet_sim.stopping import deferred
 
 logger = logging.getLogger("srcnet_sim")
 
@@ -77,10 +78,12 @@ def with_retries(action: Callable[[], object], what: str, attempts: int, backoff
 
 
 def _move(paths: list[Path], directory: Path) -> None:
+    """Move a pair out of the staging area together (SIGTERM waits until both moved)."""
     directory.mkdir(parents=True, exist_ok=True)
-    for path in paths:
-        if os.path.lexists(path):
-            shutil.move(str(path), str(directory / path.name))
+    with deferred():
+        for path in paths:
+            if os.path.lexists(path):
+                shutil.move(str(path), str(directory / path.name))
 
 
 def _failure_directory(failed_dir: Path, names: list[str]) -> Path:
@@ -200,8 +203,13 @@ def connect(attempts: int = 5, backoff_s: float = 1.0) -> object:
     os.environ.setdefault("RUCIO_CLIENT_MODE", "1")
     from rucio.client import Client
 
+    # The client logs every failed connection as an ERROR of its own; ours says each failure once (and
+    # the last one as the CLI's one-line error), so the client's own messages go to debug level.
+    quiet = logging.getLogger("srcnet_sim.rucio_client")
+    quiet.setLevel(logging.CRITICAL + 1 if not logger.isEnabledFor(logging.DEBUG) else logging.DEBUG)
+
     def reach() -> object:
-        client = Client()
+        client = Client(logger=quiet)
         client.ping()  # the constructor does not always talk to the server
         client.whoami()
         return client

@@ -26,6 +26,7 @@ from typing import BinaryIO
 
 from srcnet_sim.errors import UserInputError
 from srcnet_sim.products.naming import META_SUFFIX
+from srcnet_sim.stopping import deferred
 
 RENAME_NOREPLACE = 1
 AT_FDCWD = -100
@@ -165,13 +166,14 @@ def publish(item: Prepared) -> Path:
     checked before the work) is removed first. A file that appears at the name meanwhile is never
     replaced: that stops the run with the product unpublished.
     """
-    _remove_previous(item.final)
     target = item.final
     try:
-        rename_noreplace(item.data, target)
-        if item.meta is not None:
-            target = meta_path(item.final)
-            rename_noreplace(item.meta, target)
+        with deferred():  # a product and its sidecar go in together, or neither
+            _remove_previous(item.final)
+            rename_noreplace(item.data, target)
+            if item.meta is not None:
+                target = meta_path(item.final)
+                rename_noreplace(item.meta, target)
     except FileExistsError as exc:
         if target != item.final:  # the data went in, its sidecar could not: take the data back out
             rename_noreplace(item.final, item.data)
