@@ -221,3 +221,19 @@ def test_publishing_never_replaces_what_is_at_the_final_name(tmp_path: Path, mon
     assert (tmp_path / "file").read_text() == "theirs" and not (tmp_path / "nowhere").exists()
     staging.rename_noreplace(source, tmp_path / "free")
     assert (tmp_path / "free").read_text() == "new" and not source.exists()
+
+
+def test_a_directory_without_its_lock_file_is_dead_only_when_long_untouched(tmp_path: Path):
+    """Killed between mkdir and taking its lock, or left by a srcnet-sim older than the locks (whose live
+    runs last hours): removed only after scratch.LOCKLESS_AGE_S."""
+    from srcnet_sim import scratch
+
+    old, fresh = tmp_path / "srcnet-sim-old", tmp_path / "srcnet-sim-fresh"
+    old.mkdir()
+    fresh.mkdir()
+    long_ago = time.time() - scratch.LOCKLESS_AGE_S - 60
+    os.utime(old, (long_ago, long_ago))
+    with scratch.live_directory(tmp_path, scratch.SCRATCH_PREFIX) as live:
+        assert scratch.sweep(tmp_path, scratch.SCRATCH_PREFIX) == [old]
+        assert live.is_dir() and fresh.is_dir()
+    assert not live.exists()
