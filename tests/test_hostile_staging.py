@@ -122,7 +122,7 @@ def test_sigterm_and_sigint_end_the_run_with_one_line_and_remove_its_files(dirs,
     if moment == "simulating":
         wait_for(lambda: any(tmp.glob("srcnet-sim-*/h_measurements.ms")), proc, "the MS")
     else:
-        wait_for(lambda: any(out.glob(f"hostile/.srcnet-sim-partial-*/{TAR}")), proc, "the partial tar")
+        wait_for(lambda: any(out.glob(f"hostile/.srcnet-sim-partial-*/{TAR}.partial")), proc, "the partial tar")
     proc.send_signal(stop_signal)
     assert proc.wait(timeout=60) == 128 + stop_signal
     stderr = (tmp_path / "run.log").read_text()

@@ -28,6 +28,7 @@ from srcnet_sim.errors import UserInputError
 from srcnet_sim.products.naming import META_SUFFIX
 from srcnet_sim.stopping import deferred
 
+PARTIAL_SUFFIX = ".partial"
 RENAME_NOREPLACE = 1
 AT_FDCWD = -100
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -136,14 +137,15 @@ class Prepared:
 
 def prepare(private_dir: Path, final: Path, write: Callable[[BinaryIO], None],
             make_sidecar: Callable[[Path], dict] | None) -> Prepared:
-    """Write the product into `private_dir` under its final name and, from that file, its `.meta`.
+    """Write the product into `private_dir` and, from that file, its sidecar.
 
-    make_sidecar(path) builds (and validates) the sidecar from the written file.
+    make_sidecar(path) builds (and validates) the sidecar from the written file. Both names end in
+    `.partial`, so that an ingestor that walks subdirectories never sees a pair before it is published.
     """
-    data = write_new_file(private_dir / final.name, write)
+    data = write_new_file(private_dir / (final.name + PARTIAL_SUFFIX), write)
     meta = None
     if make_sidecar is not None:
-        meta = write_new_file(meta_path(data), json_document(make_sidecar(data)))
+        meta = write_new_file(private_dir / (final.name + META_SUFFIX + PARTIAL_SUFFIX), json_document(make_sidecar(data)))
     return Prepared(data, meta, final)
 
 
