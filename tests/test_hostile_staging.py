@@ -237,3 +237,25 @@ def test_a_directory_without_its_lock_file_is_dead_only_when_long_untouched(tmp_
         assert scratch.sweep(tmp_path, scratch.SCRATCH_PREFIX) == [old]
         assert live.is_dir() and fresh.is_dir()
     assert not live.exists()
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_product_that_appears_during_the_run_is_never_replaced_without_overwrite(tmp_path: Path, overwrite):
+    """A program that writes the staging area without claims puts a complete pair at the name after the check."""
+    from srcnet_sim.errors import UserInputError
+    from srcnet_sim.products import staging
+
+    private = tmp_path / "private"
+    private.mkdir()
+    final = tmp_path / "x.fits"
+    item = staging.prepare(private, final, staging.text("ours"), lambda path: {"name": "x.fits"})
+    final.write_text("theirs")
+    staging.meta_path(final).write_text("{}")
+    if overwrite:
+        assert staging.publish(item, overwrite=True) == final
+        assert final.read_text() == "ours" and json.loads(staging.meta_path(final).read_text()) == {"name": "x.fits"}
+    else:
+        with pytest.raises(UserInputError, match="appeared while this run held its claim"):
+            staging.publish(item, overwrite=False)
+        assert final.read_text() == "theirs" and staging.meta_path(final).read_text() == "{}"
+    assert sorted(p.name for p in private.iterdir()) == ([] if overwrite else ["x.fits.meta.partial", "x.fits.partial"])

@@ -228,7 +228,8 @@ def prepare_products(run_plan: Plan, made: dict[str, Path], private_dir: Path) -
     return prepared
 
 
-def stage_products(run_plan: Plan, made: dict[str, Path], private_dir: Path, notification: bool = False) -> list[Path]:
+def stage_products(run_plan: Plan, made: dict[str, Path], private_dir: Path, overwrite: bool,
+                   notification: bool = False) -> list[Path]:
     """Stage each chosen product, then its `.meta`, and the notification last; the caller holds the names' claims.
 
     Everything is written into `private_dir` first, so a failure (a full volume, a signal) before
@@ -247,8 +248,8 @@ def stage_products(run_plan: Plan, made: dict[str, Path], private_dir: Path, not
         prepared.append(staging.prepare(private_dir, final, staging.text(document), None))
     staged = []
     for item in prepared:
-        staged.append(staging.publish(item))
-        logger.info("staged %s%s", item.final, f" and {item.meta.name}" if item.meta else "")
+        staged.append(staging.publish(item, overwrite))
+        logger.info("staged %s%s", item.final, f" and {staging.meta_path(item.final).name}" if item.meta else "")
     return staged
 
 
@@ -302,7 +303,7 @@ def run(settings: Settings, products: set[str], overwrite: bool = False, notific
                 logger.info("wrote %s", made["vis"])
                 if "dirty" in run_plan.made:
                     made.update(make_images(run_plan, made["vis"], scratch_dir))
-                staged = stage_products(run_plan, made, private_dir, notification)
+                staged = stage_products(run_plan, made, private_dir, overwrite, notification)
                 if preview_dir is not None:
                     write_previews(made, run_plan.products, preview_dir)
     finally:

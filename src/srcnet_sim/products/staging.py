@@ -149,29 +149,34 @@ def prepare(private_dir: Path, final: Path, write: Callable[[BinaryIO], None],
     return Prepared(data, meta, final)
 
 
-def _remove_previous(final: Path) -> None:
-    """Unlink what a claimed name holds (the sidecar first, so the ingestor never pairs old with new)."""
-    for path in (meta_path(final), final):
+def _remove_previous(item: Prepared, overwrite: bool) -> None:
+    """Unlink what a claimed name holds (the sidecar first, so the ingestor never pairs old with new):
+    a leftover of a killed run, or, with `overwrite`, a staged product."""
+    complete = meta_path(item.final) if item.meta is not None else item.final
+    if not overwrite and _entry(complete) is not None:
+        raise UserInputError("FILE_PREFIX", f"{complete} appeared while this run held its claim: another program "
+                             "writes the staging area without claims; nothing was replaced")
+    for path in (meta_path(item.final), item.final):
         info = _entry(path)
         if info is not None:
             if not stat.S_ISREG(info.st_mode):
                 raise UserInputError("OUT_DIR", f"{path} was replaced by something other than a file during the run; "
                                      "remove it")
             path.unlink()
-    _fsync_dir(final.parent)
+    _fsync_dir(item.final.parent)
 
 
-def publish(item: Prepared) -> Path:
+def publish(item: Prepared, overwrite: bool) -> Path:
     """Move a prepared product into place, then its `.meta`; the caller holds the claim of the name.
 
-    What the name held before (a leftover of a killed run, or a product --overwrite replaces, as
+    What the name held before (a leftover of a killed run, or a product `overwrite` replaces, as
     checked before the work) is removed first. A file that appears at the name meanwhile is never
     replaced: that stops the run with the product unpublished.
     """
     target = item.final
     try:
         with deferred():  # a product and its sidecar go in together, or neither
-            _remove_previous(item.final)
+            _remove_previous(item, overwrite)
             rename_noreplace(item.data, target)
             if item.meta is not None:
                 target = meta_path(item.final)
