@@ -39,7 +39,7 @@ def test_run_with_clean_only_keeps_needed_products_out_of_out_dir(tmp_path: Path
     scratch.mkdir()
     result = run_cli(["run", "--clean"], env={"OUT_DIR": str(out), "TMPDIR": str(scratch), "FILE_PREFIX": "x_", **SMALL})
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in (out / "testing").iterdir()) == ["x_cleaned.fits", "x_cleaned.fits.meta", "x_cleaned.png"]
+    assert sorted(p.name for p in (out / "testing").iterdir()) == ["x_cleaned.fits", "x_cleaned.fits.meta"]
     assert list(scratch.iterdir()) == []  # the MS and dirty image lived there and are gone
 
 

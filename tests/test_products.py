@@ -37,10 +37,11 @@ def meta(staged: Path, name: str) -> dict:
     return json.loads((staged / f"{name}.meta").read_text())
 
 
-def test_staging_area_holds_products_sidecars_previews_and_notification(staged: Path):
+def test_staging_area_holds_products_sidecars_and_notification(staged: Path):
+    """Only what the ingestor takes: every product with its .meta, the notification; no previews, nothing hidden."""
     assert sorted(p.name for p in staged.iterdir()) == [
-        "run42_cleaned.fits", "run42_cleaned.fits.meta", "run42_cleaned.png", "run42_dirty.fits", "run42_dirty.fits.meta",
-        "run42_dirty.png", "run42_measurements.ms.tar", "run42_measurements.ms.tar.meta", "run42_notification.json"]
+        "run42_cleaned.fits", "run42_cleaned.fits.meta", "run42_dirty.fits", "run42_dirty.fits.meta",
+        "run42_measurements.ms.tar", "run42_measurements.ms.tar.meta", "run42_notification.json"]
 
 
 @pytest.mark.parametrize("name", ["run42_measurements.ms.tar", "run42_dirty.fits", "run42_cleaned.fits"])

@@ -120,15 +120,67 @@ def test_malformed_meta_goes_to_failed_with_its_reason(rucio, ingested, tmp_path
     assert client().get_did("testing", "good_copy.fits")
 
 
-def test_unreachable_rucio_keeps_the_staging_area(rucio, tmp_path):
+def test_unreachable_rucio_on_a_fresh_machine_retries_then_exits_3(tmp_path):
+    """No Rucio at the address and no token cached yet (its own token file): the login itself must be retried."""
     staging = tmp_path / "testing"
     staging.mkdir()
     (staging / "x.fits").write_bytes(b"0" * 10)
     (staging / "x.fits.meta").write_text("{}")
-    port = rucio_service.free_port()
+    url = f"http://127.0.0.1:{rucio_service.free_port()}"
     config = tmp_path / "rucio.cfg"
-    config.write_text(rucio.client_config.read_text().replace(rucio.url, f"http://127.0.0.1:{port}"))
-    result = ingest(rucio, staging, config)
-    assert result.returncode == 3
-    assert result.stderr.strip().splitlines()[-1].startswith("srcnet-sim: error: Rucio unreachable")
+    config.write_text(f"[client]\nrucio_host = {url}\nauth_host = {url}\nauth_type = userpass\nusername = ddmlab\n"
+                      f"password = secret\naccount = root\nrequest_retries = 1\n"
+                      f"auth_token_file_path = {tmp_path / 'fresh-token-dir' / 'token'}\n"
+                      "[policy]\npermission = generic\nschema = generic\n")
+    result = run_cli(["ingest", str(staging), "--rse", "ANY", "--attempts", "3", "--backoff", "0.1"],
+                     env={"RUCIO_CONFIG": str(config), "RUCIO_CLIENT_MODE": "1"})
+    assert result.returncode == 3, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count("connecting to Rucio failed (ServerConnectionException); retrying in") == 2
+    assert len(result.stderr.strip().splitlines()) == 3  # the two retries and the error: the client's own logs are quiet
+    assert result.stderr.strip().splitlines()[-1].startswith("srcnet-sim: error: Rucio unreachable: connecting to Rucio failed 3 times")
+    assert not (tmp_path / "fresh-token-dir" / "token").exists()
     assert sorted(p.name for p in staging.iterdir()) == ["x.fits", "x.fits.meta"]
+
+
+def test_a_second_failure_under_the_same_name_keeps_the_first(rucio, ingested, tmp_path):
+    staging = tmp_path / "testing"
+    failed = tmp_path / "failed" / "testing"
+    for attempt in ("first", "second"):
+        staging.mkdir(exist_ok=True)
+        (staging / "twice.fits").write_text(attempt)
+        (staging / "twice.fits.meta").write_text("{" + attempt)
+        result = ingest(rucio, staging)
+        assert result.returncode == 1 and "ingested 0, failed 1" in result.stdout, result.stderr
+    assert (failed / "twice.fits").read_text() == "first" and (failed / "twice.fits.meta").read_text() == "{first"
+    assert (failed / "2" / "twice.fits").read_text() == "second"
+    assert (failed / "2" / "twice.fits.meta").read_text() == "{second"
+    assert "is not valid JSON" in (failed / "2" / "twice.fits.reason").read_text()
+
+
+def test_unreadable_or_linked_sidecars_go_to_failed_and_the_others_are_ingested(rucio, ingested, tmp_path):
+    out, sidecars = ingested
+    staging = tmp_path / "testing"
+    staging.mkdir()
+    source = out / "done" / "testing" / "dirty.fits"
+    shutil.copy(source, staging / "dir_meta.fits")
+    (staging / "dir_meta.fits.meta").mkdir()  # a .meta that is a directory
+    outside = tmp_path / "outside.fits"
+    shutil.copy(source, outside)
+    (staging / "linked.fits").symlink_to(outside)  # a data file planted as a link: never uploaded
+    linked = json.loads(json.dumps(sidecars["dirty.fits"]))
+    linked["name"] = "linked.fits"
+    (staging / "linked.fits.meta").write_text(json.dumps(linked))
+    shutil.copy(source, staging / "good_after.fits")
+    good = json.loads(json.dumps(sidecars["dirty.fits"]))
+    good["name"] = "good_after.fits"
+    (staging / "good_after.fits.meta").write_text(json.dumps(good))
+    result = ingest(rucio, staging)
+    assert result.returncode == 1 and "ingested 1, failed 2" in result.stdout, result.stderr
+    failed = tmp_path / "failed" / "testing"
+    assert "dir_meta.fits.meta is not a regular file" in (failed / "dir_meta.fits.reason").read_text()
+    assert (failed / "dir_meta.fits.meta").is_dir()
+    assert "linked.fits is a symbolic link" in (failed / "linked.fits.reason").read_text()
+    assert client().get_did("testing", "good_after.fits")
+    with pytest.raises(Exception, match="not found|DataIdentifierNotFound"):
+        client().get_did("testing", "linked.fits")

@@ -7,15 +7,17 @@ Precedence: command line > environment > TOML file (--config or SRCNET_SIM_CONFI
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from srcnet_sim.errors import ServiceError, UserInputError
+from srcnet_sim.errors import DiskFullError, ServiceError, UserInputError
 from srcnet_sim.progress import configure_logging
 from srcnet_sim.runtime import configure_process
+from srcnet_sim.stopping import Stopped, stop_on_signals
 
 if TYPE_CHECKING:
     from srcnet_sim.config import Settings
@@ -63,7 +65,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 def cmd_run(args: argparse.Namespace) -> int:
     from srcnet_sim.workflow import run
 
-    run(settings_from_args(args), chosen_products(args), overwrite=args.overwrite, notification=args.notification)
+    run(settings_from_args(args), chosen_products(args), overwrite=args.overwrite, notification=args.notification,
+        preview_dir=Path(args.preview_dir) if args.preview_dir else None)
     return 0
 
 
@@ -210,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser.add_argument("--overwrite", action="store_true", help="replace products already staged with their .meta")
     run_parser.add_argument("--notification", action="store_true",
                             help="also stage <FILE_PREFIX>notification.json for SRCNet's newer ingestion (ska-src-mm-notification)")
+    run_parser.add_argument("--preview-dir", metavar="DIR",
+                            help="also write PNG quick-looks of the chosen images here (outside OUT_DIR: the ingestor "
+                                 "takes only products with a .meta)")
     run_parser.set_defaults(handler=cmd_run)
     estimate_parser = commands.add_parser("estimate", help="sizes, memory and free space of a run", description=PRECEDENCE)
     add_product_flags(estimate_parser)
@@ -270,18 +276,39 @@ def add_image_parser(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_image)
 
 
+def _disk_full(exc: BaseException) -> bool:
+    """ENOSPC/EDQUOT from Python's I/O, or casacore's AipsError carrying it."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(exc, RuntimeError) and "No space left on device" in str(exc)
+
+
 def main(argv: list[str] | None = None) -> int:
     configure_process()  # before anything imports numpy or numba
     configure_logging()
     args = build_parser().parse_args(argv)
     try:
-        return args.handler(args)
+        with stop_on_signals():
+            return args.handler(args)
     except UserInputError as exc:
         print(f"srcnet-sim: error: {exc}", file=sys.stderr)
         return 2
     except ServiceError as exc:
         print(f"srcnet-sim: error: {exc}", file=sys.stderr)
         return 3
+    except DiskFullError as exc:
+        print(f"srcnet-sim: error: {exc}", file=sys.stderr)
+        return 4
+    except (OSError, RuntimeError) as exc:
+        if not _disk_full(exc):
+            raise
+        where = f" writing {exc.filename}" if getattr(exc, "filename", None) else ""
+        print(f"srcnet-sim: error: no space left on device{where}: {str(exc).splitlines()[0]}; "
+              "its scratch and partial files were removed", file=sys.stderr)
+        return 4
+    except Stopped as stop:
+        print(f"srcnet-sim: stopped by {stop.name}; its scratch and partial files were removed", file=sys.stderr)
+        return stop.exit_code
 
 
 if __name__ == "__main__":

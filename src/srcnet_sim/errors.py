@@ -17,3 +17,10 @@ class ServiceError(RuntimeError):
 
     The CLI prints it and exits with code 3; nothing was removed from the staging area.
     """
+
+
+class DiskFullError(RuntimeError):
+    """A volume filled up during the run (ENOSPC, or too little space left to go on safely); one line.
+
+    The CLI prints it and exits with code 4; the run's scratch and partial files were removed.
+    """

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +17,9 @@ from srcnet_sim import __version__, validation
 from srcnet_sim.config import Settings
 from srcnet_sim.errors import UserInputError
 from srcnet_sim.imaging.clean import CleanParameters
-from srcnet_sim.products import naming, obscore, sidecar, staging
+from srcnet_sim import scratch
+from srcnet_sim.diskguard import DiskGuard
+from srcnet_sim.products import claims, naming, obscore, sidecar, staging
 from srcnet_sim.ms.writer import MeasurementSetWriter, MSDescription
 from srcnet_sim.progress import logger, track
 from srcnet_sim.resources import Estimate, estimate, human
@@ -167,8 +172,10 @@ def write_measurement_set(run_plan: Plan, path: Path) -> Path:
     )
     ant1, ant2 = obs.baselines
     sigma = obs.baseline_sigma()
+    space = DiskGuard(path.parent, "TMPDIR", run_plan.estimate.ms_expected_bytes)
     with MeasurementSetWriter(path, description) as writer:
-        for step in track(simulate(obs), len(obs.times_s), "simulate"):
+        for done, step in enumerate(track(simulate(obs), len(obs.times_s), "simulate")):
+            space.check(1.0 - done / len(obs.times_s))
             writer.append(step.time_s, obs.interval_s, ant1, ant2, step.uvw_m, step.vis.astype(np.complex64, copy=False), sigma)
     return path
 
@@ -197,11 +204,12 @@ def identity(settings: Settings) -> obscore.Identity:
                             namespace=settings.rucio_namespace)
 
 
-def stage_products(run_plan: Plan, made: dict[str, Path], overwrite: bool) -> list[Path]:
-    """Stage each chosen product, then its validated `.meta` sidecar; PNG quick-looks beside images."""
+def prepare_products(run_plan: Plan, made: dict[str, Path], private_dir: Path) -> list[staging.Prepared]:
+    """Write each chosen product (the MS as a tar) and its validated `.meta` into the run's private
+    directory in the staging area, ready to publish."""
     settings = run_plan.settings
     ident = identity(settings)
-    staged = []
+    prepared = []
     for product in (p for p in PRODUCTS if p in run_plan.products):
         source, name = made[product], run_plan.staged_name(product)
 
@@ -212,19 +220,57 @@ def stage_products(run_plan: Plan, made: dict[str, Path], overwrite: bool) -> li
                 meta = obscore.image_record(path, ident, name)
             return sidecar.build(settings.rucio_namespace, name, settings.rucio_lifetime, meta, dataset_name=settings.obs_id)
 
-        staged.append(staging.stage(source, run_plan.product_dir, name, make_sidecar, overwrite))
-        logger.info("staged %s and %s", staged[-1], staging.meta_path(staged[-1]).name)
-        preview = source.with_suffix(".png")
-        if product != "vis" and preview.exists():
-            staging.publish(run_plan.product_dir / preview.name, lambda target, p=preview: staging.copy_file(p, target))
+        write = staging.tar_directory(source) if source.is_dir() else staging.copy_of(source)
+        prepared.append(staging.prepare(private_dir, run_plan.product_dir / name, write, make_sidecar))
+    return prepared
+
+
+def stage_products(run_plan: Plan, made: dict[str, Path], private_dir: Path, overwrite: bool,
+                   notification: bool = False) -> list[Path]:
+    """Stage each chosen product, then its `.meta`, and the notification last; the caller holds the names' claims.
+
+    Everything is written into `private_dir` first, so a failure (a full volume, a signal) before
+    the renames leaves nothing new in the staging area.
+    """
+    prepared = prepare_products(run_plan, made, private_dir)
+    if notification:
+        from srcnet_sim.products.notification import notification_text
+
+        source = made["vis"].parent / "notification-products"  # in the scratch directory
+        source.mkdir()
+        for product in run_plan.products:
+            made[product].rename(source / made[product].name)
+        final = run_plan.product_dir / f"{run_plan.settings.file_prefix}{NOTIFICATION_NAME}"
+        document = notification_text(source, run_plan.settings)
+        prepared.append(staging.prepare(private_dir, final, staging.text(document), None))
+    staged = []
+    for item in prepared:
+        staged.append(staging.publish(item, overwrite))
+        logger.info("staged %s%s", item.final, f" and {staging.meta_path(item.final).name}" if item.meta else "")
     return staged
 
 
-def run(settings: Settings, products: set[str], overwrite: bool = False, notification: bool = False) -> list[Path]:
+def write_previews(made: dict[str, Path], products: frozenset[str], preview_dir: Path) -> None:
+    """Copy the PNG quick-looks of the chosen images into `preview_dir` (outside the staging area: the
+    ingestor takes only products with a `.meta`, and a preview is no ObsCore product)."""
+    for product in ("dirty", "clean"):
+        preview = made[product].with_suffix(".png") if product in made and product in products else None
+        if preview is not None and preview.exists():
+            fd, temporary = tempfile.mkstemp(prefix=f".{preview.name}.", dir=preview_dir)
+            with os.fdopen(fd, "wb") as handle, open(preview, "rb") as data:
+                shutil.copyfileobj(data, handle)
+            os.replace(temporary, preview_dir / preview.name)  # replaces a link itself, never its target
+            logger.info("wrote %s", preview_dir / preview.name)
+
+
+def run(settings: Settings, products: set[str], overwrite: bool = False, notification: bool = False,
+        preview_dir: Path | None = None) -> list[Path]:
     """Run the workflow for the chosen products; returns the paths staged in OUT_DIR/<RUCIO_NAMESPACE>.
 
-    Everything is made in a temporary directory under TMPDIR, removed at the end (also after a
-    failure or Ctrl-C); chosen products are then staged atomically with their sidecars.
+    Before any work: the final names are claimed (a live run holding one stops this run), scratch
+    and partial directories of killed runs are removed, and the volumes are checked. Everything is
+    made in a private scratch directory under TMPDIR, removed at the end (also after a failure, a
+    full disk, SIGTERM or Ctrl-C); chosen products are then staged safely with their sidecars.
     """
     logger.info("plan: telescope %s, sky %s, products %s", settings.telescope, settings.sky_model,
                 ", ".join(p for p in PRODUCTS if p in products) or "none")
@@ -233,25 +279,52 @@ def run(settings: Settings, products: set[str], overwrite: bool = False, notific
     logger.info("plan: %d dishes, %d baselines, %d sources, %d time steps x %d channels; MS about %s",
                 run_plan.telescope.n_dish, sizes.n_baselines, sizes.n_sources, sizes.n_times, sizes.n_channels,
                 human(sizes.ms_expected_bytes))
-    names = [run_plan.staged_name(p) for p in run_plan.products]
-    names += [settings.file_prefix + NOTIFICATION_NAME] if notification else []
-    staging.check_free_to_stage(run_plan.product_dir, names, overwrite)
-    preflight(run_plan)
-    run_plan.product_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="srcnet-sim-") as scratch_dir:
-        scratch = Path(scratch_dir)
-        made = {"vis": write_measurement_set(run_plan, scratch / run_plan.file_name("vis"))}
-        logger.info("wrote %s", made["vis"])
-        if "dirty" in run_plan.made:
-            made.update(make_images(run_plan, made["vis"], scratch))
-        staged = stage_products(run_plan, made, overwrite)
-        if notification:
-            from srcnet_sim.products.notification import write_notification
-
-            source = scratch / "notification-products"
-            source.mkdir()
-            for product in run_plan.products:
-                made[product].rename(source / made[product].name)
-            path = write_notification(source, run_plan.product_dir / f"{settings.file_prefix}{NOTIFICATION_NAME}", settings)
-            logger.info("staged %s", path)
+    with_sidecar = {run_plan.staged_name(p) for p in run_plan.products}
+    names = sorted(with_sidecar) + ([settings.file_prefix + NOTIFICATION_NAME] if notification else [])
+    if preview_dir is not None:
+        check_preview_dir(preview_dir, Path(settings.out_dir))
+    product_dir = run_plan.product_dir
+    scratch_parent = Path(tempfile.gettempdir())
+    created = not os.path.lexists(product_dir)
+    staging_directory(product_dir)
+    try:
+        scratch.sweep(scratch_parent, scratch.SCRATCH_PREFIX)
+        scratch.sweep(product_dir, scratch.PARTIAL_PREFIX)
+        claims.sweep(product_dir)
+        with claims.claimed(product_dir, names):
+            staging.check_free_to_stage(product_dir, names, with_sidecar, overwrite)
+            preflight(run_plan)
+            with scratch.live_directory(scratch_parent, scratch.SCRATCH_PREFIX) as scratch_dir, \
+                    scratch.live_directory(product_dir, scratch.PARTIAL_PREFIX) as private_dir:
+                made = {"vis": write_measurement_set(run_plan, scratch_dir / run_plan.file_name("vis"))}
+                logger.info("wrote %s", made["vis"])
+                if "dirty" in run_plan.made:
+                    made.update(make_images(run_plan, made["vis"], scratch_dir))
+                staged = stage_products(run_plan, made, private_dir, overwrite, notification)
+                if preview_dir is not None:
+                    write_previews(made, run_plan.products, preview_dir)
+    finally:
+        if created:
+            with contextlib.suppress(OSError):
+                product_dir.rmdir()  # when empty: a run stopped before staging anything leaves no trace
     return staged
+
+
+def staging_directory(product_dir: Path) -> Path:
+    """OUT_DIR/<RUCIO_NAMESPACE>, made if missing; refused when that name is a link (planted in the shared area)."""
+    try:
+        product_dir.mkdir()
+    except FileExistsError:
+        if product_dir.is_symlink() or not product_dir.is_dir():
+            raise UserInputError("RUCIO_NAMESPACE", f"{product_dir} is a link or not a directory; the staging area of a "
+                                 "namespace must be a real directory") from None
+    return product_dir
+
+
+def check_preview_dir(preview_dir: Path, out_dir: Path) -> None:
+    """--preview-dir must be an existing directory outside OUT_DIR (the ingestor's area)."""
+    if not preview_dir.is_dir():
+        raise UserInputError("--preview-dir", f"{preview_dir} is not a directory")
+    if preview_dir.resolve().is_relative_to(out_dir.resolve()):
+        raise UserInputError("--preview-dir", f"{preview_dir} is inside OUT_DIR ({out_dir}), the ingestor's area, where "
+                             "files without a .meta stay forever; choose a directory outside it")

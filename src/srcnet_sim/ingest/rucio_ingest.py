@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from pathlib import Path
 from srcnet_sim.errors import ServiceError
 from srcnet_sim.products import sidecar
 from srcnet_sim.products.naming import META_SUFFIX
+from srcnet_sim.stopping import deferred
 
 logger = logging.getLogger("srcnet_sim")
 
@@ -54,9 +56,12 @@ def with_retries(action: Callable[[], object], what: str, attempts: int, backoff
                  sleep: Callable[[float], None] = time.sleep) -> object:
     """Run `action`, retrying connection failures with exponential back-off; ServiceError when they persist."""
     from requests.exceptions import ConnectionError as RequestsConnectionError
-    from rucio.common.exception import CannotAuthenticate, RucioException, ServiceUnavailable
+    from rucio.common.exception import CannotAuthenticate, RucioException, ServerConnectionException, ServiceUnavailable
 
-    transient = (RequestsConnectionError, ServiceUnavailable, CannotAuthenticate, ConnectionError, OSError)
+    # ServerConnectionException: what the client raises when it cannot reach the server to log in
+    # (a fresh machine without a cached token).
+    transient = (RequestsConnectionError, ServiceUnavailable, ServerConnectionException, CannotAuthenticate,
+                 ConnectionError, OSError)
     for attempt in range(1, attempts + 1):
         try:
             return action()
@@ -73,10 +78,22 @@ def with_retries(action: Callable[[], object], what: str, attempts: int, backoff
 
 
 def _move(paths: list[Path], directory: Path) -> None:
+    """Move a pair out of the staging area together (SIGTERM waits until both moved)."""
     directory.mkdir(parents=True, exist_ok=True)
-    for path in paths:
-        if path.exists():
-            shutil.move(str(path), str(directory / path.name))
+    with deferred():
+        for path in paths:
+            if os.path.lexists(path):
+                shutil.move(str(path), str(directory / path.name))
+
+
+def _failure_directory(failed_dir: Path, names: list[str]) -> Path:
+    """`failed_dir`, or its first free numbered subdirectory 2/, 3/, ... when a product failed before under
+    the same name: a failure never overwrites an earlier one's files."""
+    candidate, number = failed_dir, 1
+    while any(os.path.lexists(candidate / name) for name in names):
+        number += 1
+        candidate = failed_dir / str(number)
+    return candidate
 
 
 class Ingestor:
@@ -104,19 +121,27 @@ class Ingestor:
                 report.done.append(name)
                 logger.info("ingest: %s:%s done", json.loads((done_dir / meta.name).read_text())["namespace"], name)
             else:
-                _move([data, meta], failed_dir)
-                (failed_dir / f"{name}.reason").write_text(reason + "\n")
+                where = _failure_directory(failed_dir, [name, meta.name, f"{name}.reason"])
+                _move([data, meta], where)
+                (where / f"{name}.reason").write_text(reason + "\n")
                 report.failed[name] = reason
                 logger.warning("ingest: %s failed: %s", name, reason)
         return report
 
     @staticmethod
     def _check(data: Path, meta: Path) -> str | None:
-        """Why this pair cannot be ingested, or None."""
+        """Why this pair cannot be ingested, or None. Links are never followed: the staging area is shared."""
+        for path in (meta, data):
+            if path.is_symlink():
+                return f"{path.name} is a symbolic link, not a staged file"
+        if not meta.is_file():
+            return f"{meta.name} is not a regular file"
         try:
             document = json.loads(meta.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             return f"{meta.name} is not valid JSON ({exc})"
+        except OSError as exc:
+            return f"{meta.name} cannot be read ({exc.strerror})"
         problem = sidecar.problem(document)
         if problem:
             return f"{meta.name} does not follow the sidecar schema: {problem}"
@@ -178,8 +203,13 @@ def connect(attempts: int = 5, backoff_s: float = 1.0) -> object:
     RUCIO_CLIENT_MODE=1 (srcnet_sim.runtime), so that a server configuration is never read as the client's."""
     from rucio.client import Client
 
+    # The client logs every failed connection as an ERROR of its own; ours says each failure once (and
+    # the last one as the CLI's one-line error), so the client's own messages go to debug level.
+    quiet = logging.getLogger("srcnet_sim.rucio_client")
+    quiet.setLevel(logging.CRITICAL + 1 if not logger.isEnabledFor(logging.DEBUG) else logging.DEBUG)
+
     def reach() -> object:
-        client = Client()
+        client = Client(logger=quiet)
         client.ping()  # the constructor does not always talk to the server
         client.whoami()
         return client

@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from srcnet_sim.config import Settings
-from srcnet_sim.products import staging
 
 
-def write_notification(products_dir: Path, target: Path, settings: Settings) -> Path:
-    """Scan `products_dir` (the MS directory and FITS images as made) and stage the notification at `target`.
+def notification_text(products_dir: Path, settings: Settings) -> str:
+    """The notification (JSON) of the products in `products_dir` (the MS directory and FITS images as made).
 
     The package's plugins read the MS tables and FITS headers themselves; the access URLs are the
     product names relative to the notification (the MS is staged as `<name>.tar` beside it).
@@ -26,5 +25,4 @@ def write_notification(products_dir: Path, target: Path, settings: Settings) -> 
         .set_scheduling_block_info(sbd_id=f"sbd-{settings.obs_id}")
         .set_execution_block_info(eb_id=f"eb-{settings.obs_id}")
     )
-    text = builder.build_json()
-    return staging.publish(target, lambda path: path.write_text(text))
+    return builder.build_json()

@@ -1,105 +1,190 @@
-"""Atomic staging into the ingestor's area: hidden temporary name on the same filesystem, fsync,
-rename; the `.meta` sidecar last, also atomically. The ingestor never sees half a product, and
-never a `.meta` without its data."""
+"""Safe staging into the ingestor's shared area.
+
+A run first claims the final names (claims), then makes each product and its `.meta` in its own
+private directory inside the staging area (scratch.live_directory: mkdir'ed, mode 0700, random
+name, removed at the end or by the next run when this one was killed). Files there are created
+with O_EXCL|O_NOFOLLOW and fsynced. Publishing renames them into place, data first and `.meta`
+last, with RENAME_NOREPLACE (or link + unlink where the filesystem has no renameat2): a rename
+never replaces another file, and no name in the staging area is ever opened for writing, so a
+link planted there is never followed nor published. The ingestor never sees half a product nor
+a `.meta` without its data.
+"""
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
 import os
 import shutil
+import stat
 import tarfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from srcnet_sim.errors import UserInputError
 from srcnet_sim.products.naming import META_SUFFIX
+from srcnet_sim.stopping import deferred
 
-PARTIAL_MARK = ".partial-"
-
-
-def partial_path(final: Path) -> Path:
-    """The hidden name a product is written under before it is renamed into place."""
-    return final.with_name(f".{final.name}{PARTIAL_MARK}{os.getpid()}")
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def publish(final: Path, write: Callable[[Path], None]) -> Path:
-    """Run write(hidden_path), fsync, rename to `final`, fsync the directory. Nothing is left on failure."""
-    hidden = partial_path(final)
-    try:
-        write(hidden)
-        _fsync_file(hidden)
-        os.replace(hidden, final)
-        _fsync_dir(final.parent)
-    except BaseException:
-        hidden.unlink(missing_ok=True)
-        raise
-    return final
-
-
-def tar_directory(source: Path, target: Path) -> None:
-    """An uncompressed tar of `source` (a MeasurementSet) with the directory as its top member."""
-    with tarfile.open(target, "w", format=tarfile.PAX_FORMAT) as archive:
-        archive.add(source, arcname=source.name)
-
-
-def copy_file(source: Path, target: Path) -> None:
-    shutil.copyfile(source, target)
-
-
-def write_json(document: dict) -> Callable[[Path], None]:
-    def write(target: Path) -> None:
-        target.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
-    return write
+PARTIAL_SUFFIX = ".partial"
+RENAME_NOREPLACE = 1
+AT_FDCWD = -100
+_libc = ctypes.CDLL(None, use_errno=True)
+_renameat2 = getattr(_libc, "renameat2", None)
 
 
 def meta_path(product: Path) -> Path:
     return product.with_name(product.name + META_SUFFIX)
 
 
-def check_free_to_stage(directory: Path, names: list[str], overwrite: bool) -> None:
-    """Refuse (before any work) to replace a staged product silently.
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
-    A product whose `.meta` exists is complete and may be on its way to Rucio: only --overwrite
-    replaces it. A product without `.meta` is the remains of an interrupted run (the sidecar comes
-    last), and leftover hidden partial files of these names are removed.
+
+def rename_noreplace(source: Path, target: Path) -> None:
+    """Rename `source` to `target` atomically, FileExistsError when `target` exists (even as a link)."""
+    if _renameat2 is not None:
+        if _renameat2(AT_FDCWD, os.fsencode(source), AT_FDCWD, os.fsencode(target), RENAME_NOREPLACE) == 0:
+            return
+        code = ctypes.get_errno()
+        if code not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):  # not supported by this filesystem: fall back
+            raise OSError(code, os.strerror(code), str(target))
+    os.link(source, target, follow_symlinks=False)  # fails with EEXIST, never replaces
+    os.unlink(source)
+
+
+def write_new_file(path: Path, write: Callable[[BinaryIO], None]) -> Path:
+    """Create `path` exclusively (O_EXCL|O_NOFOLLOW, 0644), fill it with write(file), fsync; removed on failure."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def tar_directory(source: Path) -> Callable[[BinaryIO], None]:
+    """Writer of an uncompressed tar of `source` (a MeasurementSet) with the directory as its top member."""
+    def write(handle: BinaryIO) -> None:
+        with tarfile.open(fileobj=handle, mode="w", format=tarfile.PAX_FORMAT) as archive:
+            archive.add(source, arcname=source.name)
+    return write
+
+
+def copy_of(source: Path) -> Callable[[BinaryIO], None]:
+    def write(handle: BinaryIO) -> None:
+        with open(source, "rb") as data:
+            shutil.copyfileobj(data, handle, 1 << 20)
+    return write
+
+
+def json_document(document: dict) -> Callable[[BinaryIO], None]:
+    def write(handle: BinaryIO) -> None:
+        handle.write((json.dumps(document, indent=2, sort_keys=True) + "\n").encode())
+    return write
+
+
+def text(content: str) -> Callable[[BinaryIO], None]:
+    return lambda handle: handle.write(content.encode())
+
+
+def _entry(path: Path) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except FileNotFoundError:
+        return None
+
+
+def check_free_to_stage(directory: Path, names: list[str], with_sidecar: set[str], overwrite: bool) -> None:
+    """Refuse (before any work, with the names claimed) to replace a staged product silently.
+
+    A product is staged when its `.meta` exists (or, for a file without sidecar, when it exists): only
+    --overwrite replaces it. A product without its `.meta` is the remains of an interrupted run and is
+    replaced. Anything but a regular file at one of these names was not put there by srcnet-sim: refused.
     """
     for name in names:
-        staged = directory / name
-        if meta_path(staged).exists() and not overwrite:
-            raise UserInputError("FILE_PREFIX", f"{staged} is staged already (with its .meta); choose another FILE_PREFIX "
+        final = directory / name
+        paths = (final, meta_path(final)) if name in with_sidecar else (final,)
+        for path in paths:
+            info = _entry(path)
+            if info is not None and not stat.S_ISREG(info.st_mode):
+                kind = "a symbolic link" if stat.S_ISLNK(info.st_mode) else "not a regular file"
+                raise UserInputError("OUT_DIR", f"{path} is {kind}, not a staged product; remove it")
+        if _entry(paths[-1]) is not None and not overwrite:
+            what = "with its .meta" if name in with_sidecar else "complete"
+            raise UserInputError("FILE_PREFIX", f"{final} is staged already ({what}); choose another FILE_PREFIX "
                                  "or OBS_ID, or add --overwrite")
-        for leftover in directory.glob(f".{name}{PARTIAL_MARK}*") if directory.is_dir() else ():
-            leftover.unlink(missing_ok=True)
 
 
-def stage(product: Path, directory: Path, name: str, make_sidecar: Callable[[Path], dict], overwrite: bool) -> Path:
-    """Place `product` (a file, or a directory staged as a tar) at directory/name, then its sidecar.
+@dataclass(frozen=True)
+class Prepared:
+    """A product made in the private directory, with its sidecar (None for a file staged without one)."""
 
-    make_sidecar(staged_path) builds (and validates) the sidecar from the staged file. With
-    overwrite, an existing sidecar is removed first, so that the ingestor cannot pair the old
-    sidecar with the new data while it is being replaced.
+    data: Path
+    meta: Path | None
+    final: Path
+
+
+def prepare(private_dir: Path, final: Path, write: Callable[[BinaryIO], None],
+            make_sidecar: Callable[[Path], dict] | None) -> Prepared:
+    """Write the product into `private_dir` and, from that file, its sidecar.
+
+    make_sidecar(path) builds (and validates) the sidecar from the written file. Both names end in
+    `.partial`, so that an ingestor that walks subdirectories never sees a pair before it is published.
     """
-    final = directory / name
-    meta = meta_path(final)
-    if overwrite and meta.exists():
-        meta.unlink()
-        _fsync_dir(directory)
-    if product.is_dir():
-        publish(final, lambda target: tar_directory(product, target))
-    else:
-        publish(final, lambda target: copy_file(product, target))
-    publish(meta, write_json(make_sidecar(final)))
-    return final
+    data = write_new_file(private_dir / (final.name + PARTIAL_SUFFIX), write)
+    meta = None
+    if make_sidecar is not None:
+        meta = write_new_file(private_dir / (final.name + META_SUFFIX + PARTIAL_SUFFIX), json_document(make_sidecar(data)))
+    return Prepared(data, meta, final)
+
+
+def _remove_previous(item: Prepared, overwrite: bool) -> None:
+    """Unlink what a claimed name holds (the sidecar first, so the ingestor never pairs old with new):
+    a leftover of a killed run, or, with `overwrite`, a staged product."""
+    complete = meta_path(item.final) if item.meta is not None else item.final
+    if not overwrite and _entry(complete) is not None:
+        raise UserInputError("FILE_PREFIX", f"{complete} appeared while this run held its claim: another program "
+                             "writes the staging area without claims; nothing was replaced")
+    for path in (meta_path(item.final), item.final):
+        info = _entry(path)
+        if info is not None:
+            if not stat.S_ISREG(info.st_mode):
+                raise UserInputError("OUT_DIR", f"{path} was replaced by something other than a file during the run; "
+                                     "remove it")
+            path.unlink()
+    _fsync_dir(item.final.parent)
+
+
+def publish(item: Prepared, overwrite: bool) -> Path:
+    """Move a prepared product into place, then its `.meta`; the caller holds the claim of the name.
+
+    What the name held before (a leftover of a killed run, or a product `overwrite` replaces, as
+    checked before the work) is removed first. A file that appears at the name meanwhile is never
+    replaced: that stops the run with the product unpublished.
+    """
+    target = item.final
+    try:
+        with deferred():  # a product and its sidecar go in together, or neither
+            _remove_previous(item, overwrite)
+            rename_noreplace(item.data, target)
+            if item.meta is not None:
+                target = meta_path(item.final)
+                rename_noreplace(item.meta, target)
+    except FileExistsError as exc:
+        if target != item.final:  # the data went in, its sidecar could not: take the data back out
+            rename_noreplace(item.final, item.data)
+        raise UserInputError("OUT_DIR", f"{target} appeared while this run held its claim: another program writes "
+                             "the staging area without claims; nothing was replaced") from exc
+    _fsync_dir(item.final.parent)
+    return item.final
