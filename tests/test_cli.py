@@ -28,6 +28,14 @@ def test_run_vis_writes_the_seed_product_name(out_dir: Path):
                for line in result.stderr.splitlines())
 
 
+def test_default_out_dir_is_made_in_the_working_directory(tmp_path: Path):
+    """The README's first command sets no OUT_DIR: ./srcnet-products/<namespace> is made where it runs."""
+    result = run_cli(["run", "--vis"], env=SMALL, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    staged = tmp_path / "srcnet-products" / "testing"
+    assert sorted(p.name for p in staged.iterdir()) == ["measurements.ms.tar", "measurements.ms.tar.meta"]
+
+
 def test_cli_options_override_environment(out_dir: Path):
     result = run_cli(["run", "--vis", "--num-time-stamps", "1", "--file-prefix", "cli_"],
                      env={"OUT_DIR": str(out_dir), **SMALL})

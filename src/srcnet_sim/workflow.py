@@ -311,7 +311,11 @@ def run(settings: Settings, products: set[str], overwrite: bool = False, notific
 
 
 def staging_directory(product_dir: Path) -> Path:
-    """OUT_DIR/<RUCIO_NAMESPACE>, made if missing; refused when that name is a link (planted in the shared area)."""
+    """OUT_DIR/<RUCIO_NAMESPACE>, made if missing; refused when that name is a link (planted in the shared area).
+
+    A missing OUT_DIR is made too: only the default (./srcnet-products) can be missing here, since a
+    set OUT_DIR must exist (config.load_settings)."""
+    product_dir.parent.mkdir(parents=True, exist_ok=True)
     try:
         product_dir.mkdir()
     except FileExistsError:
