@@ -25,9 +25,11 @@ from srcnet_sim.simulate.observation import Observation, simulate
 from srcnet_sim.sky.catalogues import load_sky_model
 from srcnet_sim.telescope import Telescope, load_telescope
 
-PRODUCT_NAMES = {"vis": "measurements.ms", "dirty": "dirty.fits", "clean": "cleaned.fits"}
+PRODUCT_NAMES = {"vis": "measurements.ms", "dirty": "dirty.fits", "clean": "cleaned.fits", "truth": "truth.fits", "qa": "qa"}
 PRODUCTS = tuple(PRODUCT_NAMES)
 MS_ARCHIVE_SUFFIX = ".tar"
+ARCHIVED = ("vis", "qa")  # directories, staged as tar files
+QA_PRODUCT_BYTES = 4 * 2**20  # JSON, four PNGs and PyBDSF's source list
 NOTIFICATION_NAME = "notification.json"
 # The seed's WSClean cleaning: -niter 50000 -mgain 0.8 -auto-threshold 3, uniform weighting.
 SEED_CLEAN = CleanParameters(gain=0.1, mgain=0.8, niter=50_000, auto_threshold=3.0)
@@ -52,28 +54,44 @@ class Plan:
         return f"{self.settings.file_prefix}{PRODUCT_NAMES[product]}"
 
     def staged_name(self, product: str) -> str:
-        """The name in the staging area and in Rucio: a MeasurementSet (a directory) is staged as a tar."""
-        return self.file_name(product) + (MS_ARCHIVE_SUFFIX if product == "vis" else "")
+        """The name in the staging area and in Rucio: a MeasurementSet or QA report (directories) is staged as a tar."""
+        return staged_file_name(self.settings.file_prefix, product)
 
     @property
     def made(self) -> tuple[str, ...]:
         """Products made: the chosen ones and what they need (images need the MS, clean the dirty image)."""
         needed = set(self.products)
+        if "qa" in needed:
+            needed |= {"clean", "truth"}
         if needed & {"dirty", "clean"}:
             needed.add("vis")
         if "clean" in needed:
-            needed.add("dirty")
+            needed |= {"dirty", "truth"}  # a cleaned image is always compared with the truth (QA in the log)
         return tuple(p for p in PRODUCTS if p in needed)
 
 
     def product_bytes(self, product: str) -> int:
         e = self.estimate
+        if product == "truth":
+            return truth_file_bytes(e.n_sources, e.n_channels)
+        if product == "qa":
+            return QA_PRODUCT_BYTES
         return e.ms_expected_bytes if product == "vis" else e.image_file_bytes
 
     def cell_rad(self) -> float:
         """IMAGING_CELLSIZE, or the seed's FOV / npixel."""
         s = self.settings
         return s.imaging_cellsize if s.imaging_cellsize is not None else field_of_view_rad(s) / s.imaging_npixel
+
+
+def staged_file_name(prefix: str, product: str) -> str:
+    """<FILE_PREFIX><product file name>, with .tar for the products that are directories."""
+    return prefix + PRODUCT_NAMES[product] + (MS_ARCHIVE_SUFFIX if product in ARCHIVED else "")
+
+
+def truth_file_bytes(n_sources: int, n_channels: int) -> int:
+    """Size of the truth catalogue: 16 fixed columns of 8 bytes, a 16-byte name, 2 per-channel columns, headers."""
+    return n_sources * (16 + 16 * 8 + 2 * 8 * n_channels) + 20 * 2880
 
 
 def field_of_view_rad(settings: Settings) -> float:
@@ -86,13 +104,13 @@ def _check_names(settings: Settings) -> None:
     naming.check_scope(settings.rucio_namespace)
     naming.check_name(settings.obs_id, "OBS_ID")  # the Rucio dataset of the run's products
     for product in PRODUCTS:
-        naming.check_name(settings.file_prefix + PRODUCT_NAMES[product] + (MS_ARCHIVE_SUFFIX if product == "vis" else ""))
+        naming.check_name(staged_file_name(settings.file_prefix, product))
 
 
 def plan(settings: Settings, products: set[str] | frozenset[str] = frozenset({"vis"})) -> Plan:
     """Resolve telescope, times, sky and sizes; raise UserInputError on anything a user can fix."""
     if not products:
-        raise UserInputError("--vis", "choose at least one product to ingest: --vis, --dirty or --clean")
+        raise UserInputError("--vis", "choose at least one product to ingest: --vis, --dirty, --clean, --truth or --qa")
     _check_names(settings)
     telescope = load_telescope(settings.telescope)
     ra0, dec0 = settings.phase_centre_rad
@@ -193,6 +211,45 @@ def make_images(run_plan: Plan, ms_path: Path, scratch: Path) -> dict[str, Path]
     return out
 
 
+def write_truth_catalogue(run_plan: Plan, path: Path) -> Path:
+    """The truth catalogue of the run (every source simulated, intrinsic and apparent) at `path`."""
+    from srcnet_sim.products.truth import TruthContext, write_truth
+
+    settings = run_plan.settings
+    context = TruthContext(obs_id=settings.obs_id, telescope_name=run_plan.telescope.name,
+                           filter_radius_rad=FILTER_RADIUS_FWHM * field_of_view_rad(settings), settings=settings.model_dump())
+    return write_truth(path, run_plan.observation, context)
+
+
+def check_qa_possible(run_plan: Plan) -> None:
+    """Say at the start, not after the simulation, when the QA step cannot run (PyBDSF missing)."""
+    from srcnet_sim.qa.finder import QAError, import_bdsf
+
+    if "clean" in run_plan.made:
+        try:
+            import_bdsf()
+        except QAError as exc:
+            if "qa" in run_plan.products:
+                logger.error("%s; the other products will be made", exc)
+            else:
+                logger.warning("qa: skipped, PyBDSF is not installed (pip install bdsf)")
+
+
+def quality_report(run_plan: Plan, cleaned: Path, truth: Path, scratch: Path) -> Path:
+    """Compare the cleaned image with the truth (PyBDSF); log a few lines; return the QA directory.
+
+    Raises QAError (one line) when PyBDSF is missing or fails.
+    """
+    from srcnet_sim.qa.report import make_report, summary_lines
+
+    directory = scratch / run_plan.file_name("qa")
+    directory.mkdir()
+    report = make_report(cleaned, truth, directory, prefix=run_plan.settings.file_prefix)
+    for line in summary_lines(report.summary):
+        logger.info("%s", line)
+    return directory
+
+
 def identity(settings: Settings) -> obscore.Identity:
     """The identifiers of the products that come from the settings."""
     return obscore.Identity(obs_collection=settings.obs_collection, obs_id=settings.obs_id,
@@ -200,17 +257,24 @@ def identity(settings: Settings) -> obscore.Identity:
                             namespace=settings.rucio_namespace)
 
 
-def stage_products(run_plan: Plan, made: dict[str, Path], overwrite: bool) -> list[Path]:
-    """Stage each chosen product, then its validated `.meta` sidecar; PNG quick-looks beside images."""
+def stage_products(run_plan: Plan, made: dict[str, Path], overwrite: bool, products: frozenset[str] | None = None) -> list[Path]:
+    """Stage each chosen product (or those of `products`), then its validated `.meta` sidecar; PNG quick-looks beside images."""
     settings = run_plan.settings
     ident = identity(settings)
     staged = []
-    for product in (p for p in PRODUCTS if p in run_plan.products):
+    chosen = run_plan.products if products is None else products
+    for product in (p for p in PRODUCTS if p in chosen):
         source, name = made[product], run_plan.staged_name(product)
 
         def make_sidecar(path: Path, product: str = product, source: Path = source, name: str = name) -> dict:
             if product == "vis":
                 meta = obscore.visibility_record(source, ident, name, path.stat().st_size)
+            elif product == "truth":
+                meta = obscore.truth_record(path, ident, name)
+            elif product == "qa":
+                from srcnet_sim.qa.report import SUMMARY_NAME
+
+                meta = obscore.qa_record(source / f"{settings.file_prefix}{SUMMARY_NAME}", ident, name, path.stat().st_size)
             else:
                 meta = obscore.image_record(path, ident, name)
             return sidecar.build(settings.rucio_namespace, name, settings.rucio_lifetime, meta, dataset_name=settings.obs_id)
@@ -218,7 +282,7 @@ def stage_products(run_plan: Plan, made: dict[str, Path], overwrite: bool) -> li
         staged.append(staging.stage(source, run_plan.product_dir, name, make_sidecar, overwrite))
         logger.info("staged %s and %s", staged[-1], staging.meta_path(staged[-1]).name)
         preview = source.with_suffix(".png")
-        if product != "vis" and preview.exists():
+        if product in ("dirty", "clean") and preview.exists():
             staging.publish(run_plan.product_dir / preview.name, lambda target, p=preview: staging.copy_file(p, target))
     return staged
 
@@ -240,21 +304,38 @@ def run(settings: Settings, products: set[str], overwrite: bool = False, notific
     names += [settings.file_prefix + NOTIFICATION_NAME] if notification else []
     staging.check_free_to_stage(run_plan.product_dir, names, overwrite)
     preflight(run_plan)
+    check_qa_possible(run_plan)
     run_plan.product_dir.mkdir(parents=True, exist_ok=True)
+    qa_error = None
     with tempfile.TemporaryDirectory(prefix="srcnet-sim-") as scratch_dir:
         scratch = Path(scratch_dir)
-        made = {"vis": write_measurement_set(run_plan, scratch / run_plan.file_name("vis"))}
-        logger.info("wrote %s", made["vis"])
+        made = {}
+        if "vis" in run_plan.made:
+            made["vis"] = write_measurement_set(run_plan, scratch / run_plan.file_name("vis"))
+            logger.info("wrote %s", made["vis"])
         if "dirty" in run_plan.made:
             made.update(make_images(run_plan, made["vis"], scratch))
-        staged = stage_products(run_plan, made, overwrite)
+        if "truth" in run_plan.made:
+            made["truth"] = write_truth_catalogue(run_plan, scratch / run_plan.file_name("truth"))
+        if "clean" in made:
+            from srcnet_sim.qa.finder import QAError
+
+            try:
+                made["qa"] = quality_report(run_plan, made["clean"], made["truth"], scratch)
+            except QAError as exc:
+                qa_error = exc
+                (logger.error if "qa" in run_plan.products else logger.warning)("%s", exc)
+        products_made = run_plan.products - ({"qa"} if qa_error else set())
+        staged = stage_products(run_plan, made, overwrite, products_made)
         if notification:
             from srcnet_sim.products.notification import write_notification
 
             source = scratch / "notification-products"
             source.mkdir()
-            for product in run_plan.products:
+            for product in run_plan.products & {"vis", "dirty", "clean"}:  # the products its plugins read
                 made[product].rename(source / made[product].name)
             path = write_notification(source, run_plan.product_dir / f"{settings.file_prefix}{NOTIFICATION_NAME}", settings)
             logger.info("staged %s", path)
+    if qa_error is not None and "qa" in run_plan.products:
+        raise qa_error  # after the other products are staged: the CLI prints it as one line
     return staged

@@ -34,6 +34,8 @@ CSV_ALIASES = {
 # The seed workflow's MIGHTEE Level-1 column mapping.
 MIGHTEE_COLUMNS = {"ra_deg": "RA", "dec_deg": "DEC", "i_jy": "S_PEAK", "ref_freq_hz": "NU_EFF",
                    "major_arcsec": "IM_MAJ", "minor_arcsec": "IM_MIN", "pa_deg": "IM_PA"}
+# Read when present (srcnet-sim's truth catalogue writes them; MIGHTEE Level 1 has none): zero otherwise.
+MIGHTEE_OPTIONAL_COLUMNS = {"q_jy": "S_INT_Q", "u_jy": "S_INT_U", "v_jy": "S_INT_V", "spectral_index": "SPEC_INDX"}
 
 
 def _from_oskar_columns(columns: dict[str, np.ndarray], source: str) -> SkyModel:
@@ -122,6 +124,9 @@ def read_mightee_fits(path: Path) -> SkyModel:
         column = table[theirs]
         unit = column.unit if column.unit is not None and ours not in ("i_jy",) else default_units[ours]
         columns[ours] = (np.asarray(column, dtype=np.float64) * unit).to_value(default_units[ours])
+    for ours, theirs in MIGHTEE_OPTIONAL_COLUMNS.items():
+        if theirs in table.colnames:
+            columns[ours] = np.asarray(table[theirs], dtype=np.float64)
     return _from_oskar_columns(columns, str(path))
 
 
