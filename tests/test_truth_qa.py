@@ -231,3 +231,16 @@ def test_qa_without_pybdsf_is_one_line_and_the_run_goes_on(field: dict, tmp_path
     quiet = run_cli(["run", "--clean", "--overwrite"], env=env)
     assert quiet.returncode == 0, quiet.stderr
     assert "qa: skipped, PyBDSF is not installed" in quiet.stderr
+
+
+def test_qa_of_hostile_images_is_one_line(field: dict, tmp_path: Path):
+    """A blank image (PyBDSF fails on it) and a table given as the image: one line each, exit 4, no traceback."""
+    cleaned = field["staged"] / "f_cleaned.fits"
+    blank = tmp_path / "blank.fits"
+    fits.PrimaryHDU(np.zeros((1, 1, 64, 64), dtype=np.float32), header=fits.getheader(cleaned)).writeto(blank)
+    truth = field["staged"] / "f_truth.fits"
+    for image, says in ((blank, "--qa: PyBDSF failed on blank.fits: "), (truth, "--qa: ")):
+        result = run_cli(["qa", str(image), str(truth), "--out-dir", str(tmp_path)])
+        assert result.returncode == 4
+        assert result.stderr.strip().splitlines()[-1].startswith(f"srcnet-sim: error: {says}")
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr

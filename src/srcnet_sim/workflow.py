@@ -18,6 +18,7 @@ from srcnet_sim.imaging.clean import CleanParameters
 from srcnet_sim.products import naming, obscore, sidecar, staging
 from srcnet_sim.ms.writer import MeasurementSetWriter, MSDescription
 from srcnet_sim.progress import logger, track
+from srcnet_sim.qa.finder import QAError, import_bdsf
 from srcnet_sim.resources import Estimate, estimate, free_bytes, human
 from srcnet_sim.simulate import geometry
 from srcnet_sim.simulate.beams import power_beam_fwhm_rad
@@ -221,18 +222,19 @@ def write_truth_catalogue(run_plan: Plan, path: Path) -> Path:
     return write_truth(path, run_plan.observation, context)
 
 
-def check_qa_possible(run_plan: Plan) -> None:
-    """Say at the start, not after the simulation, when the QA step cannot run (PyBDSF missing)."""
-    from srcnet_sim.qa.finder import QAError, import_bdsf
-
-    if "clean" in run_plan.made:
-        try:
-            import_bdsf()
-        except QAError as exc:
-            if "qa" in run_plan.products:
-                logger.error("%s; the other products will be made", exc)
-            else:
-                logger.warning("qa: skipped, PyBDSF is not installed (pip install bdsf)")
+def qa_unavailable(run_plan: Plan) -> QAError | None:
+    """The QAError saying PyBDSF cannot be imported, logged at the start rather than after the simulation; None when it can."""
+    if "clean" not in run_plan.made:
+        return None
+    try:
+        import_bdsf()
+    except QAError as exc:
+        if "qa" in run_plan.products:
+            logger.error("%s; the other products will be made", exc)
+        else:
+            logger.warning("qa: skipped, PyBDSF is not installed (pip install bdsf)")
+        return exc
+    return None
 
 
 def quality_report(run_plan: Plan, cleaned: Path, truth: Path, scratch: Path) -> Path:
@@ -304,9 +306,8 @@ def run(settings: Settings, products: set[str], overwrite: bool = False, notific
     names += [settings.file_prefix + NOTIFICATION_NAME] if notification else []
     staging.check_free_to_stage(run_plan.product_dir, names, overwrite)
     preflight(run_plan)
-    check_qa_possible(run_plan)
+    qa_error = qa_unavailable(run_plan)
     run_plan.product_dir.mkdir(parents=True, exist_ok=True)
-    qa_error = None
     with tempfile.TemporaryDirectory(prefix="srcnet-sim-") as scratch_dir:
         scratch = Path(scratch_dir)
         made = {}
@@ -317,9 +318,7 @@ def run(settings: Settings, products: set[str], overwrite: bool = False, notific
             made.update(make_images(run_plan, made["vis"], scratch))
         if "truth" in run_plan.made:
             made["truth"] = write_truth_catalogue(run_plan, scratch / run_plan.file_name("truth"))
-        if "clean" in made:
-            from srcnet_sim.qa.finder import QAError
-
+        if "clean" in made and qa_error is None:
             try:
                 made["qa"] = quality_report(run_plan, made["clean"], made["truth"], scratch)
             except QAError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,8 +57,10 @@ def find_sources(image: Path, workdir: Path) -> Detections:
     if not local.exists():
         os.symlink(Path(image).resolve(), local)  # PyBDSF writes its log beside the image it reads
     catalogue = workdir / (local.stem + ".srl.fits")
+    chatter = io.StringIO()  # PyBDSF's own log lines on stderr: the one-line QAError replaces them
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(chatter), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PyBDSF's numpy warnings on odd images; its error says what happened
             result = bdsf.process_image(str(local), quiet=True, thresh_isl=THRESH_ISLAND, thresh_pix=THRESH_PIXEL)
             if result.nsrc > 0:
                 result.write_catalog(outfile=str(catalogue), format="fits", catalog_type="srl", clobber=True)
