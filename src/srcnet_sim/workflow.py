@@ -91,8 +91,8 @@ def staged_file_name(prefix: str, product: str) -> str:
 
 
 def truth_file_bytes(n_sources: int, n_channels: int) -> int:
-    """Size of the truth catalogue: 16 fixed columns of 8 bytes, a 16-byte name, 2 per-channel columns, headers."""
-    return n_sources * (16 + 16 * 8 + 2 * 8 * n_channels) + 20 * 2880
+    """Size of the truth catalogue: a 16-byte name, 18 columns of 8 bytes, 2 per-channel columns, headers."""
+    return n_sources * (16 + 18 * 8 + 2 * 8 * n_channels) + 20 * 2880
 
 
 def field_of_view_rad(settings: Settings) -> float:
