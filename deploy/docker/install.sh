@@ -6,5 +6,5 @@ set -eu
 src="$1"
 prefix="$2"
 python3 -m venv "$prefix"
-"$prefix/bin/pip" install --no-cache-dir --disable-pip-version-check "$src"
+"$prefix/bin/pip" install --no-cache-dir --disable-pip-version-check "$src[qa]"  # qa: PyBDSF, the QA lines of --clean runs
 "$prefix/bin/srcnet-sim" --version

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from srcnet_sim.errors import DiskFullError, ServiceError, UserInputError
+from srcnet_sim.errors import DiskFullError, QAError, ServiceError, UserInputError
 from srcnet_sim.progress import configure_logging
 from srcnet_sim.runtime import configure_process
 from srcnet_sim.stopping import Stopped, stop_on_signals
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 # Nothing numerical is imported at module level (srcnet_sim.config imports numpy): main() sets the process's
 # thread settings first, and OpenBLAS reads its own only when numpy loads it.
 
+PRODUCT_FLAGS = ("vis", "dirty", "clean", "truth", "qa")
 PRECEDENCE = ("Settings: command line > environment variable (same name, upper case) > TOML file "
               "(--config FILE or $SRCNET_SIM_CONFIG) > default.")
 
@@ -49,10 +50,15 @@ def add_product_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dirty", dest="dirty", action="store_true", help="ingest the dirty image (<FILE_PREFIX>dirty.fits)")
     parser.add_argument("--clean", "--cleaned", dest="clean", action="store_true",
                         help="ingest the cleaned image (<FILE_PREFIX>cleaned.fits)")
+    parser.add_argument("--truth", dest="truth", action="store_true",
+                        help="ingest the truth catalogue: every simulated source, intrinsic and apparent (<FILE_PREFIX>truth.fits)")
+    parser.add_argument("--qa", dest="qa", action="store_true",
+                        help="ingest the QA report of the cleaned image against the truth, PyBDSF (<FILE_PREFIX>qa.tar); "
+                             "without it a cleaned image's QA is only logged")
 
 
 def chosen_products(args: argparse.Namespace) -> set[str]:
-    return {name for name in ("vis", "dirty", "clean") if getattr(args, name)}
+    return {name for name in PRODUCT_FLAGS if getattr(args, name)}
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -169,6 +175,26 @@ def cmd_image(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_qa(args: argparse.Namespace) -> int:
+    from srcnet_sim.progress import logger
+    from srcnet_sim.qa.report import make_report, summary_lines
+
+    image, truth = Path(args.image), Path(args.truth)
+    for setting, path in (("IMAGE", image), ("TRUTH", truth)):
+        if not path.is_file():
+            raise UserInputError(setting, f"{path} does not exist")
+    out_dir = Path(args.out_dir) if args.out_dir else Path.cwd()
+    if not out_dir.is_dir():
+        raise UserInputError("--out-dir", f"{out_dir} does not exist")
+    prefix = args.name if args.name is not None else image.name.removesuffix(".fits") + "-"
+    report = make_report(image, truth, out_dir, prefix=prefix)
+    for line in summary_lines(report.summary):
+        logger.info("%s", line)
+    for path in report.files:
+        logger.info("wrote %s", path)
+    return 0
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
     from srcnet_sim.ingest.rucio_ingest import Ingestor, connect
 
@@ -195,7 +221,7 @@ def cmd_k8s_manifest(args: argparse.Namespace) -> int:
     products = chosen_products(args) or {"vis", "dirty", "clean"}
     run_plan = plan(settings, products)
     sizes = k8s.sizing(run_plan)
-    flags = [f"--{p}" for p in ("vis", "dirty", "clean") if p in products]
+    flags = [f"--{p}" for p in PRODUCT_FLAGS if p in products]
     make = (lambda *a: k8s.cronjob(*a, schedule=args.cronjob)) if args.cronjob else k8s.job
     print(k8s.render(make(settings, sizes, ["run", *flags]), sizes, settings), end="")
     return 0
@@ -223,6 +249,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_settings_options(estimate_parser)
     estimate_parser.set_defaults(handler=cmd_estimate)
     add_image_parser(commands)
+    qa_parser = commands.add_parser("qa", help="QA report of an image against a truth catalogue (PyBDSF)",
+                                    description="Find sources in a restored FITS image with PyBDSF, cross-match them with a "
+                                                "truth catalogue (srcnet-sim's <FILE_PREFIX>truth.fits, or any catalogue "
+                                                "SKY_MODEL reads) and write a JSON summary and PNG plots.")
+    qa_parser.add_argument("image", metavar="IMAGE", help="restored image (FITS, BMAJ/BMIN in the header)")
+    qa_parser.add_argument("truth", metavar="TRUTH", help="truth catalogue (FITS truth file, MIGHTEE FITS, CSV, OSKAR text)")
+    qa_parser.add_argument("--out-dir", help="directory for the report [current directory]")
+    qa_parser.add_argument("--name", help="file name prefix of the report [the image name and '-']")
+    qa_parser.set_defaults(handler=cmd_qa)
     manifest_parser = commands.add_parser("k8s-manifest", help="print the Kubernetes Job for the current settings",
                                           description="Print job.yaml (deploy/k8s) for the current settings, with requests, "
                                                       "limits and PVC sizes from the resource estimate. " + PRECEDENCE)
@@ -296,6 +331,9 @@ def main(argv: list[str] | None = None) -> int:
     except ServiceError as exc:
         print(f"srcnet-sim: error: {exc}", file=sys.stderr)
         return 3
+    except QAError as exc:  # the QA report could not be made; the run's other products are staged
+        print(f"srcnet-sim: error: {exc}", file=sys.stderr)
+        return 5
     except DiskFullError as exc:
         print(f"srcnet-sim: error: {exc}", file=sys.stderr)
         return 4

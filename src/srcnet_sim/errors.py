@@ -1,4 +1,4 @@
-"""The one exception type for errors a user can cause."""
+"""The project's exception types: errors a user can cause, and the one-line failures the CLI reports by exit code."""
 
 
 class UserInputError(ValueError):
@@ -23,4 +23,11 @@ class DiskFullError(RuntimeError):
     """A volume filled up during the run (ENOSPC, or too little space left to go on safely); one line.
 
     The CLI prints it and exits with code 4; the run's scratch and partial files were removed.
+    """
+
+
+class QAError(RuntimeError):
+    """The QA report cannot be made (PyBDSF missing or failing, not a restored image); one line.
+
+    The CLI prints it and exits with code 5; the run's other products were staged.
     """

@@ -15,13 +15,14 @@ from astropy.time import Time
 
 from srcnet_sim import __version__, validation
 from srcnet_sim.config import Settings
-from srcnet_sim.errors import UserInputError
+from srcnet_sim.errors import QAError, UserInputError
 from srcnet_sim.imaging.clean import CleanParameters
 from srcnet_sim import scratch
 from srcnet_sim.diskguard import DiskGuard
 from srcnet_sim.products import claims, naming, obscore, sidecar, staging
 from srcnet_sim.ms.writer import MeasurementSetWriter, MSDescription
 from srcnet_sim.progress import logger, track
+from srcnet_sim.qa.finder import import_bdsf
 from srcnet_sim.resources import Estimate, estimate, human
 from srcnet_sim.simulate import geometry
 from srcnet_sim.simulate.beams import power_beam_fwhm_rad
@@ -29,9 +30,11 @@ from srcnet_sim.simulate.observation import Observation, simulate
 from srcnet_sim.sky.catalogues import load_sky_model
 from srcnet_sim.telescope import Telescope, load_telescope
 
-PRODUCT_NAMES = {"vis": "measurements.ms", "dirty": "dirty.fits", "clean": "cleaned.fits"}
+PRODUCT_NAMES = {"vis": "measurements.ms", "dirty": "dirty.fits", "clean": "cleaned.fits", "truth": "truth.fits", "qa": "qa"}
 PRODUCTS = tuple(PRODUCT_NAMES)
 MS_ARCHIVE_SUFFIX = ".tar"
+ARCHIVED = ("vis", "qa")  # directories, staged as tar files
+QA_PRODUCT_BYTES = 4 * 2**20  # JSON, four PNGs and PyBDSF's source list
 NOTIFICATION_NAME = "notification.json"
 # The seed's WSClean cleaning: -niter 50000 -mgain 0.8 -auto-threshold 3, uniform weighting.
 SEED_CLEAN = CleanParameters(gain=0.1, mgain=0.8, niter=50_000, auto_threshold=3.0)
@@ -56,22 +59,28 @@ class Plan:
         return f"{self.settings.file_prefix}{PRODUCT_NAMES[product]}"
 
     def staged_name(self, product: str) -> str:
-        """The name in the staging area and in Rucio: a MeasurementSet (a directory) is staged as a tar."""
-        return _staged_name(self.settings, product)
+        """The name in the staging area and in Rucio: a MeasurementSet or QA report (directories) is staged as a tar."""
+        return staged_file_name(self.settings.file_prefix, product)
 
     @property
     def made(self) -> tuple[str, ...]:
         """Products made: the chosen ones and what they need (images need the MS, clean the dirty image)."""
         needed = set(self.products)
+        if "qa" in needed:
+            needed |= {"clean", "truth"}
         if needed & {"dirty", "clean"}:
             needed.add("vis")
         if "clean" in needed:
-            needed.add("dirty")
+            needed |= {"dirty", "truth"}  # a cleaned image is always compared with the truth (QA in the log)
         return tuple(p for p in PRODUCTS if p in needed)
 
 
     def product_bytes(self, product: str) -> int:
         e = self.estimate
+        if product == "truth":
+            return truth_file_bytes(e.n_sources, e.n_channels)
+        if product == "qa":
+            return QA_PRODUCT_BYTES
         return e.ms_expected_bytes if product == "vis" else e.image_file_bytes
 
     def cell_rad(self) -> float:
@@ -80,21 +89,27 @@ class Plan:
         return s.imaging_cellsize if s.imaging_cellsize is not None else field_of_view_rad(s) / s.imaging_npixel
 
 
+def staged_file_name(prefix: str, product: str) -> str:
+    """<FILE_PREFIX><product file name>, with .tar for the products that are directories."""
+    return prefix + PRODUCT_NAMES[product] + (MS_ARCHIVE_SUFFIX if product in ARCHIVED else "")
+
+
+def truth_file_bytes(n_sources: int, n_channels: int) -> int:
+    """Size of the truth catalogue: a 16-byte name, 18 columns of 8 bytes, 2 per-channel columns, headers."""
+    return n_sources * (16 + 18 * 8 + 2 * 8 * n_channels) + 20 * 2880
+
+
 def field_of_view_rad(settings: Settings) -> float:
     """The seed's field of view: 1.25 lambda_mid / 15 m, lambda_mid at the middle of the band."""
     mid_hz = 0.5 * (settings.start_freq_hz + settings.end_freq_hz)
     return float(power_beam_fwhm_rad(mid_hz, SEED_DISH_DIAMETER_M))
 
 
-def _staged_name(settings: Settings, product: str) -> str:
-    return settings.file_prefix + PRODUCT_NAMES[product] + (MS_ARCHIVE_SUFFIX if product == "vis" else "")
-
-
 def _check_names(settings: Settings) -> None:
     """Rucio names, and every path the run creates within NAME_MAX and PATH_MAX (hidden temporary names included)."""
     naming.check_scope(settings.rucio_namespace)
     naming.check_name(settings.obs_id, "OBS_ID")  # the Rucio dataset of the run's products
-    staged = [_staged_name(settings, product) for product in PRODUCTS]
+    staged = [staged_file_name(settings.file_prefix, product) for product in PRODUCTS]
     for name in staged:
         naming.check_name(name)
     naming.check_path_lengths(Path(settings.out_dir) / settings.rucio_namespace,
@@ -107,9 +122,9 @@ def _check_names(settings: Settings) -> None:
 def plan(settings: Settings, products: set[str] | frozenset[str] = frozenset({"vis"})) -> Plan:
     """Resolve telescope, times, sky and sizes; raise UserInputError on anything a user can fix."""
     if not products:
-        raise UserInputError("--vis", "choose at least one product to ingest: --vis, --dirty or --clean")
+        raise UserInputError("--vis", "choose at least one product to ingest: --vis, --dirty, --clean, --truth or --qa")
     _check_names(settings)
-    validation.check_sidecar_values(settings, identity(settings), {p: _staged_name(settings, p) for p in PRODUCTS})
+    validation.check_sidecar_values(settings, identity(settings), {p: staged_file_name(settings.file_prefix, p) for p in PRODUCTS})
     telescope = load_telescope(settings.telescope)
     ra0, dec0 = settings.phase_centre_rad
     start = Time(settings.start_datetime, scale="utc")
@@ -197,6 +212,46 @@ def make_images(run_plan: Plan, ms_path: Path, scratch: Path) -> dict[str, Path]
     return {product: written[kind] for product, kind in kinds.items() if kind in written}
 
 
+def write_truth_catalogue(run_plan: Plan, path: Path) -> Path:
+    """The truth catalogue of the run (every source simulated, intrinsic and apparent) at `path`."""
+    from srcnet_sim.products.truth import TruthContext, write_truth
+
+    settings = run_plan.settings
+    context = TruthContext(obs_id=settings.obs_id, telescope_name=run_plan.telescope.name,
+                           filter_radius_rad=FILTER_RADIUS_FWHM * field_of_view_rad(settings), settings=settings.model_dump())
+    return write_truth(path, run_plan.observation, context)
+
+
+def qa_unavailable(run_plan: Plan) -> QAError | None:
+    """The QAError saying PyBDSF cannot be imported, logged at the start rather than after the simulation; None when it can."""
+    if "clean" not in run_plan.made:
+        return None
+    try:
+        import_bdsf()
+    except QAError as exc:
+        if "qa" in run_plan.products:
+            logger.error("%s; the other products will be made", exc)
+        else:
+            logger.warning("qa: skipped, PyBDSF is not installed (pip install bdsf)")
+        return exc
+    return None
+
+
+def quality_report(run_plan: Plan, cleaned: Path, truth: Path, scratch: Path) -> Path:
+    """Compare the cleaned image with the truth (PyBDSF); log a few lines; return the QA directory.
+
+    Raises QAError (one line) when PyBDSF is missing or fails.
+    """
+    from srcnet_sim.qa.report import make_report, summary_lines
+
+    directory = scratch / run_plan.file_name("qa")
+    directory.mkdir()
+    report = make_report(cleaned, truth, directory, prefix=run_plan.settings.file_prefix)
+    for line in summary_lines(report.summary):
+        logger.info("%s", line)
+    return directory
+
+
 def identity(settings: Settings) -> obscore.Identity:
     """The identifiers of the products that come from the settings."""
     return obscore.Identity(obs_collection=settings.obs_collection, obs_id=settings.obs_id,
@@ -204,18 +259,24 @@ def identity(settings: Settings) -> obscore.Identity:
                             namespace=settings.rucio_namespace)
 
 
-def prepare_products(run_plan: Plan, made: dict[str, Path], private_dir: Path) -> list[staging.Prepared]:
-    """Write each chosen product (the MS as a tar) and its validated `.meta` into the run's private
-    directory in the staging area, ready to publish."""
+def prepare_products(run_plan: Plan, made: dict[str, Path], private_dir: Path, products: frozenset[str]) -> list[staging.Prepared]:
+    """Write each product of `products` (directories as tars) and its validated `.meta` into the run's
+    private directory in the staging area, ready to publish."""
     settings = run_plan.settings
     ident = identity(settings)
     prepared = []
-    for product in (p for p in PRODUCTS if p in run_plan.products):
+    for product in (p for p in PRODUCTS if p in products):
         source, name = made[product], run_plan.staged_name(product)
 
         def make_sidecar(path: Path, product: str = product, source: Path = source, name: str = name) -> dict:
             if product == "vis":
                 meta = obscore.visibility_record(source, ident, name, path.stat().st_size)
+            elif product == "truth":
+                meta = obscore.truth_record(path, ident, name)
+            elif product == "qa":
+                from srcnet_sim.qa.report import SUMMARY_NAME
+
+                meta = obscore.qa_record(source / f"{settings.file_prefix}{SUMMARY_NAME}", ident, name, path.stat().st_size)
             else:
                 meta = obscore.image_record(path, ident, name)
             return sidecar.build(settings.rucio_namespace, name, settings.rucio_lifetime, meta, dataset_name=settings.obs_id)
@@ -226,19 +287,20 @@ def prepare_products(run_plan: Plan, made: dict[str, Path], private_dir: Path) -
 
 
 def stage_products(run_plan: Plan, made: dict[str, Path], private_dir: Path, overwrite: bool,
-                   notification: bool = False) -> list[Path]:
-    """Stage each chosen product, then its `.meta`, and the notification last; the caller holds the names' claims.
+                   notification: bool = False, products: frozenset[str] | None = None) -> list[Path]:
+    """Stage each chosen product (or those of `products`), then its `.meta`, and the notification last;
+    the caller holds the names' claims.
 
     Everything is written into `private_dir` first, so a failure (a full volume, a signal) before
     the renames leaves nothing new in the staging area.
     """
-    prepared = prepare_products(run_plan, made, private_dir)
+    prepared = prepare_products(run_plan, made, private_dir, run_plan.products if products is None else products)
     if notification:
         from srcnet_sim.products.notification import notification_text
 
         source = made["vis"].parent / "notification-products"  # in the scratch directory
         source.mkdir()
-        for product in run_plan.products:
+        for product in run_plan.products & {"vis", "dirty", "clean"}:  # the products its plugins read
             made[product].rename(source / made[product].name)
         final = run_plan.product_dir / f"{run_plan.settings.file_prefix}{NOTIFICATION_NAME}"
         document = notification_text(source, run_plan.settings)
@@ -294,19 +356,33 @@ def run(settings: Settings, products: set[str], overwrite: bool = False, notific
         with claims.claimed(product_dir, names):
             staging.check_free_to_stage(product_dir, names, with_sidecar, overwrite)
             preflight(run_plan)
+            qa_error = qa_unavailable(run_plan)
             with scratch.live_directory(scratch_parent, scratch.SCRATCH_PREFIX) as scratch_dir, \
                     scratch.live_directory(product_dir, scratch.PARTIAL_PREFIX) as private_dir:
-                made = {"vis": write_measurement_set(run_plan, scratch_dir / run_plan.file_name("vis"))}
-                logger.info("wrote %s", made["vis"])
+                made = {}
+                if "vis" in run_plan.made:
+                    made["vis"] = write_measurement_set(run_plan, scratch_dir / run_plan.file_name("vis"))
+                    logger.info("wrote %s", made["vis"])
                 if "dirty" in run_plan.made:
                     made.update(make_images(run_plan, made["vis"], scratch_dir))
-                staged = stage_products(run_plan, made, private_dir, overwrite, notification)
+                if "truth" in run_plan.made:
+                    made["truth"] = write_truth_catalogue(run_plan, scratch_dir / run_plan.file_name("truth"))
+                if "clean" in made and qa_error is None:
+                    try:
+                        made["qa"] = quality_report(run_plan, made["clean"], made["truth"], scratch_dir)
+                    except QAError as exc:
+                        qa_error = exc
+                        (logger.error if "qa" in run_plan.products else logger.warning)("%s", exc)
+                products_made = run_plan.products - ({"qa"} if qa_error else set())
+                staged = stage_products(run_plan, made, private_dir, overwrite, notification, products_made)
                 if preview_dir is not None:
                     write_previews(made, run_plan.products, preview_dir)
     finally:
         if created:
             with contextlib.suppress(OSError):
                 product_dir.rmdir()  # when empty: a run stopped before staging anything leaves no trace
+    if qa_error is not None and "qa" in run_plan.products:
+        raise qa_error  # after the other products are staged: the CLI prints it as one line
     return staged
 
 

@@ -46,6 +46,7 @@ class Images:
     weight_sum: float
     n_visibilities: int
     sampled_weight_fraction: float
+    expected_noise_jy: float = float("nan")  # thermal rms of the dirty image expected from the data weights
 
 
 def check_parameters(source: Source, params: ImagingParameters) -> float:
@@ -100,10 +101,11 @@ def make_images(source: Source, params: ImagingParameters, clean: CleanParameter
 
     dirty = np.zeros((params.npix, params.npix), dtype=np.float64)
     psf = np.zeros_like(dirty)
-    weight_sum, n_vis = 0.0, 0
+    weight_sum, n_vis, noise_variance = 0.0, 0, 0.0
     for chunk in source.chunks():
         weights = weights_of(chunk)
         weight_sum += float(weights.sum())
+        noise_variance += _noise_variance(weights, chunk.weight)
         n_vis += int(np.count_nonzero(weights))
         dirty += image(chunk, chunk.vis, weights)
         psf += image(chunk, np.ones_like(chunk.vis), weights)
@@ -125,4 +127,16 @@ def make_images(source: Source, params: ImagingParameters, clean: CleanParameter
         result = cotton_schwab(dirty, psf, residual_of, clean, beam_px=beam.major_rad / params.cell_rad)
         restored = restore(result.model, result.residual, beam, params.cell_rad)
     return Images(dirty=dirty, psf=psf, beam=beam, clean=result, restored=restored, weight_sum=weight_sum,
-                  n_visibilities=n_vis, sampled_weight_fraction=sampled)
+                  n_visibilities=n_vis, sampled_weight_fraction=sampled,
+                  expected_noise_jy=float(np.sqrt(noise_variance) / weight_sum))
+
+
+def _noise_variance(imaging_weight: np.ndarray, data_weight: np.ndarray) -> float:
+    """sum of w_i^2 sigma_i^2 over the samples of a chunk, sigma_i^2 = 1 / data weight (variance of Re I).
+
+    A pixel of the dirty image is sum_i w_i Re(V_i e^(i phi_i)) / sum_i w_i; with independent noise of
+    variance sigma_i^2 in the real and imaginary parts of each sample, its variance is
+    sum_i w_i^2 sigma_i^2 / (sum_i w_i)^2, whatever the weighting (natural: 1 / sum_i sigma_i^-2).
+    """
+    used = (imaging_weight > 0) & (data_weight > 0)
+    return float(np.sum(np.square(imaging_weight[used], dtype=np.float64) / data_weight[used]))

@@ -33,6 +33,8 @@ def write_products(images: Images, desc: ImageDescription, params: ImagingParame
     """
     clean = images.clean
     keywords = {"WSCWEIGH": params.weighting, "SSNVIS": images.n_visibilities, "SSVWSUM": images.weight_sum}
+    if np.isfinite(images.expected_noise_jy):
+        keywords["SSNOISE"] = (images.expected_noise_jy, "[Jy/beam] thermal rms from the weights")
     if clean is not None:
         keywords.update({"SSNITER": clean.iterations, "SSMAJOR": clean.major_cycles, "SSTHRES": clean.threshold_jy})
     available = {

@@ -17,6 +17,10 @@ FACILITY = "SKAO"
 INSTRUMENT = "SKA-Mid"
 DEFAULT_ACCESS_URL = "https://datalink.ivoa.srcdev.skao.int/rucio/links?id={namespace}:{name}"
 # casacore Stokes codes -> ObsCore pol_states labels.
+# The truth catalogue and the QA report are tables of measurements (ObsCore 1.1 dataproduct_type
+# "measurements"); calib_level 4, ObsCore's level of analysis products, sorts them after the images (3)
+# they describe, so that a search for science-ready images (calib_level 3) does not return them.
+MEASUREMENTS_CALIB_LEVEL = 4
 STOKES_LABELS = {1: "I", 2: "Q", 3: "U", 4: "V", 5: "RR", 6: "RL", 7: "LR", 8: "LL", 9: "XX", 10: "XY", 11: "YX", 12: "YY"}
 
 
@@ -107,6 +111,64 @@ def image_record(fits_path: Path, identity: Identity, name: str) -> dict:
         "em_xel": int(head.get("NAXIS3", 1)),
         "t_min": float(start.mjd),
         "t_max": float(end.mjd),
+        "pol_states": "/I/",
+        "pol_xel": 1,
+    }
+
+
+def truth_record(fits_path: Path, identity: Identity, name: str) -> dict:
+    """ObsCore of the truth catalogue (dataproduct_type measurements, subtype truth-catalogue, calib_level 4).
+
+    Everything comes from the catalogue's header: phase centre, band, observation times, filter radius.
+    Its positions are exact, so s_resolution is null.
+    """
+    from srcnet_sim.products.truth import EXTNAME
+
+    with fits.open(fits_path) as hdul:
+        head = hdul[EXTNAME].header
+    return {
+        **_common(identity, name, fits_path.stat().st_size),
+        "dataproduct_type": "measurements",
+        "dataproduct_subtype": "truth-catalogue",
+        "calib_level": MEASUREMENTS_CALIB_LEVEL,
+        "access_format": "application/fits",
+        "instrument_name": str(head.get("TELESCOP", INSTRUMENT)) or INSTRUMENT,
+        "s_ra": float(head["OBSRA"]),
+        "s_dec": float(head["OBSDEC"]),
+        "s_fov": 2.0 * float(head["FILTRAD"]),
+        "s_resolution": None,
+        **_wavelengths(float(head["FREQLO"]), float(head["FREQHI"])),
+        "em_xel": int(head["NCHAN"]),
+        "t_min": float(head["MJD-OBS"]),
+        "t_max": float(head["MJD-END"]),
+        "pol_states": "/I/Q/U/V/",
+        "pol_xel": 4,
+    }
+
+
+def qa_record(summary_path: Path, identity: Identity, name: str, size_bytes: int) -> dict:
+    """ObsCore of the QA report (dataproduct_type measurements, subtype qa-report, calib_level 4), from its JSON
+    summary, which repeats the facts of the image it assessed."""
+    import json
+
+    summary = json.loads(summary_path.read_text())
+    image = summary["image_header"]
+    half_band = image["bandwidth_hz"] / 2
+    return {
+        **_common(identity, name, size_bytes),
+        "dataproduct_type": "measurements",
+        "dataproduct_subtype": "qa-report",
+        "calib_level": MEASUREMENTS_CALIB_LEVEL,
+        "access_format": "application/x-tar",
+        "instrument_name": image.get("telescope") or INSTRUMENT,
+        "s_ra": float(image["ra_deg"]),
+        "s_dec": float(image["dec_deg"]),
+        "s_fov": max(image["npix"]) * image["cell_arcsec"] / 3600,
+        "s_resolution": float(summary["restoring_beam"]["major_arcsec"]),
+        **_wavelengths(image["freq_hz"] - half_band, image["freq_hz"] + half_band),
+        "em_xel": 1,
+        "t_min": float(Time(image["date_obs"], scale="utc").mjd),
+        "t_max": float(Time(image["date_end"], scale="utc").mjd),
         "pol_states": "/I/",
         "pol_xel": 1,
     }

@@ -34,6 +34,8 @@ CSV_ALIASES = {
 # The seed workflow's MIGHTEE Level-1 column mapping.
 MIGHTEE_COLUMNS = {"ra_deg": "RA", "dec_deg": "DEC", "i_jy": "S_PEAK", "ref_freq_hz": "NU_EFF",
                    "major_arcsec": "IM_MAJ", "minor_arcsec": "IM_MIN", "pa_deg": "IM_PA"}
+# Read when present (srcnet-sim's truth catalogue writes them; MIGHTEE Level 1 has none): zero otherwise.
+MIGHTEE_OPTIONAL_COLUMNS = {"q_jy": "S_INT_Q", "u_jy": "S_INT_U", "v_jy": "S_INT_V", "spectral_index": "SPEC_INDX"}
 
 
 def _from_oskar_columns(columns: dict[str, np.ndarray], source: str) -> SkyModel:
@@ -151,6 +153,9 @@ def read_mightee_fits(path: Path, setting: str = "SKY_MODEL") -> SkyModel:
         except (TypeError, ValueError) as exc:
             raise UserInputError(setting, f"{path}: column {theirs} is not numeric ({exc})") from exc
         columns[ours] = to_value(values, unit, kind, u.Unit(target), theirs, str(path), setting)
+    for ours, theirs in MIGHTEE_OPTIONAL_COLUMNS.items():
+        if theirs in names:
+            columns[ours] = np.asarray(table.data[names[theirs]], dtype=np.float64)
     return _from_oskar_columns(columns, str(path))
 
 

@@ -1,0 +1,1 @@
+"""Quality assessment of images against the truth: PyBDSF source finding, cross-match, statistics, plots."""
