@@ -226,7 +226,7 @@ def test_qa_without_pybdsf_is_one_line_and_the_run_goes_on(field: dict, tmp_path
     assert result.stderr.strip().splitlines()[-1] == ("srcnet-sim: error: --qa: PyBDSF cannot be imported (blocked by the test); "
                                                       "pip install bdsf (or the package's qa extra: pip install 'srcnet-sim[qa]')")
     assert sorted(p.name for p in (tmp_path / "testing").iterdir()) == [
-        "f_cleaned.fits", "f_cleaned.fits.meta", "f_cleaned.png", "f_measurements.ms.tar", "f_measurements.ms.tar.meta",
+        "f_cleaned.fits", "f_cleaned.fits.meta", "f_measurements.ms.tar", "f_measurements.ms.tar.meta",
         "f_truth.fits", "f_truth.fits.meta"]
     quiet = run_cli(["run", "--clean", "--overwrite"], env=env)
     assert quiet.returncode == 0, quiet.stderr
