@@ -72,7 +72,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from srcnet_sim.workflow import run
 
     run(settings_from_args(args), chosen_products(args), overwrite=args.overwrite, notification=args.notification,
-        preview_dir=Path(args.preview_dir) if args.preview_dir else None)
+        preview_dir=Path(args.preview_dir) if args.preview_dir else None, restart=args.restart)
     return 0
 
 
@@ -102,6 +102,9 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         f"image file size         {human(e.image_file_bytes)} (one MFS plane, float32)",
         f"staged in OUT_DIR       {run_plan.product_dir}: {listing(run_plan.products, run_plan.staged_name)} + .meta",
         f"made in temporary dir   {temporary}: {listing(run_plan.made, run_plan.file_name)} (removed at the end)",
+        f"blocks                  {e.n_blocks} of {e.block_times} time steps x {e.block_channels} channels "
+        f"(sized to MEMORY_LIMIT {human(e.memory_limit_bytes)} per worker)",
+        f"peak memory per worker  {human(e.simulate_peak_bytes)} (simulation, process included)",
         f"peak memory             {human(e.peak_memory_bytes)}",
         f"free in OUT_DIR         {human(free_bytes(run_plan.product_dir))}",
         f"free in temporary dir   {human(free_bytes(temporary))}",
@@ -237,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_product_flags(run_parser)
     add_settings_options(run_parser)
     run_parser.add_argument("--overwrite", action="store_true", help="replace products already staged with their .meta")
+    run_parser.add_argument("--restart", action="store_true", help="discard the MS an interrupted run with these product "
+                            "names left in TMPDIR (srcnet-resume-*) and start over, instead of resuming it")
     run_parser.add_argument("--notification", action="store_true",
                             help="also stage <FILE_PREFIX>notification.json for SRCNet's newer ingestion (ska-src-mm-notification)")
     run_parser.add_argument("--preview-dir", metavar="DIR",

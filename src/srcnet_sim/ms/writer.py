@@ -5,6 +5,7 @@ Holds no science: it receives times, UVW, visibilities and weights as arrays and
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,6 +80,27 @@ class MeasurementSetWriter:
     def n_rows(self) -> int:
         return self._n_rows
 
+    @classmethod
+    def reopen(cls, path: Path) -> "MeasurementSetWriter":
+        """Open an MS this writer made before (a resumed run) to write more rows; its subtables are kept."""
+        writer = cls.__new__(cls)
+        writer.path = Path(path)
+        writer.description = None
+        writer._main = table(str(writer.path), readonly=False, ack=False)
+        writer._n_rows = writer._main.nrows()
+        return writer
+
+    def flush(self) -> None:
+        """Write casacore's buffers to the files, then fsync the main table's files (a resumable state on disk)."""
+        self._main.flush()
+        for path in self.path.iterdir():
+            if path.is_file():
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+
     def append(
         self,
         time_s: float,
@@ -101,22 +123,46 @@ class MeasurementSetWriter:
             sigma: (n_bl,) noise rms of one real component per correlation, Jy (WEIGHT = 1/sigma^2).
             flag: (n_bl, n_chan, n_corr) bool, default all False.
         """
+        self.put_rows(self._n_rows, np.full(len(ant1), time_s), interval_s, ant1, ant2, uvw_m, data, sigma, flag=flag)
+
+    def put_rows(
+        self,
+        start_row: int,
+        time_s: np.ndarray,
+        interval_s: float,
+        ant1: np.ndarray,
+        ant2: np.ndarray,
+        uvw_m: np.ndarray,
+        data: np.ndarray,
+        sigma: np.ndarray,
+        chan_start: int = 0,
+        flag: np.ndarray | None = None,
+    ) -> None:
+        """Write rows [start_row, start_row + n), adding rows where the table is shorter (rewriting is idempotent).
+
+        Args:
+            time_s: (n,) sample centre of each row, MJD seconds UTC; interval_s: sample length, seconds.
+            ant1, ant2: (n,) antenna indices; uvw_m: (n, 3) metres.
+            data: (n, n_chan_block, n_corr) visibilities of channels [chan_start, chan_start + n_chan_block), Jy;
+                the other channels' DATA are left as they are. Rows are written in channel order: the block
+                with chan_start 0 first (it gives FLAG its shape, all False).
+            sigma: (n,) noise rms of one real component per correlation, Jy (WEIGHT = 1/sigma^2).
+            flag: like data, bool, default all False.
+        """
         n = len(ant1)
         n_corr = data.shape[2]
-        start = self._n_rows
         main = self._main
-        main.addrows(n)
+        if start_row + n > main.nrows():
+            main.addrows(start_row + n - main.nrows())
         sigma_rows = np.repeat(np.asarray(sigma, dtype=np.float32)[:, None], n_corr, axis=1)
         columns = {
-            "TIME": np.full(n, time_s),
-            "TIME_CENTROID": np.full(n, time_s),
+            "TIME": np.asarray(time_s, dtype=np.float64),
+            "TIME_CENTROID": np.asarray(time_s, dtype=np.float64),
             "INTERVAL": np.full(n, interval_s),
             "EXPOSURE": np.full(n, interval_s),
             "ANTENNA1": ant1.astype(np.int32),
             "ANTENNA2": ant2.astype(np.int32),
             "UVW": np.asarray(uvw_m, dtype=np.float64),
-            "DATA": data,
-            "FLAG": np.zeros(data.shape, dtype=bool) if flag is None else flag,
             "SIGMA": sigma_rows,
             "WEIGHT": 1.0 / sigma_rows**2,
             "SCAN_NUMBER": np.ones(n, dtype=np.int32),
@@ -124,8 +170,24 @@ class MeasurementSetWriter:
             "PROCESSOR_ID": np.full(n, -1, dtype=np.int32),
         }
         for name, values in columns.items():
-            main.putcol(name, values, startrow=start, nrow=n)
-        self._n_rows += n
+            main.putcol(name, values, startrow=start_row, nrow=n)
+        n_chan = self._n_channels()
+        if chan_start == 0 and data.shape[1] == n_chan:
+            main.putcol("DATA", data, startrow=start_row, nrow=n)
+            main.putcol("FLAG", np.zeros(data.shape, dtype=bool) if flag is None else flag, startrow=start_row, nrow=n)
+            self._n_rows = max(self._n_rows, start_row + n)
+            return
+        slice_of = {"blc": [chan_start, 0], "trc": [chan_start + data.shape[1] - 1, n_corr - 1], "startrow": start_row, "nrow": n}
+        main.putcolslice("DATA", data, **slice_of)
+        if chan_start == 0:  # FLAG has a shape per row (not a fixed-shape column): all channels first
+            main.putcol("FLAG", np.zeros((n, n_chan, n_corr), dtype=bool), startrow=start_row, nrow=n)
+        if flag is not None:
+            main.putcolslice("FLAG", flag, **slice_of)
+        self._n_rows = max(self._n_rows, start_row + n)
+
+    def _n_channels(self) -> int:
+        """Channels of the fixed-shape DATA column (n_chan, n_corr)."""
+        return int(self._main.getcoldesc("DATA")["shape"][0])
 
     # ---- subtables ----
     def _subtable(self, name: str, n_rows: int) -> table:

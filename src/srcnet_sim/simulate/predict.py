@@ -52,7 +52,7 @@ def baseline_pairs(n_dish: int, autocorrelations: bool) -> tuple[np.ndarray, np.
     return ant1.astype(np.int32), ant2.astype(np.int32)
 
 
-@numba.njit(parallel=True, fastmath=True, cache=True)
+@numba.njit(parallel=True, fastmath=True, cache=True, nogil=True)
 def _phasor_kernel(dish_uvw_m, l, m, n1, beams, dish_type, freq_hz, z_re, z_im):  # pragma: no cover - compiled
     """z[k, p, s] = beams[type(p), k, s] * exp(+2 pi i f_k (u_p l_s + v_p m_s + w_p n1_s) / c), in parts."""
     n_chan, n_dish, n_src = z_re.shape
@@ -80,7 +80,7 @@ def dish_phasors(dish_uvw_m: np.ndarray, terms: SourceTerms, dish_type: np.ndarr
     return z_re, z_im
 
 
-@numba.njit(parallel=True, fastmath=True, cache=True)
+@numba.njit(parallel=True, fastmath=True, cache=True, nogil=True)
 def _sincos_array(turns, sin_out, cos_out):  # pragma: no cover - compiled
     """sin and cos of 2 pi * turns for a 2-D array."""
     for i in numba.prange(turns.shape[0]):
@@ -88,7 +88,7 @@ def _sincos_array(turns, sin_out, cos_out):  # pragma: no cover - compiled
             sin_out[i, j], cos_out[i, j] = sincos_turns(turns[i, j])
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, cache=True, nogil=True)
 def _weighted_conjugate(z_re, z_im, weight, out):  # pragma: no cover - compiled
     """out[s, p] = sqrt(weight[s]) * conj(Z[p, s]): the Fortran-ordered operand of herk."""
     n_dish, n_src = z_re.shape
@@ -118,7 +118,7 @@ def _stokes_sums_blas(z_re: np.ndarray, z_im: np.ndarray, stokes: np.ndarray, n_
     return sums
 
 
-@numba.njit(parallel=True, fastmath=True, cache=True)
+@numba.njit(parallel=True, fastmath=True, cache=True, nogil=True)
 def _weighted_sums(z_re, z_im, stokes, n_stokes, ant1, ant2, bw_x, bw_sin, bw_cos, rate, freq_hz, interval_s,
                    uvw_m, gaussian, n_point, out):  # pragma: no cover - compiled
     """Per-baseline sums over all sources given, with baseline-dependent real weights.
