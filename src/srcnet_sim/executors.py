@@ -116,7 +116,10 @@ def _client(options: ExecutorOptions, local_directory: str):
 
 
 def _run_dask(observation, blocks: list[Block], write: Callable[[BlockResult], None], options: ExecutorOptions) -> None:
-    with tempfile.TemporaryDirectory(prefix="srcnet-sim-dask-") as local_directory:
+    import dask
+
+    with tempfile.TemporaryDirectory(prefix="srcnet-sim-dask-") as local_directory, \
+            dask.config.set({"temporary-directory": local_directory}):
         _run_on_cluster(observation, blocks, write, options, local_directory)
 
 
