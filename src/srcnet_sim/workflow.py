@@ -209,11 +209,13 @@ def write_measurement_set(run_plan: Plan, state: resume.RunState) -> Path:
     if state.resumed:
         try:
             writer = MeasurementSetWriter.reopen(path)
+            if writer.n_rows != n_times * n_bl:
+                raise RuntimeError(f"{writer.n_rows} rows instead of {n_times * n_bl}")
         except RuntimeError as exc:  # casacore could not read what the killed run left
             logger.warning("resume: %s cannot be opened (%s); starting it again", path, str(exc).splitlines()[0])
             state.start_over(path.name)
     if writer is None:
-        writer = MeasurementSetWriter(path, description)
+        writer = MeasurementSetWriter(path, description, n_rows=n_times * n_bl)
     shape = BlockShape(sizes.block_times, sizes.block_channels, sizes.simulate_peak_bytes)
     blocks = make_blocks(n_times, n_chan, shape, first_time=state.time_steps_done)
     options = executor_options(settings.executor, settings.dask_scheduler_address, settings.dask_workers,

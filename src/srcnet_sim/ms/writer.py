@@ -51,18 +51,30 @@ class MeasurementSetWriter:
     Use as a context manager; `append` writes one block of rows (one time step). DATA is complex64.
     """
 
-    def __init__(self, path: Path, description: MSDescription) -> None:
+    def __init__(self, path: Path, description: MSDescription, n_rows: int = 0) -> None:
+        """Create the MS with `n_rows` rows allocated at once (a run's rows, written later with `put_rows`): the
+        table's structure is then final from the start, and a process killed while writing leaves only rows'
+        values unfinished, which a resumed run writes again. DATA, FLAG, SIGMA and WEIGHT have fixed shapes."""
         self.path = Path(path)
         self.description = description
         n_chan, n_corr = len(description.freq_hz), len(LINEAR_CORR_TYPES)
         data_desc = makearrcoldesc("DATA", 0j, valuetype="complex", shape=[n_chan, n_corr], options=5,
                                    comment="The data column")
+        fixed = [makearrcoldesc("FLAG", False, valuetype="boolean", shape=[n_chan, n_corr], options=5,
+                                comment="The data flags, array of bools with same shape as data"),
+                 makearrcoldesc("SIGMA", 0.0, valuetype="float", shape=[n_corr], options=5,
+                                comment="Estimated rms noise for channel with unity bandpass response"),
+                 makearrcoldesc("WEIGHT", 0.0, valuetype="float", shape=[n_corr], options=5,
+                                comment="Weight for each polarization spectrum")]
         dminfo = {"*1": {"TYPE": "TiledColumnStMan", "NAME": "TiledDATA",
                          "SPEC": {"DEFAULTTILESHAPE": np.array([n_corr, n_chan, max(1, 32768 // max(1, n_chan * n_corr))], dtype=np.int32)},
                          "COLUMNS": np.array(["DATA"])}}
-        self._main = default_ms(str(self.path), maketabdesc(data_desc), dminfo)
+        self._main = default_ms(str(self.path), maketabdesc([data_desc, *fixed]), dminfo)
         self._n_rows = 0
         self._write_subtables()
+        if n_rows:
+            self._main.addrows(n_rows)
+            self._main.flush()
 
     def __enter__(self) -> "MeasurementSetWriter":
         return self
@@ -144,8 +156,7 @@ class MeasurementSetWriter:
             time_s: (n,) sample centre of each row, MJD seconds UTC; interval_s: sample length, seconds.
             ant1, ant2: (n,) antenna indices; uvw_m: (n, 3) metres.
             data: (n, n_chan_block, n_corr) visibilities of channels [chan_start, chan_start + n_chan_block), Jy;
-                the other channels' DATA are left as they are. Rows are written in channel order: the block
-                with chan_start 0 first (it gives FLAG its shape, all False).
+                the other channels' DATA and FLAG are left as they are.
             sigma: (n,) noise rms of one real component per correlation, Jy (WEIGHT = 1/sigma^2).
             flag: like data, bool, default all False.
         """
@@ -171,18 +182,13 @@ class MeasurementSetWriter:
         }
         for name, values in columns.items():
             main.putcol(name, values, startrow=start_row, nrow=n)
-        n_chan = self._n_channels()
-        if chan_start == 0 and data.shape[1] == n_chan:
-            main.putcol("DATA", data, startrow=start_row, nrow=n)
-            main.putcol("FLAG", np.zeros(data.shape, dtype=bool) if flag is None else flag, startrow=start_row, nrow=n)
-            self._n_rows = max(self._n_rows, start_row + n)
-            return
-        slice_of = {"blc": [chan_start, 0], "trc": [chan_start + data.shape[1] - 1, n_corr - 1], "startrow": start_row, "nrow": n}
-        main.putcolslice("DATA", data, **slice_of)
-        if chan_start == 0:  # FLAG has a shape per row (not a fixed-shape column): all channels first
-            main.putcol("FLAG", np.zeros((n, n_chan, n_corr), dtype=bool), startrow=start_row, nrow=n)
-        if flag is not None:
-            main.putcolslice("FLAG", flag, **slice_of)
+        flag = np.zeros(data.shape, dtype=bool) if flag is None else flag
+        for name, values in (("DATA", data), ("FLAG", flag)):
+            if chan_start == 0 and data.shape[1] == self._n_channels():
+                main.putcol(name, values, startrow=start_row, nrow=n)
+            else:
+                main.putcolslice(name, values, blc=[chan_start, 0], trc=[chan_start + data.shape[1] - 1, n_corr - 1],
+                                 startrow=start_row, nrow=n)
         self._n_rows = max(self._n_rows, start_row + n)
 
     def _n_channels(self) -> int:
