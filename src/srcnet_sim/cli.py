@@ -7,14 +7,13 @@ Precedence: command line > environment > TOML file (--config or SRCNET_SIM_CONFI
 from __future__ import annotations
 
 import argparse
-import errno
 import os
 import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from srcnet_sim.errors import DiskFullError, QAError, ServiceError, UserInputError
+from srcnet_sim.errors import DiskFullError, QAError, ServiceError, UserInputError, is_disk_full
 from srcnet_sim.progress import configure_logging
 from srcnet_sim.runtime import configure_process
 from srcnet_sim.stopping import Stopped, stop_on_signals
@@ -110,6 +109,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         f"free in temporary dir   {human(free_bytes(temporary))}",
     ]
     lines += sky_cache_lines(settings)
+    if "vis" in run_plan.made:
+        lines += duration_lines(run_plan)
     if args.k8s:
         from srcnet_sim import k8s
 
@@ -122,6 +123,27 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         ]
     print("\n".join(lines))
     return 0
+
+
+def duration_lines(run_plan) -> list[str]:
+    """`estimate` lines: the simulation's duration predicted from a short calibration of the kernels here."""
+    from srcnet_sim.calibrate import predict
+    from srcnet_sim.executors import executor_options
+    from srcnet_sim.progress import duration
+
+    s, e = run_plan.settings, run_plan.estimate
+    options = executor_options(s.executor, s.dask_scheduler_address, s.dask_workers, s.worker_threads, None)
+    p = predict(run_plan.observation, e.n_times, e.n_channels, e.block_channels, e.ms_expected_bytes, options.threads,
+                options.workers if options.kind == "dask" else 1)
+    where = f"{options.workers} Dask workers x {options.threads} threads" if options.kind == "dask" else \
+        f"this machine, {options.threads} threads"
+    return [
+        f"simulation time         {duration(p.total_s)} ({where}): compute {duration(p.compute_s)}, "
+        f"writing {duration(p.write_s)}, overlapped",
+        f"  calibrated here         one time step = {p.step_fixed_s * 1e3:.1f} ms + {p.step_per_channel_s * 1e3:.2f} ms "
+        f"per channel (timed on this run's dishes and sources); disk {p.disk_bytes_per_s / 2**20:.0f} MiB/s "
+        "(64 MiB written and fsync'ed in TMPDIR)",
+    ]
 
 
 def sky_cache_lines(settings: Settings) -> list[str]:
@@ -316,13 +338,6 @@ def add_image_parser(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_image)
 
 
-def _disk_full(exc: BaseException) -> bool:
-    """ENOSPC/EDQUOT from Python's I/O, or casacore's AipsError carrying it."""
-    if isinstance(exc, OSError):
-        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
-    return isinstance(exc, RuntimeError) and "No space left on device" in str(exc)
-
-
 def main(argv: list[str] | None = None) -> int:
     configure_process()  # before anything imports numpy or numba
     configure_logging()
@@ -343,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"srcnet-sim: error: {exc}", file=sys.stderr)
         return 4
     except (OSError, RuntimeError) as exc:
-        if not _disk_full(exc):
+        if not is_disk_full(exc):
             raise
         where = f" writing {exc.filename}" if getattr(exc, "filename", None) else ""
         print(f"srcnet-sim: error: no space left on device{where}: {str(exc).splitlines()[0]}; "

@@ -94,7 +94,7 @@ class Settings(BaseModel):
     executor: Literal["local", "dask"] = Field("local", description="where blocks are computed: local (this machine) or dask (a Dask cluster)")
     dask_scheduler_address: str | None = Field(None, description="EXECUTOR=dask: the scheduler, e.g. tcp://scheduler:8786 (default: a LocalCluster of worker processes)")
     dask_workers: int | None = Field(None, ge=1, le=4096, description="EXECUTOR=dask without a scheduler address: LocalCluster worker processes (default: cores / WORKER_THREADS)")
-    memory_limit: int | None = Field(None, ge=1, description="memory budget of one worker, bytes or e.g. 8GiB (default: this machine's or container's available memory, 80 %)")
+    memory_limit: int | None = Field(None, ge=1, description="memory budget of one worker, bytes or e.g. 8GiB (default: 0.8 x the memory available here, container limit included)")
     worker_threads: int | None = Field(None, ge=1, le=1024, description="threads computing one block (default: all cores; EXECUTOR=dask: cores / DASK_WORKERS)")
 
     @field_validator("imaging_cellsize", "sky_model_path", "sky_model_cache", "dask_scheduler_address", "dask_workers",

@@ -60,15 +60,16 @@ def security_context() -> dict:
 
 
 def _env(settings: Settings) -> list[dict]:
-    """Every setting as an env var. OBS_ID, unless set, is the pod's name (unique per run of a CronJob), and
-    FILE_PREFIX, unless set, is "$(OBS_ID)_" (Kubernetes expands it), so that runs never collide in staging."""
+    """Every setting as an env var. OBS_ID, unless set, is the Job's name (the job-name label of its pods: unique per
+    run of a CronJob, the same for the Job's next pod, which resumes the run), and FILE_PREFIX, unless set, is
+    "$(OBS_ID)_" (Kubernetes expands it), so that runs never collide in staging."""
     values = settings.model_dump()
     values["out_dir"] = f"{INGEST_MOUNT}/staging"
     values["sky_model_cache"] = settings.sky_model_cache or SKY_CACHE  # shared by the runs of a CronJob
     env = []
     for field in FIELDS:
         if field == "obs_id" and "obs_id" not in settings.model_fields_set:
-            env.append({"name": "OBS_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}})
+            env.append({"name": "OBS_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['job-name']"}}})
         elif field == "file_prefix" and not settings.file_prefix:
             env.append({"name": "FILE_PREFIX", "value": "$(OBS_ID)_"})
         else:
@@ -117,13 +118,19 @@ def pod_spec(settings: Settings, sizes: dict[str, str], args: list[str]) -> dict
 
 
 def job(settings: Settings, sizes: dict[str, str], args: list[str]) -> dict:
-    """The workflow Job (backoffLimit 0: a failed simulation is looked at, not retried blindly)."""
+    """The workflow Job (backoffLimit 0: a failed simulation is looked at, not retried blindly; a pod ended by a
+    disruption - eviction, preemption, node drain - is not counted: the Job's next pod resumes the run from the
+    scratch PVC, see resume.py)."""
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {"name": "srcnet-sim-aastar", "namespace": NAMESPACE, "labels": {"app.kubernetes.io/name": "srcnet-sim"}},
-        "spec": {"backoffLimit": 0, "ttlSecondsAfterFinished": 604800, "template": pod_spec(settings, sizes, args)},
+        "spec": {"backoffLimit": 0, "podFailurePolicy": POD_FAILURE_POLICY, "ttlSecondsAfterFinished": 604800,
+                 "template": pod_spec(settings, sizes, args)},
     }
+
+
+POD_FAILURE_POLICY = {"rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}]}
 
 
 def cronjob(settings: Settings, sizes: dict[str, str], args: list[str], schedule: str = "0 * * * *") -> dict:

@@ -37,7 +37,7 @@ def track(items: Iterable[T], total: int, description: str, every_s: float = 30.
         if now - last >= every_s or done == total:
             last = now
             eta = (now - start) / done * (total - done)
-            logger.info("%s: %d %% (%d/%d), ETA %s", description, 100 * done // total, done, total, _duration(eta))
+            logger.info("%s: %d %% (%d/%d), ETA %s", description, 100 * done // total, done, total, duration(eta))
 
 
 class Progress:
@@ -61,10 +61,11 @@ class Progress:
             eta = (self.total_units - self.done_units) / rate if rate > 0 else 0.0
             logger.info("%s: %d %% (%d/%d blocks), ETA %s", self.description,
                         int(100 * self.done_units // max(self.total_units, 1)), self.items, self.total_items,
-                        _duration(eta))
+                        duration(eta))
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """'1h02m10s' or '5m07s'."""
     minutes, secs = divmod(int(round(seconds)), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"

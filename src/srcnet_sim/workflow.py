@@ -17,7 +17,7 @@ from srcnet_sim import __version__, resume, validation
 from srcnet_sim.blocks import BlockResult, BlockShape, make_blocks
 from srcnet_sim.executors import executor_options, run_blocks
 from srcnet_sim.config import Settings
-from srcnet_sim.errors import QAError, UserInputError
+from srcnet_sim.errors import QAError, UserInputError, is_disk_full
 from srcnet_sim.imaging.clean import CleanParameters
 from srcnet_sim import scratch
 from srcnet_sim.diskguard import DiskGuard
@@ -214,8 +214,14 @@ def write_measurement_set(run_plan: Plan, state: resume.RunState) -> Path:
         except RuntimeError as exc:  # casacore could not read what the killed run left
             logger.warning("resume: %s cannot be opened (%s); starting it again", path, str(exc).splitlines()[0])
             state.start_over(path.name)
+    space = DiskGuard(path.parent, "TMPDIR", sizes.ms_expected_bytes)
     if writer is None:
-        writer = MeasurementSetWriter(path, description, n_rows=n_times * n_bl)
+        space.check(1.0)
+        creating = path.with_name(path.name + ".creating")  # a run killed while creating leaves no MS
+        shutil.rmtree(creating, ignore_errors=True)
+        MeasurementSetWriter(path=creating, description=description, n_rows=n_times * n_bl).close()
+        os.rename(creating, path)
+        writer = MeasurementSetWriter.reopen(path)
     shape = BlockShape(sizes.block_times, sizes.block_channels, sizes.simulate_peak_bytes)
     blocks = make_blocks(n_times, n_chan, shape, first_time=state.time_steps_done)
     options = executor_options(settings.executor, settings.dask_scheduler_address, settings.dask_workers,
@@ -224,17 +230,17 @@ def write_measurement_set(run_plan: Plan, state: resume.RunState) -> Path:
                 "executor %s, %d worker%s x %d threads", len(blocks), shape.n_times, shape.n_channels,
                 human(shape.worker_peak_bytes), human(sizes.memory_limit_bytes), options.kind, options.workers,
                 "s" if options.workers > 1 else "", options.threads)
-    space = DiskGuard(path.parent, "TMPDIR", sizes.ms_expected_bytes)
     progress = Progress(n_times * n_chan, len(blocks), "simulate", done_units=state.time_steps_done * n_chan)
 
     def write(result: BlockResult) -> None:
         block = result.block
-        space.check(1.0 - progress.done_units / (n_times * n_chan))
+        space.check(1.0 - _allocated_bytes(path) / sizes.ms_expected_bytes)  # the rows are allocated, not all on disk
         rows = block.n_times * n_bl
         writer.put_rows(block.time_start * n_bl, np.repeat(result.time_s, n_bl), obs.interval_s, np.tile(ant1, block.n_times),
                         np.tile(ant2, block.n_times), result.uvw_m.reshape(rows, 3),
                         result.vis.reshape(rows, block.n_channels, -1), np.tile(sigma, block.n_times),
                         chan_start=block.chan_start)
+        space.check(1.0 - _allocated_bytes(path) / sizes.ms_expected_bytes)  # casacore aborts on a full volume
         writer.flush()
         state.record(block.time_start, block.time_stop, block.chan_start, block.chan_stop)
         progress.advance(block.n_times * block.n_channels)
@@ -244,6 +250,11 @@ def write_measurement_set(run_plan: Plan, state: resume.RunState) -> Path:
     finally:
         writer.close()
     return path
+
+
+def _allocated_bytes(directory: Path) -> int:
+    """Disk space taken by the files under `directory` (blocks allocated, not apparent sizes)."""
+    return sum(p.lstat().st_blocks * 512 for p in directory.rglob("*") if p.is_file() and not p.is_symlink())
 
 
 def make_images(run_plan: Plan, ms_path: Path, scratch: Path) -> dict[str, Path]:
@@ -450,11 +461,14 @@ def run(settings: Settings, products: set[str], overwrite: bool = False, notific
 
 @contextlib.contextmanager
 def _kept_on_stop(state: resume.RunState | None):
-    """Log, when the run ends early, that its resumable state is kept and how to use it."""
+    """When the run ends early, log that its resumable state is kept and how to use it; on a full volume remove it
+    (the space is needed more than a partial MS)."""
     try:
         yield
-    except BaseException:
-        if state is not None and state.lock_fd >= 0:
+    except BaseException as exc:
+        if state is not None and state.lock_fd >= 0 and is_disk_full(exc):
+            state.remove()
+        elif state is not None and state.lock_fd >= 0:
             logger.warning("kept %s (the MS written so far): run again with the same settings to continue, "
                            "or with --restart to start over", state.directory)
         raise

@@ -74,7 +74,7 @@ class MeasurementSetWriter:
         self._write_subtables()
         if n_rows:
             self._main.addrows(n_rows)
-            self._main.flush()
+            self._main.flush()  # the space of every row taken now: later writes overwrite, never grow the files
 
     def __enter__(self) -> "MeasurementSetWriter":
         return self
