@@ -60,11 +60,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_estimate(args: argparse.Namespace) -> int:
     from srcnet_sim.resources import free_bytes, human
     from srcnet_sim.workflow import PRODUCTS, plan
+    from srcnet_sim.simulate.observation import gpu_block_device_bytes
 
     settings = settings_from_args(args)
     run_plan = plan(settings, chosen_products(args) or {"vis"})
     e = run_plan.estimate
     temporary = Path(tempfile.gettempdir())
+    gpu_steps, gpu_need = gpu_block_device_bytes(run_plan.observation)
 
     def listing(products: tuple[str, ...] | frozenset[str], name_of) -> str:
         names = [f"{name_of(p)} ({human(run_plan.product_bytes(p))})" for p in PRODUCTS if p in products]
@@ -84,6 +86,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         f"staged in OUT_DIR       {run_plan.product_dir}: {listing(run_plan.products, run_plan.staged_name)} + .meta",
         f"made in temporary dir   {temporary}: {listing(run_plan.made, run_plan.file_name)} (removed at the end)",
         f"peak memory             {human(e.peak_memory_bytes)}",
+        f"GPU device memory       {human(gpu_need)} per block of {gpu_steps} time steps (BACKEND=gpu; less in chunks)",
         f"free in OUT_DIR         {human(free_bytes(run_plan.product_dir))}",
         f"free in temporary dir   {human(free_bytes(temporary))}",
     ]

@@ -1,0 +1,181 @@
+"""The per-baseline CUDA kernel of the GPU predictor (numba.cuda; runs in numba's CUDA simulator in CI).
+
+It computes, for every dish pair p <= q, every channel k and Stokes parameter x,
+    S[t, k, x, p, q] = sum_s w_pq(s, k) X[k, x, s] Z[t, k, s, p] conj(Z[t, k, s, q])
+with the baseline-dependent real weight w = bandwidth sinc * time sinc * Gaussian envelope, the
+same terms and conventions as `predict._weighted_sums` on the CPU.
+
+Layout: every per-dish array is (time, [channel,] source, dish), dish fastest, so the threads of a
+warp (consecutive q) read consecutive addresses. One block owns two dish rows p1 = b and
+p2 = n_dish - 1 - b (n_dish - b and b + 1 baselines: n_dish + 1 threads, no idle triangle), one
+slice of the sources (grid y) and one time step with a group of CH channels (grid z). The rows'
+values for a tile of TILE sources sit in shared memory; each thread keeps its sums for the CH
+channels and the Stokes parameters in registers, evaluates the bandwidth sinc once per source for
+all CH channels, and adds its sums to the output atomically at the end (slices of sources meet there).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numba
+from numba import cuda
+
+TILE = 32  # sources per shared-memory tile
+THREADS_MAX = 1024
+GAUSS_ENVELOPE = math.pi**2 / (4.0 * math.log(2.0))
+
+
+@lru_cache(maxsize=None)
+def baseline_kernel(double: bool, n_stokes: int, channels_per_block: int):
+    """The compiled kernel for one precision, number of Stokes parameters (1 or 4) and channel group size.
+
+    kernel[grid, threads](zr, zi, stokes, bwx, bws, bwc, rate, half_interval_f, freq_per_c, duvw, gauss,
+                          n_point, src_per_block, smear_bw, smear_t, out)
+        zr, zi: (n_t, n_chan, n_src, n_dish) real and imaginary parts of Z, real dtype.
+        stokes: (n_chan, n_stokes, n_src) Jy, real dtype.
+        bwx, bws, bwc: (n_t, n_src, n_dish) x = pi dnu tau, sin x, cos x (read only when smear_bw).
+        rate: (n_t, n_src, n_dish) d(tau)/dt, s/s (read only when smear_t).
+        half_interval_f: (n_chan,) 0.5 * interval * f_k, s Hz; freq_per_c: (n_chan,) f_k / c, 1/m.
+        duvw: (n_t, n_dish, 3) per-dish UVW, m; gauss: (4, n_src) [major^2, minor^2, sin pa, cos pa].
+        n_point: sources [0, n_point) are points; src_per_block: sources per grid-y slice.
+        out: (n_t, n_chan, n_stokes, 2, n_dish, n_dish) real sums, added to (upper triangle).
+    grid = (ceil(n_dish / 2), ceil(n_src / src_per_block), n_t * ceil(n_chan / CH)); threads >= n_dish + 1.
+    """
+    real = numba.float64 if double else numba.float32
+    ch = channels_per_block
+    n_acc = ch * n_stokes * 2
+    tile = TILE
+
+    @cuda.jit(fastmath=False)
+    def kernel(zr, zi, stokes, bwx, bws, bwc, rate, half_interval_f, freq_per_c, duvw, gauss, n_point,
+               src_per_block, smear_bw, smear_t, out):  # pragma: no cover - compiled for the device
+        n_t, n_chan, n_src, n_dish = zr.shape
+        sh_z = cuda.shared.array((2, ch, 2, tile), real)
+        sh_st = cuda.shared.array((ch, n_stokes, tile), real)
+        sh_bw = cuda.shared.array((2, 3, tile), real)
+        sh_rate = cuda.shared.array((2, tile), real)
+        acc = cuda.local.array(n_acc, real)
+        for i in range(n_acc):
+            acc[i] = real(0.0)
+
+        j = cuda.threadIdx.x
+        n_threads = cuda.blockDim.x
+        p1 = cuda.blockIdx.x
+        p2 = n_dish - 1 - p1
+        n_groups = (n_chan + ch - 1) // ch
+        t = cuda.blockIdx.z // n_groups
+        k0 = (cuda.blockIdx.z - t * n_groups) * ch
+        s_begin = cuda.blockIdx.y * src_per_block
+        s_end = min(s_begin + src_per_block, n_src)
+        row1 = n_dish - p1
+        if j < row1:
+            r = 0
+            p = p1
+            q = p1 + j
+            active = True
+        else:
+            r = 1
+            p = p2
+            q = p2 + (j - row1)
+            active = p2 > p1 and q < n_dish
+        if not active:
+            q = p  # a valid index; the thread only helps to load tiles
+        du = real(duvw[t, p, 0] - duvw[t, q, 0])
+        dv = real(duvw[t, p, 1] - duvw[t, q, 1])
+        one = real(1.0)
+        two_pi = real(2.0 * math.pi)
+
+        for s0 in range(s_begin, s_end, tile):
+            n_in = min(tile, s_end - s0)
+            cuda.syncthreads()
+            for idx in range(j, 2 * tile, n_threads):
+                rr = idx // tile
+                sl = idx - rr * tile
+                s = s0 + sl
+                pp = p1 if rr == 0 else p2
+                if sl < n_in:
+                    if smear_bw:
+                        sh_bw[rr, 0, sl] = bwx[t, s, pp]
+                        sh_bw[rr, 1, sl] = bws[t, s, pp]
+                        sh_bw[rr, 2, sl] = bwc[t, s, pp]
+                    if smear_t:
+                        sh_rate[rr, sl] = rate[t, s, pp]
+                    for kk in range(ch):
+                        k = min(k0 + kk, n_chan - 1)
+                        sh_z[rr, kk, 0, sl] = zr[t, k, s, pp]
+                        sh_z[rr, kk, 1, sl] = zi[t, k, s, pp]
+            for idx in range(j, ch * n_stokes * tile, n_threads):
+                sl = idx % tile
+                kx = idx // tile
+                x = kx % n_stokes
+                kk = kx // n_stokes
+                if sl < n_in:
+                    sh_st[kk, x, sl] = stokes[min(k0 + kk, n_chan - 1), x, s0 + sl]
+            cuda.syncthreads()
+            if active:
+                for sl in range(n_in):
+                    s = s0 + sl
+                    w = one
+                    if smear_bw:
+                        # sinc(x_p - x_q) with sin(x_p - x_q) from products; Taylor series where they cancel.
+                        d = sh_bw[r, 0, sl] - bwx[t, s, q]
+                        d2 = d * d
+                        if abs(d) < real(0.05):
+                            w = one - d2 / real(6.0) + d2 * d2 / real(120.0)
+                        else:
+                            w = (sh_bw[r, 1, sl] * bwc[t, s, q] - sh_bw[r, 2, sl] * bws[t, s, q]) / d
+                    dr = real(0.0)
+                    if smear_t:
+                        dr = sh_rate[r, sl] - rate[t, s, q]
+                    is_gauss = s >= n_point
+                    g0 = g1 = g2 = g3 = real(0.0)
+                    if is_gauss:
+                        g0 = real(gauss[0, s])
+                        g1 = real(gauss[1, s])
+                        g2 = real(gauss[2, s])
+                        g3 = real(gauss[3, s])
+                    for kk in range(ch):
+                        k = min(k0 + kk, n_chan - 1)
+                        wk = w
+                        if smear_t:
+                            y = half_interval_f[k] * dr  # turns
+                            if abs(y) > real(1e-5):
+                                wk = wk * math.sin(two_pi * y) / (two_pi * y)
+                        if is_gauss:
+                            ul = du * freq_per_c[k]
+                            vl = dv * freq_per_c[k]
+                            a = ul * g2 + vl * g3
+                            c = ul * g3 - vl * g2
+                            wk = wk * math.exp(-real(GAUSS_ENVELOPE) * (g0 * a * a + g1 * c * c))
+                        pr = sh_z[r, kk, 0, sl]
+                        pi_ = sh_z[r, kk, 1, sl]
+                        qr = zr[t, k, s, q]
+                        qi = zi[t, k, s, q]
+                        c_re = pr * qr + pi_ * qi
+                        c_im = pi_ * qr - pr * qi
+                        for x in range(n_stokes):
+                            ws = wk * sh_st[kk, x, sl]
+                            acc[(kk * n_stokes + x) * 2] += ws * c_re
+                            acc[(kk * n_stokes + x) * 2 + 1] += ws * c_im
+        if active:
+            for kk in range(ch):
+                k = k0 + kk
+                if k < n_chan:
+                    for x in range(n_stokes):
+                        cuda.atomic.add(out, (t, k, x, 0, p, q), acc[(kk * n_stokes + x) * 2])
+                        cuda.atomic.add(out, (t, k, x, 1, p, q), acc[(kk * n_stokes + x) * 2 + 1])
+
+    return kernel
+
+
+def launch_shape(n_dish: int, n_src: int, n_time: int, n_chan: int, channels_per_block: int,
+                 src_per_block: int) -> tuple[tuple[int, int, int], int]:
+    """(grid, threads) of `baseline_kernel` for the given sizes."""
+    threads = 32 * ((n_dish + 1 + 31) // 32)
+    if threads > THREADS_MAX:
+        raise ValueError(f"the GPU kernel handles at most {THREADS_MAX - 1} dishes, not {n_dish}")
+    groups = (n_chan + channels_per_block - 1) // channels_per_block
+    grid = ((n_dish + 1) // 2, (n_src + src_per_block - 1) // src_per_block, n_time * groups)
+    return grid, threads
