@@ -134,7 +134,6 @@ def kernel_rate(obs, n_steps: int) -> dict:
                                      np.float32)
     bw = pred._bandwidth_terms(path, obs.channel_width_hz, np.float32)
     out = cupy.zeros((n_steps, n_chan, 1, 2, n_dish, n_dish), dtype=np.float32)
-    dummy = cupy.zeros((1, 1, 1), dtype=np.float32)
     stokes = cupy.ascontiguousarray(dev["stokes"][:, :1])
     per_c = cupy.asarray(obs.freq_hz / 299792458.0, dtype=np.float32)
     half = cupy.zeros(n_chan, dtype=np.float32)
@@ -146,7 +145,7 @@ def kernel_rate(obs, n_steps: int) -> dict:
         predict_gpu.CHANNELS_PER_BLOCK, predict_gpu.BLOCKS_PER_SM = ch, blocks
 
         def go():
-            pred._launch(z_re, z_im, stokes, bw, None, half, per_c, uvw, gauss, n_src, out, dummy, np.float32)
+            pred._launch(z_re, z_im, stokes, bw, None, half, per_c, uvw, gauss, n_src, out, np.float32)
             cupy.cuda.Device().synchronize()
 
         seconds = timed(go, repeat=3)

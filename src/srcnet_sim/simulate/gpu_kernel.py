@@ -20,7 +20,11 @@ import math
 from functools import lru_cache
 
 import numba
+import numpy as np
 from numba import cuda
+
+if not hasattr(np, "row_stack"):  # numba-cuda <= 0.30.4 overloads np.row_stack, gone in NumPy 2.5, when compiling
+    np.row_stack = np.vstack
 
 TILE = 32  # sources per shared-memory tile
 THREADS_MAX = 1024
@@ -32,11 +36,12 @@ def baseline_kernel(double: bool, n_stokes: int, channels_per_block: int):
     """The compiled kernel for one precision, number of Stokes parameters (1 or 4) and channel group size.
 
     kernel[grid, threads](zr, zi, stokes, bwx, bws, bwc, rate, half_interval_f, freq_per_c, duvw, gauss,
-                          n_point, src_per_block, smear_bw, smear_t, out)
-        zr, zi: (n_t, n_chan, n_src, n_dish) real and imaginary parts of Z, real dtype.
+                          n_point, src_per_block, smear_bw, smear_t, n_chan, n_src, n_dish, out)
+        zr, zi: (n_t, n_chan, n_src, n_dish) real and imaginary parts of Z, real dtype, flattened (1-D: the
+            kernel computes one flat offset per source instead of four-index addressing per term).
         stokes: (n_chan, n_stokes, n_src) Jy, real dtype.
-        bwx, bws, bwc: (n_t, n_src, n_dish) x = pi dnu tau, sin x, cos x (read only when smear_bw).
-        rate: (n_t, n_src, n_dish) d(tau)/dt, s/s (read only when smear_t).
+        bwx, bws, bwc: (n_t, n_src, n_dish) x = pi dnu tau, sin x, cos x, flattened (read only when smear_bw).
+        rate: (n_t, n_src, n_dish) d(tau)/dt, s/s, flattened (read only when smear_t).
         half_interval_f: (n_chan,) 0.5 * interval * f_k, s Hz; freq_per_c: (n_chan,) f_k / c, 1/m.
         duvw: (n_t, n_dish, 3) per-dish UVW, m; gauss: (4, n_src) [major^2, minor^2, sin pa, cos pa].
         n_point: sources [0, n_point) are points; src_per_block: sources per grid-y slice.
@@ -50,13 +55,13 @@ def baseline_kernel(double: bool, n_stokes: int, channels_per_block: int):
 
     @cuda.jit(fastmath=False)
     def kernel(zr, zi, stokes, bwx, bws, bwc, rate, half_interval_f, freq_per_c, duvw, gauss, n_point,
-               src_per_block, smear_bw, smear_t, out):  # pragma: no cover - compiled for the device
-        n_t, n_chan, n_src, n_dish = zr.shape
+               src_per_block, smear_bw, smear_t, n_chan, n_src, n_dish, out):  # pragma: no cover - compiled
         sh_z = cuda.shared.array((2, ch, 2, tile), real)
         sh_st = cuda.shared.array((ch, n_stokes, tile), real)
         sh_bw = cuda.shared.array((2, 3, tile), real)
         sh_rate = cuda.shared.array((2, tile), real)
         acc = cuda.local.array(n_acc, real)
+        z_base = cuda.local.array(ch, numba.int64)
         for i in range(n_acc):
             acc[i] = real(0.0)
 
@@ -67,6 +72,9 @@ def baseline_kernel(double: bool, n_stokes: int, channels_per_block: int):
         n_groups = (n_chan + ch - 1) // ch
         t = cuda.blockIdx.z // n_groups
         k0 = (cuda.blockIdx.z - t * n_groups) * ch
+        for kk in range(ch):  # flat offset of (t, k, 0, 0) in the Z arrays; channels past the end repeat the last
+            z_base[kk] = (t * n_chan + min(k0 + kk, n_chan - 1)) * n_src * n_dish
+        s_base = t * n_src * n_dish  # flat offset of (t, 0, 0) in the per-dish smearing arrays
         s_begin = cuda.blockIdx.y * src_per_block
         s_end = min(s_begin + src_per_block, n_src)
         row1 = n_dish - p1
@@ -93,19 +101,18 @@ def baseline_kernel(double: bool, n_stokes: int, channels_per_block: int):
             for idx in range(j, 2 * tile, n_threads):
                 rr = idx // tile
                 sl = idx - rr * tile
-                s = s0 + sl
                 pp = p1 if rr == 0 else p2
                 if sl < n_in:
+                    o = (s0 + sl) * n_dish + pp
                     if smear_bw:
-                        sh_bw[rr, 0, sl] = bwx[t, s, pp]
-                        sh_bw[rr, 1, sl] = bws[t, s, pp]
-                        sh_bw[rr, 2, sl] = bwc[t, s, pp]
+                        sh_bw[rr, 0, sl] = bwx[s_base + o]
+                        sh_bw[rr, 1, sl] = bws[s_base + o]
+                        sh_bw[rr, 2, sl] = bwc[s_base + o]
                     if smear_t:
-                        sh_rate[rr, sl] = rate[t, s, pp]
+                        sh_rate[rr, sl] = rate[s_base + o]
                     for kk in range(ch):
-                        k = min(k0 + kk, n_chan - 1)
-                        sh_z[rr, kk, 0, sl] = zr[t, k, s, pp]
-                        sh_z[rr, kk, 1, sl] = zi[t, k, s, pp]
+                        sh_z[rr, kk, 0, sl] = zr[z_base[kk] + o]
+                        sh_z[rr, kk, 1, sl] = zi[z_base[kk] + o]
             for idx in range(j, ch * n_stokes * tile, n_threads):
                 sl = idx % tile
                 kx = idx // tile
@@ -117,25 +124,26 @@ def baseline_kernel(double: bool, n_stokes: int, channels_per_block: int):
             if active:
                 for sl in range(n_in):
                     s = s0 + sl
+                    o = s * n_dish + q
                     w = one
                     if smear_bw:
                         # sinc(x_p - x_q) with sin(x_p - x_q) from products; Taylor series where they cancel.
-                        d = sh_bw[r, 0, sl] - bwx[t, s, q]
+                        d = sh_bw[r, 0, sl] - bwx[s_base + o]
                         d2 = d * d
                         if abs(d) < real(0.05):
                             w = one - d2 / real(6.0) + d2 * d2 / real(120.0)
                         else:
-                            w = (sh_bw[r, 1, sl] * bwc[t, s, q] - sh_bw[r, 2, sl] * bws[t, s, q]) / d
+                            w = (sh_bw[r, 1, sl] * bwc[s_base + o] - sh_bw[r, 2, sl] * bws[s_base + o]) / d
                     dr = real(0.0)
                     if smear_t:
-                        dr = sh_rate[r, sl] - rate[t, s, q]
+                        dr = sh_rate[r, sl] - rate[s_base + o]
                     is_gauss = s >= n_point
                     g0 = g1 = g2 = g3 = real(0.0)
                     if is_gauss:
-                        g0 = real(gauss[0, s])
-                        g1 = real(gauss[1, s])
-                        g2 = real(gauss[2, s])
-                        g3 = real(gauss[3, s])
+                        g0 = gauss[0, s]
+                        g1 = gauss[1, s]
+                        g2 = gauss[2, s]
+                        g3 = gauss[3, s]
                     for kk in range(ch):
                         k = min(k0 + kk, n_chan - 1)
                         wk = w
@@ -151,8 +159,8 @@ def baseline_kernel(double: bool, n_stokes: int, channels_per_block: int):
                             wk = wk * math.exp(-real(GAUSS_ENVELOPE) * (g0 * a * a + g1 * c * c))
                         pr = sh_z[r, kk, 0, sl]
                         pi_ = sh_z[r, kk, 1, sl]
-                        qr = zr[t, k, s, q]
-                        qi = zi[t, k, s, q]
+                        qr = zr[z_base[kk] + o]
+                        qi = zi[z_base[kk] + o]
                         c_re = pr * qr + pi_ * qi
                         c_im = pi_ * qr - pr * qi
                         for x in range(n_stokes):

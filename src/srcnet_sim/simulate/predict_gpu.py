@@ -119,7 +119,6 @@ class GpuPredictor:
         half_interval_f = xp.asarray(0.5 * interval_s * freq, dtype=real_dtype)
         matrices = xp.zeros((n_time, n_chan, n_stokes, n_dish, n_dish), dtype=np.complex128)
         kernel_out = xp.zeros((n_time, n_chan, n_stokes, 2, n_dish, n_dish), dtype=real_dtype)
-        dummy = xp.zeros((1, 1, 1), dtype=real_dtype)
 
         chan_chunk, src_chunk = self._chunks(n_time, n_dish, n_chan, n_src, len(ant1), dtype)
         for c0 in range(0, n_chan, chan_chunk):
@@ -147,7 +146,7 @@ class GpuPredictor:
                                  xp.ascontiguousarray(dev["stokes"][chans, :n_stokes, point_end:s1]),
                                  bw, rate, half_interval_f[chans], per_c[chans], uvw,
                                  xp.ascontiguousarray(dev["gaussian"][:, point_end:s1]),
-                                 max(terms.n_point - point_end, 0), chunk_out, dummy, real_dtype)
+                                 max(terms.n_point - point_end, 0), chunk_out, real_dtype)
                 del z_re, z_im, path
             if chunk_out is not kernel_out:
                 kernel_out[:, chans] += chunk_out
@@ -201,8 +200,9 @@ class GpuPredictor:
         return ((2.0 * math.pi * turns).astype(real_dtype), xp.sin(angle).astype(real_dtype),
                 xp.cos(angle).astype(real_dtype))
 
-    def _launch(self, z_re, z_im, stokes, bw, rate, half_interval_f, per_c, uvw, gaussian, n_point: int, out, dummy,
+    def _launch(self, z_re, z_im, stokes, bw, rate, half_interval_f, per_c, uvw, gaussian, n_point: int, out,
                 real_dtype: type) -> None:
+        """Adds the per-baseline sums of these sources to `out` (n_time, n_chan, n_stokes, 2, n_dish, n_dish)."""
         n_time, n_chan, n_src, n_dish = z_re.shape
         n_stokes = stokes.shape[1]
         ch = min(CHANNELS_PER_BLOCK, n_chan)
@@ -211,7 +211,8 @@ class GpuPredictor:
         src_per_block = TILE * max(1, math.ceil(n_src / splits / TILE))
         grid, threads = launch_shape(n_dish, n_src, n_time, n_chan, ch, src_per_block)
         kernel = baseline_kernel(real_dtype == np.float64, n_stokes, ch)
-        bwx, bws, bwc = bw if bw is not None else (dummy, dummy, dummy)
-        kernel[grid, threads](z_re, z_im, stokes, bwx, bws, bwc, rate if rate is not None else dummy,
-                              half_interval_f, per_c, uvw, gaussian, n_point, src_per_block,
-                              bw is not None, rate is not None, out)
+        dummy = self.xp.zeros(1, dtype=real_dtype)
+        bwx, bws, bwc = (a.ravel() for a in bw) if bw is not None else (dummy, dummy, dummy)
+        kernel[grid, threads](z_re.ravel(), z_im.ravel(), stokes, bwx, bws, bwc,
+                              rate.ravel() if rate is not None else dummy, half_interval_f, per_c, uvw, gaussian,
+                              n_point, src_per_block, bw is not None, rate is not None, n_chan, n_src, n_dish, out)
