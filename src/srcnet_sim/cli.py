@@ -176,7 +176,10 @@ def cmd_k8s_manifest(args: argparse.Namespace) -> int:
     sizes = k8s.sizing(run_plan)
     flags = [f"--{p}" for p in ("vis", "dirty", "clean") if p in products]
     make = (lambda *a: k8s.cronjob(*a, schedule=args.cronjob)) if args.cronjob else k8s.job
-    print(k8s.render(make(settings, sizes, ["run", *flags]), sizes, settings), end="")
+    document = make(settings, sizes, ["run", *flags])
+    if args.gpu:
+        document = k8s.with_gpu(document)
+    print(k8s.render(document, sizes, settings), end="")
     return 0
 
 
@@ -204,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                       "limits and PVC sizes from the resource estimate. " + PRECEDENCE)
     add_product_flags(manifest_parser)
     manifest_parser.add_argument("--cronjob", metavar="SCHEDULE", help="render a CronJob with this schedule (e.g. '0 * * * *')")
+    manifest_parser.add_argument("--gpu", action="store_true",
+                                 help="run on one NVIDIA GPU: GPU image, BACKEND=gpu, nvidia.com/gpu: 1, GPU node selector")
     add_settings_options(manifest_parser)
     manifest_parser.set_defaults(handler=cmd_k8s_manifest)
     ingest_parser = commands.add_parser("ingest", help="upload staged products to Rucio, as the SRCNet ingestor does",
