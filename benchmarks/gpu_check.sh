@@ -77,7 +77,7 @@ fi
 step "3. GPU tests on the device (and the CPU predictor tests under this Python)"
 # GPU_CHECK_TESTS: other pytest arguments (to try this script without a GPU, on smaller tests).
 timeout 200 $PY -m pytest -p no:cacheprovider -v -rs --junitxml="$OUT/pytest.xml" -s \
-  ${GPU_CHECK_TESTS:-tests/test_gpu_device.py tests/test_gpu_backend.py tests/test_predict.py} || fail "pytest"
+  ${GPU_CHECK_TESTS:-tests/test_gpu_device.py tests/test_predict.py tests/test_overlap.py} || fail "pytest"
 $PY - "$OUT/pytest.xml" <<'EOF' || fail "GPU tests were skipped or missing on a GPU node"
 import sys, xml.etree.ElementTree as ET
 cases = [c for c in ET.parse(sys.argv[1]).iter("testcase") if "test_gpu_device" in c.get("classname", "")]

@@ -152,13 +152,14 @@ class GpuPredictor:
                 kernel_out[:, chans] += chunk_out
 
         a1, a2 = xp.asarray(ant1), xp.asarray(ant2)
-        sums = matrices[..., a1, a2] + (kernel_out[:, :, :, 0, a1, a2] + 1j * kernel_out[:, :, :, 1, a1, a2])
+        sums = matrices[..., a1, a2] + (kernel_out[:, :, :, 0][..., a1, a2] + 1j * kernel_out[:, :, :, 1][..., a1, a2])
         sums = sums.transpose(0, 3, 1, 2)  # (n_time, n_baseline, n_chan, n_stokes)
         full = xp.zeros(sums.shape[:3] + (4,), dtype=np.complex128)
         full[..., :n_stokes] = sums
-        auto = xp.asarray(np.asarray(ant1) == np.asarray(ant2))
-        if bool(auto.any()):  # sum_s X_s |Z_p|^2 is real: drop round-off imaginary parts
-            full[:, auto] = full[:, auto].real
+        auto = np.flatnonzero(np.asarray(ant1) == np.asarray(ant2))
+        if len(auto):  # sum_s X_s |Z_p|^2 is real: drop round-off imaginary parts
+            auto = xp.asarray(auto)
+            full[:, auto] = full[:, auto].real.astype(full.dtype)
         vis = stokes_to_linear_xp(xp, full).astype(dtype)
         if to_host and xp is not np:
             return xp.asnumpy(vis)
