@@ -130,9 +130,8 @@ def kernel_rate(obs, n_steps: int) -> dict:
     dev = pred._upload_terms(terms, np.float32)
     uvw = cupy.asarray(obs.dish_uvw(obs.times_s[:n_steps]))
     n_src, n_dish, n_chan = len(terms.lmn), obs.telescope.n_dish, len(obs.freq_hz)
-    z_re, z_im, path = pred._phasors(uvw, dev, cupy.asarray(dish_type), obs.freq_hz, slice(0, n_chan), 0, n_src,
-                                     np.float32)
-    bw = pred._bandwidth_terms(path, obs.channel_width_hz, np.float32)
+    z, path = pred._phasors(uvw, dev, cupy.asarray(dish_type), obs.freq_hz, slice(0, n_chan), 0, n_src, np.complex64)
+    bw = pred._bandwidth_terms(path, obs.channel_width_hz, np.complex64)
     out = cupy.zeros((n_steps, n_chan, 1, 2, n_dish, n_dish), dtype=np.float32)
     stokes = cupy.ascontiguousarray(dev["stokes"][:, :1])
     per_c = cupy.asarray(obs.freq_hz / 299792458.0, dtype=np.float32)
@@ -145,7 +144,7 @@ def kernel_rate(obs, n_steps: int) -> dict:
         predict_gpu.CHANNELS_PER_BLOCK, predict_gpu.BLOCKS_PER_SM = ch, blocks
 
         def go():
-            pred._launch(z_re, z_im, stokes, bw, None, half, per_c, uvw, gauss, n_src, out, np.float32)
+            pred._launch(z, stokes, bw, None, half, per_c, uvw, gauss, n_src, out, np.float32)
             cupy.cuda.Device().synchronize()
 
         seconds = timed(go, repeat=3)

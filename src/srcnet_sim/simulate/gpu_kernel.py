@@ -9,9 +9,10 @@ Layout: every per-dish array is (time, [channel,] source, dish), dish fastest, s
 warp (consecutive q) read consecutive addresses. One block owns two dish rows p1 = b and
 p2 = n_dish - 1 - b (n_dish - b and b + 1 baselines: n_dish + 1 threads, no idle triangle), one
 slice of the sources (grid y) and one time step with a group of CH channels (grid z). The rows'
-values for a tile of TILE sources sit in shared memory; each thread keeps its sums for the CH
-channels and the Stokes parameters in registers, evaluates the bandwidth sinc once per source for
-all CH channels, and adds its sums to the output atomically at the end (slices of sources meet there).
+values (Z times the Stokes weight) for a tile of TILE sources sit in shared memory; each thread
+keeps its sums for the CH channels and the Stokes parameters in registers, evaluates the bandwidth
+sinc once per source for all CH channels, and adds its sums to the output atomically at the end
+(slices of sources meet there).
 """
 
 from __future__ import annotations
@@ -35,30 +36,34 @@ GAUSS_ENVELOPE = math.pi**2 / (4.0 * math.log(2.0))
 def baseline_kernel(double: bool, n_stokes: int, channels_per_block: int):
     """The compiled kernel for one precision, number of Stokes parameters (1 or 4) and channel group size.
 
-    kernel[grid, threads](zr, zi, stokes, bwx, bws, bwc, rate, half_interval_f, freq_per_c, duvw, gauss,
-                          n_point, src_per_block, smear_bw, smear_t, n_chan, n_src, n_dish, out)
-        zr, zi: (n_t, n_chan, n_src, n_dish) real and imaginary parts of Z, real dtype, flattened (1-D: the
-            kernel computes one flat offset per source instead of four-index addressing per term).
+    kernel[grid, threads](z, stokes, bwx, bwe, rate, half_interval_f, freq_per_c, duvw, gauss, n_point,
+                          src_per_block, smear_bw, smear_t, n_chan, n_src, n_dish, out)
+        z: (n_t, n_chan, n_src, n_dish) Z, complex dtype, flattened (1-D: the kernel computes one flat
+            offset per source instead of four-index addressing per term; one 8- or 16-byte load per term).
         stokes: (n_chan, n_stokes, n_src) Jy, real dtype.
-        bwx, bws, bwc: (n_t, n_src, n_dish) x = pi dnu tau, sin x, cos x, flattened (read only when smear_bw).
+        bwx: (n_t, n_src, n_dish) x = pi dnu tau, real; bwe: exp(i x) (read only when smear_bw); flattened.
         rate: (n_t, n_src, n_dish) d(tau)/dt, s/s, flattened (read only when smear_t).
         half_interval_f: (n_chan,) 0.5 * interval * f_k, s Hz; freq_per_c: (n_chan,) f_k / c, 1/m.
         duvw: (n_t, n_dish, 3) per-dish UVW, m; gauss: (4, n_src) [major^2, minor^2, sin pa, cos pa].
         n_point: sources [0, n_point) are points; src_per_block: sources per grid-y slice.
         out: (n_t, n_chan, n_stokes, 2, n_dish, n_dish) real sums, added to (upper triangle).
     grid = (ceil(n_dish / 2), ceil(n_src / src_per_block), n_t * ceil(n_chan / CH)); threads >= n_dish + 1.
+
+    The rows' tile in shared memory holds X[k, x, s] Z[p, k, s] (the Stokes weight folded into the p side,
+    common to every q), so the inner loop reads one shared and one global word per term and Stokes.
     """
     real = numba.float64 if double else numba.float32
+    cplx = numba.complex128 if double else numba.complex64
     ch = channels_per_block
     n_acc = ch * n_stokes * 2
     tile = TILE
 
     @cuda.jit(fastmath=False)
-    def kernel(zr, zi, stokes, bwx, bws, bwc, rate, half_interval_f, freq_per_c, duvw, gauss, n_point,
-               src_per_block, smear_bw, smear_t, n_chan, n_src, n_dish, out):  # pragma: no cover - compiled
-        sh_z = cuda.shared.array((2, ch, 2, tile), real)
-        sh_st = cuda.shared.array((ch, n_stokes, tile), real)
-        sh_bw = cuda.shared.array((2, 3, tile), real)
+    def kernel(z, stokes, bwx, bwe, rate, half_interval_f, freq_per_c, duvw, gauss, n_point, src_per_block,
+               smear_bw, smear_t, n_chan, n_src, n_dish, out):  # pragma: no cover - compiled for the device
+        sh_zx = cuda.shared.array((2, ch, n_stokes, tile), cplx)
+        sh_bwx = cuda.shared.array((2, tile), real)
+        sh_bwe = cuda.shared.array((2, tile), cplx)
         sh_rate = cuda.shared.array((2, tile), real)
         acc = cuda.local.array(n_acc, real)
         z_base = cuda.local.array(ch, numba.int64)
@@ -72,7 +77,7 @@ def baseline_kernel(double: bool, n_stokes: int, channels_per_block: int):
         n_groups = (n_chan + ch - 1) // ch
         t = cuda.blockIdx.z // n_groups
         k0 = (cuda.blockIdx.z - t * n_groups) * ch
-        for kk in range(ch):  # flat offset of (t, k, 0, 0) in the Z arrays; channels past the end repeat the last
+        for kk in range(ch):  # flat offset of (t, k, 0, 0) in z; channels past the end repeat the last
             z_base[kk] = (t * n_chan + min(k0 + kk, n_chan - 1)) * n_src * n_dish
         s_base = t * n_src * n_dish  # flat offset of (t, 0, 0) in the per-dish smearing arrays
         s_begin = cuda.blockIdx.y * src_per_block
@@ -105,21 +110,15 @@ def baseline_kernel(double: bool, n_stokes: int, channels_per_block: int):
                 if sl < n_in:
                     o = (s0 + sl) * n_dish + pp
                     if smear_bw:
-                        sh_bw[rr, 0, sl] = bwx[s_base + o]
-                        sh_bw[rr, 1, sl] = bws[s_base + o]
-                        sh_bw[rr, 2, sl] = bwc[s_base + o]
+                        sh_bwx[rr, sl] = bwx[s_base + o]
+                        sh_bwe[rr, sl] = bwe[s_base + o]
                     if smear_t:
                         sh_rate[rr, sl] = rate[s_base + o]
                     for kk in range(ch):
-                        sh_z[rr, kk, 0, sl] = zr[z_base[kk] + o]
-                        sh_z[rr, kk, 1, sl] = zi[z_base[kk] + o]
-            for idx in range(j, ch * n_stokes * tile, n_threads):
-                sl = idx % tile
-                kx = idx // tile
-                x = kx % n_stokes
-                kk = kx // n_stokes
-                if sl < n_in:
-                    sh_st[kk, x, sl] = stokes[min(k0 + kk, n_chan - 1), x, s0 + sl]
+                        zp = z[z_base[kk] + o]
+                        k = min(k0 + kk, n_chan - 1)
+                        for x in range(n_stokes):
+                            sh_zx[rr, kk, x, sl] = zp * stokes[k, x, s0 + sl]
             cuda.syncthreads()
             if active:
                 for sl in range(n_in):
@@ -127,13 +126,16 @@ def baseline_kernel(double: bool, n_stokes: int, channels_per_block: int):
                     o = s * n_dish + q
                     w = one
                     if smear_bw:
-                        # sinc(x_p - x_q) with sin(x_p - x_q) from products; Taylor series where they cancel.
-                        d = sh_bw[r, 0, sl] - bwx[s_base + o]
+                        # sinc(x_p - x_q), sin(x_p - x_q) = Im(exp(i x_p) conj(exp(i x_q))); Taylor series where
+                        # that difference of products cancels.
+                        d = sh_bwx[r, sl] - bwx[s_base + o]
                         d2 = d * d
                         if abs(d) < real(0.05):
                             w = one - d2 / real(6.0) + d2 * d2 / real(120.0)
                         else:
-                            w = (sh_bw[r, 1, sl] * bwc[s_base + o] - sh_bw[r, 2, sl] * bws[s_base + o]) / d
+                            ep = sh_bwe[r, sl]
+                            eq = bwe[s_base + o]
+                            w = (ep.imag * eq.real - ep.real * eq.imag) / d
                     dr = real(0.0)
                     if smear_t:
                         dr = sh_rate[r, sl] - rate[s_base + o]
@@ -157,16 +159,13 @@ def baseline_kernel(double: bool, n_stokes: int, channels_per_block: int):
                             a = ul * g2 + vl * g3
                             c = ul * g3 - vl * g2
                             wk = wk * math.exp(-real(GAUSS_ENVELOPE) * (g0 * a * a + g1 * c * c))
-                        pr = sh_z[r, kk, 0, sl]
-                        pi_ = sh_z[r, kk, 1, sl]
-                        qr = zr[z_base[kk] + o]
-                        qi = zi[z_base[kk] + o]
-                        c_re = pr * qr + pi_ * qi
-                        c_im = pi_ * qr - pr * qi
+                        zq = z[z_base[kk] + o]
+                        qr = zq.real
+                        qi = zq.imag
                         for x in range(n_stokes):
-                            ws = wk * sh_st[kk, x, sl]
-                            acc[(kk * n_stokes + x) * 2] += ws * c_re
-                            acc[(kk * n_stokes + x) * 2 + 1] += ws * c_im
+                            zx = sh_zx[r, kk, x, sl]  # X Z_p; times conj(Z_q):
+                            acc[(kk * n_stokes + x) * 2] += wk * (zx.real * qr + zx.imag * qi)
+                            acc[(kk * n_stokes + x) * 2 + 1] += wk * (zx.imag * qr - zx.real * qi)
         if active:
             for kk in range(ch):
                 k = k0 + kk

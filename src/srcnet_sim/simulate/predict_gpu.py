@@ -38,7 +38,7 @@ def stokes_to_linear_xp(xp: ModuleType, sums):
 def block_device_bytes(n_time: int, n_dish: int, n_chan: int, n_src: int, n_baseline: int, dtype: type) -> int:
     """Device memory the GPU predictor needs for `n_time` steps, all sources at once (no chunking), bytes."""
     real = 4 if dtype == np.complex64 else 8
-    per_source = (n_time * n_chan * n_dish * (2 * real + 3 * 2 * real)  # Z parts, complex Z and X Z for gemm
+    per_source = (n_time * n_chan * n_dish * (3 * 2 * real + 2 * 16)  # Z, X Z and its copy for gemm; exp(i phase)
                   + n_time * n_dish * (4 * real + 4 * 8)  # bandwidth and rate terms, float64 temporaries
                   + n_chan * 4 * real + 8 * 8)  # Stokes, directions, shapes
     fixed = n_time * n_chan * 4 * (2 * real * n_dish * n_dish + 16 * n_dish * n_dish + 2 * 16 * n_baseline)
@@ -126,28 +126,27 @@ class GpuPredictor:
             chunk_out = kernel_out if chan_chunk == n_chan else xp.zeros_like(kernel_out[:, chans])  # contiguous
             for s0 in range(0, n_src, src_chunk):
                 s1 = min(s0 + src_chunk, n_src)
-                z_re, z_im, path = self._phasors(uvw, dev, dish_type_dev, freq, chans, s0, s1, real_dtype)
+                z, path = self._phasors(uvw, dev, dish_type_dev, freq, chans, s0, s1, dtype)
                 point_end = min(max(kernel_start, s0), s1)  # sources [s0, point_end) go to the matrix products
                 if point_end > s0:
-                    n = point_end - s0
-                    z = (z_re[:, :, :n] + 1j * z_im[:, :, :n]).astype(dtype)
+                    points = z[:, :, :point_end - s0]
                     for x in range(n_stokes):
-                        weighted = z * dev["stokes"][chans, x, s0:point_end, None].astype(dtype)
-                        matrices[:, chans, x] += xp.matmul(weighted.transpose(0, 1, 3, 2), z.conj())
-                    del z, weighted
+                        weighted = points * dev["stokes"][chans, x, s0:point_end, None].astype(dtype)
+                        matrices[:, chans, x] += xp.matmul(weighted.transpose(0, 1, 3, 2), points.conj())
+                    del points, weighted
                 if point_end < s1:
                     k = slice(point_end - s0, s1 - s0)
-                    bw = self._bandwidth_terms(path[:, k], channel_width_hz, real_dtype) if channel_width_hz > 0 else None
+                    bw = self._bandwidth_terms(path[:, k], channel_width_hz, dtype) if channel_width_hz > 0 else None
                     rate = None
                     if smear_time:
                         rate = (xp.matmul(dev["lmn"][point_end:s1], rate_uvw.transpose(0, 2, 1))
                                 / SPEED_OF_LIGHT_M_S).astype(real_dtype)
-                    self._launch(xp.ascontiguousarray(z_re[:, :, k]), xp.ascontiguousarray(z_im[:, :, k]),
+                    self._launch(xp.ascontiguousarray(z[:, :, k]),
                                  xp.ascontiguousarray(dev["stokes"][chans, :n_stokes, point_end:s1]),
                                  bw, rate, half_interval_f[chans], per_c[chans], uvw,
                                  xp.ascontiguousarray(dev["gaussian"][:, point_end:s1]),
                                  max(terms.n_point - point_end, 0), chunk_out, real_dtype)
-                del z_re, z_im, path
+                del z, path
             if chunk_out is not kernel_out:
                 kernel_out[:, chans] += chunk_out
 
@@ -177,34 +176,32 @@ class GpuPredictor:
         return chan_chunk, min(src_chunk, n_src)
 
     def _phasors(self, uvw, dev: dict, dish_type, freq_hz: np.ndarray, chans: slice, s0: int, s1: int,
-                 real_dtype: type):
-        """Z parts (n_time, n_chan, n_src, n_dish) of `real_dtype` for channels `chans` and sources [s0, s1),
-        and the path lengths (n_time, n_src, n_dish), m."""
+                 dtype: type):
+        """Z (n_time, n_chan, n_src, n_dish) of `dtype` for channels `chans` and sources [s0, s1), and the
+        path lengths (n_time, n_src, n_dish), m."""
         xp = self.xp
         path = xp.matmul(dev["lmn"][s0:s1], uvw.transpose(0, 2, 1))  # u l + v m + w (n - 1)
         channels = range(chans.start, chans.stop)
-        shape = (uvw.shape[0], len(channels), s1 - s0, uvw.shape[1])
-        z_re, z_im = xp.empty(shape, dtype=real_dtype), xp.empty(shape, dtype=real_dtype)
+        z = xp.empty((uvw.shape[0], len(channels), s1 - s0, uvw.shape[1]), dtype=dtype)
         for i, k in enumerate(channels):
             turns = path * (freq_hz[k] / SPEED_OF_LIGHT_M_S)
             angle = (2.0 * math.pi) * (turns - xp.rint(turns))  # exact reduction in turns, then radians
             beam = dev["beams"][:, k, s0:s1][dish_type].T  # (n_src, n_dish)
-            z_re[:, i] = beam * xp.cos(angle)
-            z_im[:, i] = beam * xp.sin(angle)
-        return z_re, z_im, path
+            z[:, i] = beam * xp.exp(1j * angle)
+        return z, path
 
-    def _bandwidth_terms(self, path, channel_width_hz: float, real_dtype: type):
-        """x = pi dnu tau, sin x, cos x, each (n_time, n_src, n_dish) of `real_dtype`."""
+    def _bandwidth_terms(self, path, channel_width_hz: float, dtype: type):
+        """x = pi dnu tau (real) and exp(i x) (`dtype`), each (n_time, n_src, n_dish)."""
         xp = self.xp
         turns = path * (0.5 * channel_width_hz / SPEED_OF_LIGHT_M_S)  # x / (2 pi)
         angle = (2.0 * math.pi) * (turns - xp.rint(turns))
-        return ((2.0 * math.pi * turns).astype(real_dtype), xp.sin(angle).astype(real_dtype),
-                xp.cos(angle).astype(real_dtype))
+        real_dtype = np.float32 if dtype == np.complex64 else np.float64
+        return (2.0 * math.pi * turns).astype(real_dtype), xp.exp(1j * angle).astype(dtype)
 
-    def _launch(self, z_re, z_im, stokes, bw, rate, half_interval_f, per_c, uvw, gaussian, n_point: int, out,
+    def _launch(self, z, stokes, bw, rate, half_interval_f, per_c, uvw, gaussian, n_point: int, out,
                 real_dtype: type) -> None:
         """Adds the per-baseline sums of these sources to `out` (n_time, n_chan, n_stokes, 2, n_dish, n_dish)."""
-        n_time, n_chan, n_src, n_dish = z_re.shape
+        n_time, n_chan, n_src, n_dish = z.shape
         n_stokes = stokes.shape[1]
         ch = min(CHANNELS_PER_BLOCK, n_chan)
         grid, threads = launch_shape(n_dish, n_src, n_time, n_chan, ch, n_src)
@@ -213,7 +210,7 @@ class GpuPredictor:
         grid, threads = launch_shape(n_dish, n_src, n_time, n_chan, ch, src_per_block)
         kernel = baseline_kernel(real_dtype == np.float64, n_stokes, ch)
         dummy = self.xp.zeros(1, dtype=real_dtype)
-        bwx, bws, bwc = (a.ravel() for a in bw) if bw is not None else (dummy, dummy, dummy)
-        kernel[grid, threads](z_re.ravel(), z_im.ravel(), stokes, bwx, bws, bwc,
-                              rate.ravel() if rate is not None else dummy, half_interval_f, per_c, uvw, gaussian,
-                              n_point, src_per_block, bw is not None, rate is not None, n_chan, n_src, n_dish, out)
+        bwx, bwe = (a.ravel() for a in bw) if bw is not None else (dummy, dummy.astype(z.dtype))
+        kernel[grid, threads](z.ravel(), stokes, bwx, bwe, rate.ravel() if rate is not None else dummy,
+                              half_interval_f, per_c, uvw, gaussian, n_point, src_per_block, bw is not None,
+                              rate is not None, n_chan, n_src, n_dish, out)
