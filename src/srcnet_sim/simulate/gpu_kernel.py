@@ -54,17 +54,21 @@ def baseline_kernel(double: bool, n_stokes: int, channels_per_block: int):
     """
     real = numba.float64 if double else numba.float32
     cplx = numba.complex128 if double else numba.complex64
+    u64 = numba.uint64  # array indices cast to unsigned: numba then emits no negative-index wraparound code
     ch = channels_per_block
     n_acc = ch * n_stokes * 2
     tile = TILE
+    row_words = ch * n_stokes * tile  # one dish row's X Z tile in the flat shared array
+    zx_words = 2 * row_words  # shared array sizes must be constants of the closure
+    tile_words = 2 * tile
 
     @cuda.jit(fastmath=False)
     def kernel(z, stokes, bwx, bwe, rate, half_interval_f, freq_per_c, duvw, gauss, n_point, src_per_block,
                smear_bw, smear_t, n_chan, n_src, n_dish, out):  # pragma: no cover - compiled for the device
-        sh_zx = cuda.shared.array((2, ch, n_stokes, tile), cplx)
-        sh_bwx = cuda.shared.array((2, tile), real)
-        sh_bwe = cuda.shared.array((2, tile), cplx)
-        sh_rate = cuda.shared.array((2, tile), real)
+        sh_zx = cuda.shared.array(zx_words, cplx)  # [row, channel, Stokes, source]
+        sh_bwx = cuda.shared.array(tile_words, real)  # [row, source]
+        sh_bwe = cuda.shared.array(tile_words, cplx)
+        sh_rate = cuda.shared.array(tile_words, real)
         acc = cuda.local.array(n_acc, real)
         z_base = cuda.local.array(ch, numba.int64)
         for i in range(n_acc):
@@ -110,35 +114,36 @@ def baseline_kernel(double: bool, n_stokes: int, channels_per_block: int):
                 if sl < n_in:
                     o = (s0 + sl) * n_dish + pp
                     if smear_bw:
-                        sh_bwx[rr, sl] = bwx[s_base + o]
-                        sh_bwe[rr, sl] = bwe[s_base + o]
+                        sh_bwx[u64(idx)] = bwx[u64(s_base + o)]
+                        sh_bwe[u64(idx)] = bwe[u64(s_base + o)]
                     if smear_t:
-                        sh_rate[rr, sl] = rate[s_base + o]
+                        sh_rate[u64(idx)] = rate[u64(s_base + o)]
                     for kk in range(ch):
-                        zp = z[z_base[kk] + o]
+                        zp = z[u64(z_base[kk] + o)]
                         k = min(k0 + kk, n_chan - 1)
                         for x in range(n_stokes):
-                            sh_zx[rr, kk, x, sl] = zp * stokes[k, x, s0 + sl]
+                            sh_zx[u64(rr * row_words + (kk * n_stokes + x) * tile + sl)] = zp * stokes[k, x, s0 + sl]
             cuda.syncthreads()
             if active:
                 for sl in range(n_in):
                     s = s0 + sl
-                    o = s * n_dish + q
+                    o = u64(s * n_dish + q)
+                    so = u64(s_base) + o
                     w = one
                     if smear_bw:
                         # sinc(x_p - x_q), sin(x_p - x_q) = Im(exp(i x_p) conj(exp(i x_q))); Taylor series where
                         # that difference of products cancels.
-                        d = sh_bwx[r, sl] - bwx[s_base + o]
+                        d = sh_bwx[u64(r * tile + sl)] - bwx[so]
                         d2 = d * d
                         if abs(d) < real(0.05):
-                            w = one - d2 / real(6.0) + d2 * d2 / real(120.0)
+                            w = one - d2 * real(1.0 / 6.0) + d2 * d2 * real(1.0 / 120.0)
                         else:
-                            ep = sh_bwe[r, sl]
-                            eq = bwe[s_base + o]
+                            ep = sh_bwe[u64(r * tile + sl)]
+                            eq = bwe[so]
                             w = (ep.imag * eq.real - ep.real * eq.imag) / d
                     dr = real(0.0)
                     if smear_t:
-                        dr = sh_rate[r, sl] - rate[s_base + o]
+                        dr = sh_rate[u64(r * tile + sl)] - rate[so]
                     is_gauss = s >= n_point
                     g0 = g1 = g2 = g3 = real(0.0)
                     if is_gauss:
@@ -159,11 +164,11 @@ def baseline_kernel(double: bool, n_stokes: int, channels_per_block: int):
                             a = ul * g2 + vl * g3
                             c = ul * g3 - vl * g2
                             wk = wk * math.exp(-real(GAUSS_ENVELOPE) * (g0 * a * a + g1 * c * c))
-                        zq = z[z_base[kk] + o]
+                        zq = z[u64(z_base[kk]) + o]
                         qr = zq.real
                         qi = zq.imag
                         for x in range(n_stokes):
-                            zx = sh_zx[r, kk, x, sl]  # X Z_p; times conj(Z_q):
+                            zx = sh_zx[u64(r * row_words + (kk * n_stokes + x) * tile + sl)]  # X Z_p; times conj(Z_q):
                             acc[(kk * n_stokes + x) * 2] += wk * (zx.real * qr + zx.imag * qi)
                             acc[(kk * n_stokes + x) * 2 + 1] += wk * (zx.imag * qr - zx.real * qi)
         if active:
