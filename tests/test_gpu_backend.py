@@ -43,6 +43,21 @@ for bandwidth in (False, True):
     gpu = gpu_predict(tiny, w, bandwidth, True, np.complex128)
     results.append({"case": ["chunked", bandwidth, True], "error": relative_error(gpu, cpu), "smearing_effect": 1.0,
                     "dtype": str(gpu.dtype), "shape": list(gpu.shape), "want_shape": list(cpu.shape)})
+
+# The workflow's simulate() on the "GPU" (blocks of 2 steps, one block ahead), noise on, against the CPU.
+from srcnet_sim.config import load_settings
+from srcnet_sim.simulate import observation
+from srcnet_sim.workflow import plan
+observation.GPU_MAX_STEPS_PER_BLOCK = 2
+obs = plan(load_settings(environ={"TELESCOPE": "SKA-MID-AA0.5", "SYNTHETIC_SOURCES": "12", "NUM_TIME_STAMPS": "5",
+                                  "SMEARING": "bandwidth+time", "PRECISION": "double", "NOISE": "on"})).observation
+cpu = list(observation.simulate(obs, backend="cpu"))
+gpu = list(observation.simulate(obs, backend="gpu", gpu_predictor=GpuPredictor(np)))
+results.append({"case": ["simulate", True, True], "error": relative_error(np.stack([s.vis for s in gpu]),
+                                                                           np.stack([s.vis for s in cpu])),
+                "smearing_effect": 1.0, "dtype": str(gpu[0].vis.dtype), "shape": [s.index for s in gpu],
+                "want_shape": [s.index for s in cpu],
+                "uvw": max(float(np.abs(a.uvw_m - b.uvw_m).max()) for a, b in zip(gpu, cpu))})
 print(json.dumps(results))
 """
 
@@ -57,12 +72,13 @@ def simulated_results() -> list[dict]:
 
 
 def test_gpu_predictor_in_the_cuda_simulator_matches_the_cpu_predictor(simulated_results):
-    tolerance = {"complex64": 1e-5, "complex128": 1e-10, "chunked": 1e-10}
-    assert len(simulated_results) == 10
+    tolerance = {"complex64": 1e-5, "complex128": 1e-10, "chunked": 1e-10, "simulate": 1e-10}
+    assert len(simulated_results) == 11
     for r in simulated_results:
         name, bandwidth, time_smearing = r["case"]
         assert r["shape"] == r["want_shape"]
-        assert r["dtype"] == ("complex128" if name == "chunked" else name)
+        assert r["dtype"] == ("complex128" if name in ("chunked", "simulate") else name)
+        assert r.get("uvw", 0.0) < 1e-9
         assert r["error"] <= tolerance[name], r
         if bandwidth or time_smearing:  # the smearing is large enough that a wrong kernel would show
             assert r["smearing_effect"] > 1e-3, r

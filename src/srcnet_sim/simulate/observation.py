@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -13,6 +14,9 @@ from srcnet_sim.simulate.noise import add_noise, baseline_sigma_jy, sefd_jy
 from srcnet_sim.simulate.predict import SourceTerms, baseline_pairs, predict_time_step
 from srcnet_sim.sky import SkyModel
 from srcnet_sim.telescope import Telescope
+
+if TYPE_CHECKING:
+    from srcnet_sim.simulate.predict_gpu import GpuPredictor
 
 RATE_STEP_S = 1.0  # half-step of the central difference giving d(uvw)/dt
 
@@ -86,7 +90,7 @@ class TimeStep:
 
 
 def simulate(obs: Observation, time_indices: range | None = None, backend: str = "cpu",
-             gpu_predictor=None) -> Iterator[TimeStep]:
+             gpu_predictor: GpuPredictor | None = None) -> Iterator[TimeStep]:
     """Yield the visibilities of each time step in turn; memory holds one step (GPU: one small block of steps).
 
     backend: "cpu" (numba/BLAS, one step at a time) or "gpu" (`predict_gpu`, blocks of steps on the device).
@@ -116,7 +120,6 @@ def simulate(obs: Observation, time_indices: range | None = None, backend: str =
         yield TimeStep(index=t_index, time_s=float(times[i]), uvw_m=dish_uvw[ant1] - dish_uvw[ant2], vis=vis)
 
 
-
 GPU_BLOCK_BYTES = 256 << 20  # host memory for one block of GPU-predicted steps
 GPU_MAX_STEPS_PER_BLOCK = 16
 
@@ -139,15 +142,15 @@ def gpu_block_device_bytes(obs: Observation) -> tuple[int, int]:
                                      len(obs.baselines[0]), obs.dtype)
 
 
-def _simulate_gpu(obs: Observation, time_indices: range | None, predictor) -> Iterator[TimeStep]:
-    """`simulate` on the GPU: blocks of steps predicted together (bounded by GPU_BLOCK_BYTES), then yielded in turn."""
+def _simulate_gpu(obs: Observation, time_indices: range | None, predictor: GpuPredictor | None) -> Iterator[TimeStep]:
+    """`simulate` on the GPU: blocks of steps (bounded by GPU_BLOCK_BYTES) predicted together, one block ahead:
+    the device computes block n + 1 while the steps of block n are yielded (and written)."""
     if predictor is None:
         import cupy
 
         from srcnet_sim.simulate.predict_gpu import GpuPredictor
 
         predictor = GpuPredictor(cupy)
-
     ant1, ant2 = obs.baselines
     _, dish_type = dish_types(obs.beam, obs.telescope.diameters_m)
     terms = obs.source_terms()
@@ -156,17 +159,27 @@ def _simulate_gpu(obs: Observation, time_indices: range | None, predictor) -> It
     per_block = gpu_steps_per_block(obs)
     width = obs.channel_width_hz if obs.smearing != "off" else 0.0
     smear_time = obs.smearing == "bandwidth+time"
-    for start in range(0, len(indices), per_block):
-        block = indices[start:start + per_block]
-        times = obs.times_s[block]
-        dish_uvw = obs.dish_uvw(times)
-        rate = ((obs.dish_uvw(times + RATE_STEP_S) - obs.dish_uvw(times - RATE_STEP_S)) / (2 * RATE_STEP_S)
-                if smear_time else None)
-        vis = predictor.predict(dish_uvw, terms, dish_type, obs.freq_hz, ant1, ant2, channel_width_hz=width,
-                                dish_uvw_rate_m_s=rate, interval_s=obs.interval_s, dtype=obs.dtype)
+
+    def steps_of(block: list[int], times: np.ndarray, dish_uvw: np.ndarray, vis: np.ndarray) -> Iterator[TimeStep]:
         for i, t_index in enumerate(block):
             step_vis = np.ascontiguousarray(vis[i])
             if obs.noise:
                 add_noise(step_vis, sigma, obs.seed, t_index, ant1 == ant2)
             yield TimeStep(index=t_index, time_s=float(times[i]), uvw_m=dish_uvw[i][ant1] - dish_uvw[i][ant2],
                            vis=step_vis)
+
+    ready = None  # the previous block, on the host
+    for start in range(0, len(indices), per_block):
+        block = indices[start:start + per_block]
+        times = obs.times_s[block]
+        dish_uvw = obs.dish_uvw(times)
+        rate = ((obs.dish_uvw(times + RATE_STEP_S) - obs.dish_uvw(times - RATE_STEP_S)) / (2 * RATE_STEP_S)
+                if smear_time else None)
+        on_device = predictor.predict(dish_uvw, terms, dish_type, obs.freq_hz, ant1, ant2, channel_width_hz=width,
+                                      dish_uvw_rate_m_s=rate, interval_s=obs.interval_s, dtype=obs.dtype,
+                                      to_host=False)  # queued on the device; returns at once
+        if ready is not None:
+            yield from steps_of(*ready)
+        ready = (block, times, dish_uvw, predictor.to_host(on_device))
+    if ready is not None:
+        yield from steps_of(*ready)

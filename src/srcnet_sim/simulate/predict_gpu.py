@@ -160,9 +160,11 @@ class GpuPredictor:
             auto = xp.asarray(auto)
             full[:, auto] = full[:, auto].real.astype(full.dtype)
         vis = stokes_to_linear_xp(xp, full).astype(dtype)
-        if to_host and xp is not np:
-            return xp.asnumpy(vis)
-        return vis
+        return self.to_host(vis) if to_host else vis
+
+    def to_host(self, array) -> np.ndarray:
+        """A NumPy copy of a device array (waits for the device)."""
+        return np.asarray(array) if self.xp is np else self.xp.asnumpy(array)
 
     def _chunks(self, n_time: int, n_dish: int, n_chan: int, n_src: int, n_baseline: int, dtype: type) -> tuple[int, int]:
         """(channels, sources) per chunk so that one chunk's working set fits the memory budget."""
