@@ -25,6 +25,7 @@ import time
 import numpy as np
 
 RESULTS: dict = {}
+FAILED: list[str] = []
 
 
 def log(line: str) -> None:
@@ -104,6 +105,7 @@ def measured(row: dict, key: str, fn, *args):
         row[key] = fn(*args)
     except Exception as exc:  # one broken peer must not lose the other figures of a one-shot GPU run
         log(f"FAILED {key}: {type(exc).__name__}: {exc}")
+        FAILED.append(key)
         row[key] = None
         row.setdefault("errors", {})[key] = f"{type(exc).__name__}: {exc}"
     return row[key]
@@ -201,6 +203,8 @@ def main() -> None:
             json.dump(RESULTS, f, indent=2)
     json.dump(RESULTS, sys.stdout, indent=2)
     print()
+    if FAILED:
+        sys.exit(f"failed: {', '.join(FAILED)} (see FAILED above)")
 
 
 if __name__ == "__main__":
