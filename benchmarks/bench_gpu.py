@@ -44,9 +44,9 @@ def observation(n_src: int, n_time: int, smearing: str, points_only: bool, teles
     return obs
 
 
-def timed(fn, repeat: int = 1) -> float:
-    """Seconds of the fastest of `repeat` calls after one warm-up call."""
-    fn()
+def timed(fn, repeat: int = 1, warm_up=None) -> float:
+    """Seconds of the fastest of `repeat` calls after one warm-up call (of `warm_up`, default `fn`)."""
+    (warm_up or fn)()
     best = float("inf")
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -63,12 +63,12 @@ def run_srcnet(obs, backend: str, n_steps: int | None = None) -> float:
 
     indices = range(len(obs.times_s) if n_steps is None else n_steps)
 
-    def go():
-        for _ in simulate(obs, indices, backend=backend):
+    def go(steps=indices):
+        for _ in simulate(obs, steps, backend=backend):
             pass
         cupy.cuda.Device().synchronize()
 
-    return timed(go)
+    return timed(go, warm_up=lambda: go(range(1)))  # one dump compiles every kernel
 
 
 def run_matvis(obs) -> float:
