@@ -141,17 +141,17 @@ def kernel_rate(obs, n_steps: int) -> dict:
     gauss = dev["gaussian"]
     n_terms = n_src * (n_dish * (n_dish - 1) // 2) * n_chan * n_steps
     rates = {}
-    defaults = (predict_gpu.CHANNELS_PER_BLOCK, predict_gpu.BLOCKS_PER_SM)
-    for ch, blocks in ((4, 8), (1, 8), (2, 8), (4, 4), (4, 16)):
-        predict_gpu.CHANNELS_PER_BLOCK, predict_gpu.BLOCKS_PER_SM = ch, blocks
+    defaults = (predict_gpu.CHANNELS_PER_BLOCK, predict_gpu.BLOCKS_PER_SM, predict_gpu.SOURCES_PER_TILE)
+    for ch, blocks, tile in ((4, 8, 32), (4, 8, 64), (4, 8, 16), (2, 8, 32), (1, 8, 32), (4, 4, 32), (4, 16, 32)):
+        predict_gpu.CHANNELS_PER_BLOCK, predict_gpu.BLOCKS_PER_SM, predict_gpu.SOURCES_PER_TILE = ch, blocks, tile
 
         def go():
             pred._launch(z, stokes, bw, None, half, per_c, uvw, gauss, n_src, out, np.float32)
             cupy.cuda.Device().synchronize()
 
         seconds = timed(go, repeat=3)
-        rates[f"channels_per_block={ch} blocks_per_sm={blocks}"] = n_terms / seconds
-    predict_gpu.CHANNELS_PER_BLOCK, predict_gpu.BLOCKS_PER_SM = defaults
+        rates[f"channels_per_block={ch} blocks_per_sm={blocks} sources_per_tile={tile}"] = n_terms / seconds
+    predict_gpu.CHANNELS_PER_BLOCK, predict_gpu.BLOCKS_PER_SM, predict_gpu.SOURCES_PER_TILE = defaults
     return rates
 
 

@@ -27,14 +27,15 @@ from numba import cuda
 if not hasattr(np, "row_stack"):  # numba-cuda <= 0.30.4 overloads np.row_stack, gone in NumPy 2.5, when compiling
     np.row_stack = np.vstack
 
-TILE = 32  # sources per shared-memory tile
+TILE = 32  # sources per shared-memory tile (default)
 THREADS_MAX = 1024
 GAUSS_ENVELOPE = math.pi**2 / (4.0 * math.log(2.0))
 
 
 @lru_cache(maxsize=None)
-def baseline_kernel(double: bool, n_stokes: int, channels_per_block: int):
-    """The compiled kernel for one precision, number of Stokes parameters (1 or 4) and channel group size.
+def baseline_kernel(double: bool, n_stokes: int, channels_per_block: int, tile: int = TILE):
+    """The compiled kernel for one precision, number of Stokes parameters (1 or 4), channel group size and
+    number of sources per shared-memory tile.
 
     kernel[grid, threads](z, stokes, bwx, bwe, rate, half_interval_f, freq_per_c, duvw, gauss, n_point,
                           src_per_block, smear_bw, smear_t, n_chan, n_src, n_dish, out)
@@ -57,7 +58,6 @@ def baseline_kernel(double: bool, n_stokes: int, channels_per_block: int):
     u64 = numba.uint64  # array indices cast to unsigned: numba then emits no negative-index wraparound code
     ch = channels_per_block
     n_acc = ch * n_stokes * 2
-    tile = TILE
     row_words = ch * n_stokes * tile  # one dish row's X Z tile in the flat shared array
     zx_words = 2 * row_words  # shared array sizes must be constants of the closure
     tile_words = 2 * tile

@@ -24,6 +24,7 @@ from srcnet_sim.simulate.gpu_kernel import TILE, baseline_kernel, launch_shape
 from srcnet_sim.simulate.predict import SourceTerms
 
 CHANNELS_PER_BLOCK = 4  # channels whose sums one kernel thread keeps in registers
+SOURCES_PER_TILE = TILE  # sources whose row values a block holds in shared memory at a time
 BLOCKS_PER_SM = 8  # enough blocks in flight to hide latency: the source dimension is split to reach this
 MIN_SOURCE_CHUNK = 1024
 DEFAULT_MEMORY_BYTES = 1 << 30  # without a device (NumPy in CI): the working-set budget
@@ -208,9 +209,10 @@ class GpuPredictor:
         ch = min(CHANNELS_PER_BLOCK, n_chan)
         grid, threads = launch_shape(n_dish, n_src, n_time, n_chan, ch, n_src)
         splits = max(1, math.ceil(BLOCKS_PER_SM * self.n_sm / (grid[0] * grid[2])))
-        src_per_block = TILE * max(1, math.ceil(n_src / splits / TILE))
+        tile = SOURCES_PER_TILE
+        src_per_block = tile * max(1, math.ceil(n_src / splits / tile))
         grid, threads = launch_shape(n_dish, n_src, n_time, n_chan, ch, src_per_block)
-        kernel = baseline_kernel(real_dtype == np.float64, n_stokes, ch)
+        kernel = baseline_kernel(real_dtype == np.float64, n_stokes, ch, tile)
         dummy = self.xp.zeros(1, dtype=real_dtype)
         bwx, bwe = (a.ravel() for a in bw) if bw is not None else (dummy, dummy.astype(z.dtype))
         kernel[grid, threads](z.ravel(), stokes, bwx, bwe, rate.ravel() if rate is not None else dummy,
