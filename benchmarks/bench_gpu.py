@@ -119,8 +119,12 @@ def seconds(value: float | None) -> str:
     return f"{value:8.3f} s" if value is not None else "  failed"
 
 
-def kernel_rate(obs, n_steps: int) -> dict:
-    """terms/s of the per-baseline kernel alone (bandwidth smearing, single precision) for a few launch shapes."""
+LAUNCH_SHAPES = ((4, 8, 32), (4, 8, 64), (4, 8, 16), (2, 8, 32), (1, 8, 32), (4, 4, 32), (4, 16, 32))
+
+
+def kernel_rate(obs, n_steps: int, shapes=LAUNCH_SHAPES) -> dict:
+    """terms/s of the per-baseline kernel alone (bandwidth smearing, single precision) for launch shapes
+    (channels per block, blocks per multiprocessor, sources per tile); the first is the predictor's default."""
     import cupy
 
     from srcnet_sim.simulate import predict_gpu
@@ -142,7 +146,7 @@ def kernel_rate(obs, n_steps: int) -> dict:
     n_terms = n_src * (n_dish * (n_dish - 1) // 2) * n_chan * n_steps
     rates = {}
     defaults = (predict_gpu.CHANNELS_PER_BLOCK, predict_gpu.BLOCKS_PER_SM, predict_gpu.SOURCES_PER_TILE)
-    for ch, blocks, tile in ((4, 8, 32), (4, 8, 64), (4, 8, 16), (2, 8, 32), (1, 8, 32), (4, 4, 32), (4, 16, 32)):
+    for ch, blocks, tile in shapes:
         predict_gpu.CHANNELS_PER_BLOCK, predict_gpu.BLOCKS_PER_SM, predict_gpu.SOURCES_PER_TILE = ch, blocks, tile
 
         def go():
@@ -180,6 +184,12 @@ def main() -> None:
 
     for n_src in sizes:
         row = RESULTS.setdefault(f"sources_{n_src}", {})
+        if n_src != sizes[0]:
+            big = observation(n_src, n_time, "bandwidth", False, telescope)
+            for shape, rate in (measured(row, "kernel_terms_per_s", kernel_rate, big, n_time, LAUNCH_SHAPES[:1])
+                                or {}).items():
+                log(f"per-baseline kernel, bandwidth smearing, single, {n_src} sources, {shape}: {rate:.3g} terms/s")
+            del big
         like = observation(n_src, n_time, "off", True, telescope)
         default = observation(n_src, n_time, "bandwidth", False, telescope)
         cpu_steps = n_time if n_src <= 10_000 else min(n_time, args.cpu_steps_100k)
@@ -197,6 +207,12 @@ def main() -> None:
         scaled = "" if cpu_steps == n_time else f" (timed over {cpu_steps} dumps, scaled to {n_time})"
         log(f"srcnet-sim CPU {os.cpu_count():2d} cores, default               {seconds(cpu)}   "
             f"GPU {ratio(cpu, gpu)} faster{scaled}")
+    default_row = RESULTS.get(f"sources_{sizes[0]}", {})
+    kernel = RESULTS.get("kernel_terms_per_s") or {}
+    log(f"targets: default predictor (bandwidth smearing) vs matvis GPU "
+        f"{ratio(default_row.get('matvis_gpu_s'), default_row.get('srcnet_gpu_default_s'))} (>= 10x); "
+        f"kernel {next(iter(kernel.values()), 0):.3g} terms/s at the default launch shape, "
+        f"{max(kernel.values(), default=0):.3g} at the best (>= 5e11)")
     out = os.environ.get("OUT")
     if out:
         with open(os.path.join(out, "bench_gpu.json"), "w") as f:
