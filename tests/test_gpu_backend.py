@@ -174,3 +174,41 @@ def test_gpu_dockerfile_lints_clean_and_keeps_the_entrypoint():
     result = subprocess.run([hadolint, str(TESTS.parent / "deploy" / "docker" / "Dockerfile.gpu")],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+class _Runtime:
+    def __init__(self, count: int | Exception):
+        self.count = count
+
+    def getDeviceCount(self) -> int:
+        if isinstance(self.count, Exception):
+            raise self.count
+        return self.count
+
+    def getDeviceProperties(self, index: int) -> dict:
+        return {"name": b"Test GPU"}
+
+
+def _fake_cupy(count: int | Exception):
+    """A stand-in for CuPy's device query only (CuPy itself cannot be installed without CUDA here)."""
+    import types
+
+    module = types.ModuleType("cupy")
+    module.cuda = types.SimpleNamespace(runtime=_Runtime(count))
+    return module
+
+
+@pytest.mark.parametrize("count", [0, RuntimeError("cudaErrorNoDevice: no CUDA-capable device is detected")])
+def test_cupy_without_a_device_means_cpu(monkeypatch, count):
+    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(count))
+    assert resolve_backend("auto").name == "cpu"
+    with pytest.raises(UserInputError, match="^BACKEND: "):
+        resolve_backend("gpu")
+
+
+def test_cupy_with_a_device_means_gpu_and_names_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(1))
+    for requested in ("auto", "gpu"):
+        backend = resolve_backend(requested)
+        assert backend.name == "gpu" and backend.device == "GPU 0: Test GPU"
+    assert resolve_backend("cpu").name == "cpu"
