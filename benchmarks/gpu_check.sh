@@ -11,6 +11,7 @@
 # Logs and results go to $OUT (gpu_check.log, pytest.xml, bench_gpu.json). Exit status: 0 when every step passed.
 #
 #   bash benchmarks/gpu_check.sh
+# Without a GPU, benchmarks/gpu_dryrun.sh runs this script with NumPy and numba's CUDA simulator.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -121,4 +122,5 @@ echo "time left for the benchmark: $LEFT s"
 timeout $LEFT $PY benchmarks/bench_gpu.py ${GPU_CHECK_BENCH_ARGS:-} || fail "bench_gpu.py"
 
 step "done: status $STATUS"
+sleep 1  # let tee finish writing the log
 exit $STATUS
