@@ -212,3 +212,25 @@ def test_cupy_with_a_device_means_gpu_and_names_it(monkeypatch):
         backend = resolve_backend(requested)
         assert backend.name == "gpu" and backend.device == "GPU 0: Test GPU"
     assert resolve_backend("cpu").name == "cpu"
+
+
+def test_checkov_finds_nothing_in_the_gpu_job_and_image(tmp_path: Path):
+    """The same checks as the CPU manifests and Dockerfile (tests/test_deploy.py), on their GPU variants."""
+    import shutil
+
+    from conftest import run_cli
+    from test_deploy import ACCEPTED_CHECKS, CHECKOV
+
+    assert CHECKOV.exists(), f"no checkov at {CHECKOV}: bash scripts/test.sh installs it"
+    (tmp_path / "job-gpu.yaml").write_text(run_cli(["k8s-manifest", "--gpu"]).stdout)
+    shutil.copy(TESTS.parent / "deploy" / "k8s" / "networkpolicy.yaml", tmp_path)  # applied beside the Job
+    for target, framework in ((["-d", str(tmp_path)], "kubernetes"),
+                              (["-f", str(TESTS.parent / "deploy" / "docker" / "Dockerfile.gpu")], "dockerfile")):
+        result = subprocess.run([str(CHECKOV), *target, "--framework", framework, "--skip-download", "--quiet",
+                                 "--compact", "-o", "json", "--skip-check", ",".join(ACCEPTED_CHECKS)],
+                                capture_output=True, text=True, timeout=600)
+        reports = json.loads(result.stdout)
+        reports = reports if isinstance(reports, list) else [reports]
+        failed = [c["check_id"] for r in reports for c in r.get("results", {}).get("failed_checks", [])]
+        assert failed == [], failed
+        assert all(r["summary"]["passed"] > 20 for r in reports)
