@@ -119,7 +119,7 @@ def seconds(value: float | None) -> str:
     return f"{value:8.3f} s" if value is not None else "  failed"
 
 
-LAUNCH_SHAPES = ((4, 8, 32), (4, 8, 64), (4, 8, 16), (2, 8, 32), (1, 8, 32), (4, 4, 32), (4, 16, 32))
+LAUNCH_SHAPES = ((4, 32, 32), (4, 32, 64), (4, 32, 16), (2, 32, 32), (1, 32, 32), (4, 8, 32), (4, 16, 32), (4, 64, 32))
 
 
 def kernel_rate(obs, n_steps: int, shapes=LAUNCH_SHAPES) -> dict:

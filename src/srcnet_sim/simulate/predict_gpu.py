@@ -25,7 +25,9 @@ from srcnet_sim.simulate.predict import SourceTerms
 
 CHANNELS_PER_BLOCK = 4  # channels whose sums one kernel thread keeps in registers
 SOURCES_PER_TILE = TILE  # sources whose row values a block holds in shared memory at a time
-BLOCKS_PER_SM = 8  # enough blocks in flight to hide latency: the source dimension is split to reach this
+# Blocks per multiprocessor the source dimension is split to reach: several waves of equal blocks, so that
+# the last, partly filled wave costs little (slices meet in atomic adds, a few per thread).
+BLOCKS_PER_SM = 32
 MIN_SOURCE_CHUNK = 1024
 DEFAULT_MEMORY_BYTES = 1 << 30  # without a device (NumPy in CI): the working-set budget
 
