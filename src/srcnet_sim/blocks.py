@@ -140,9 +140,9 @@ def make_blocks(n_times: int, n_channels: int, shape: BlockShape, first_time: in
     return blocks
 
 
-def compute_block(observation, block: Block, threads: int | None = None) -> BlockResult:
-    """Simulate one block on the CPU predictor (`simulate.observation.simulate`); `threads` sets numba's
-    threads for this call (the calling thread's setting, as numba.set_num_threads does)."""
+def compute_block(observation, block: Block, threads: int | None = None, backend: str = "cpu") -> BlockResult:
+    """Simulate one block with the `backend` predictor ("cpu" or "gpu": `simulate.observation.simulate`);
+    `threads` sets numba's threads for this call (the calling thread's setting, as numba.set_num_threads does)."""
     from srcnet_sim.simulate.observation import simulate
 
     if threads is not None:
@@ -153,7 +153,8 @@ def compute_block(observation, block: Block, threads: int | None = None) -> Bloc
     time_s = np.empty(block.n_times)
     uvw_m = np.empty((block.n_times, n_bl, 3))
     vis = np.empty((block.n_times, n_bl, block.n_channels, N_CORRELATIONS), dtype=np.complex64)
-    steps = simulate(observation, range(block.time_start, block.time_stop), slice(block.chan_start, block.chan_stop))
+    steps = simulate(observation, range(block.time_start, block.time_stop), slice(block.chan_start, block.chan_stop),
+                     backend=backend)
     for i, step in enumerate(steps):
         time_s[i], uvw_m[i], vis[i] = step.time_s, step.uvw_m, step.vis
     return BlockResult(block, time_s, uvw_m, vis)

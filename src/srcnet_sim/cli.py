@@ -78,11 +78,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_estimate(args: argparse.Namespace) -> int:
     from srcnet_sim.resources import free_bytes, human
     from srcnet_sim.workflow import PRODUCTS, plan
+    from srcnet_sim.simulate.observation import gpu_block_device_bytes
 
     settings = settings_from_args(args)
     run_plan = plan(settings, chosen_products(args) or {"vis"})
     e = run_plan.estimate
     temporary = Path(tempfile.gettempdir())
+    gpu_steps, gpu_need = gpu_block_device_bytes(run_plan.observation)
 
     def listing(products: tuple[str, ...] | frozenset[str], name_of) -> str:
         names = [f"{name_of(p)} ({human(run_plan.product_bytes(p))})" for p in PRODUCTS if p in products]
@@ -105,6 +107,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         f"(sized to MEMORY_LIMIT {human(e.memory_limit_bytes)} per worker)",
         f"peak memory per worker  {human(e.simulate_peak_bytes)} (simulation, process included)",
         f"peak memory             {human(e.peak_memory_bytes)}",
+        f"GPU device memory       {human(gpu_need)} per block of {gpu_steps} time steps (BACKEND=gpu; less in chunks)",
         f"free in OUT_DIR         {human(free_bytes(run_plan.product_dir))}",
         f"free in temporary dir   {human(free_bytes(temporary))}",
     ]
@@ -248,7 +251,10 @@ def cmd_k8s_manifest(args: argparse.Namespace) -> int:
     sizes = k8s.sizing(run_plan)
     flags = [f"--{p}" for p in PRODUCT_FLAGS if p in products]
     make = (lambda *a: k8s.cronjob(*a, schedule=args.cronjob)) if args.cronjob else k8s.job
-    print(k8s.render(make(settings, sizes, ["run", *flags]), sizes, settings), end="")
+    document = make(settings, sizes, ["run", *flags])
+    if args.gpu:
+        document = k8s.with_gpu(document)
+    print(k8s.render(document, sizes, settings), end="")
     return 0
 
 
@@ -290,6 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                       "limits and PVC sizes from the resource estimate. " + PRECEDENCE)
     add_product_flags(manifest_parser)
     manifest_parser.add_argument("--cronjob", metavar="SCHEDULE", help="render a CronJob with this schedule (e.g. '0 * * * *')")
+    manifest_parser.add_argument("--gpu", action="store_true",
+                                 help="run on one NVIDIA GPU: GPU image, BACKEND=gpu, nvidia.com/gpu: 1, GPU node selector")
     add_settings_options(manifest_parser)
     manifest_parser.set_defaults(handler=cmd_k8s_manifest)
     ingest_parser = commands.add_parser("ingest", help="upload staged products to Rucio, as the SRCNet ingestor does",

@@ -1,7 +1,7 @@
 """Executors: compute the blocks of a run and hand their results, in block order, to one writer.
 
 - local: one computing thread (the caller's) runs the blocks in turn, each on all of WORKER_THREADS
-  cores (numba's parallel loops), while a writer thread writes the previous block. numba's
+  cores (numba's parallel loops) or on the GPU, while a writer thread writes the previous block. numba's
   workqueue threading layer (runtime.py) cannot launch kernels from several Python threads at
   once, so there is exactly one computing thread; the kernels release the GIL (nogil), so the
   writer runs beside them. A queue of QUEUE_DEPTH results bounds the memory.
@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import tempfile
-import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from srcnet_sim.blocks import Block, BlockResult, compute_block
+from srcnet_sim.overlap import write_behind
 from srcnet_sim.progress import logger
 
 QUEUE_DEPTH = 1
@@ -40,6 +39,7 @@ class ExecutorOptions:
     workers: int = 1
     threads: int = 1
     memory_limit_bytes: int | None = None
+    backend: str = "cpu"  # the predictor of every block: "cpu" or "gpu" (simulate.backend)
 
 
 def available_cores() -> int:
@@ -51,15 +51,15 @@ def available_cores() -> int:
 
 
 def executor_options(executor: str, scheduler_address: str | None, dask_workers: int | None,
-                     worker_threads: int | None, memory_limit_bytes: int | None) -> ExecutorOptions:
+                     worker_threads: int | None, memory_limit_bytes: int | None, backend: str = "cpu") -> ExecutorOptions:
     """Resolve the defaults: local uses every core in one computation; dask's LocalCluster has cores / threads
     workers of `worker_threads` (default 1) threads each."""
     cores = available_cores()
     if executor == "local":
-        return ExecutorOptions("local", None, 1, worker_threads or cores, memory_limit_bytes)
+        return ExecutorOptions("local", None, 1, worker_threads or cores, memory_limit_bytes, backend)
     threads = worker_threads or 1
     workers = dask_workers or max(1, cores // threads)
-    return ExecutorOptions("dask", scheduler_address, workers, threads, memory_limit_bytes)
+    return ExecutorOptions("dask", scheduler_address, workers, threads, memory_limit_bytes, backend)
 
 
 def run_blocks(observation, blocks: Iterable[Block], write: Callable[[BlockResult], None],
@@ -69,33 +69,14 @@ def run_blocks(observation, blocks: Iterable[Block], write: Callable[[BlockResul
     if options.kind == "dask":
         _run_dask(observation, list(blocks), write, options)
     else:
-        _run_local(observation, blocks, write, options.threads)
+        _run_local(observation, blocks, write, options)
 
 
-def _run_local(observation, blocks: Iterable[Block], write: Callable[[BlockResult], None], threads: int) -> None:
-    results: queue.Queue = queue.Queue(maxsize=QUEUE_DEPTH)
-    failure: list[BaseException] = []
-
-    def writer() -> None:
-        while (result := results.get()) is not None:
-            if not failure:
-                try:
-                    write(result)
-                except BaseException as exc:  # reported in the computing thread
-                    failure.append(exc)
-
-    thread = threading.Thread(target=writer, name="srcnet-sim-writer", daemon=True)
-    thread.start()
-    try:
-        for block in blocks:
-            if failure:
-                break
-            results.put(compute_block(observation, block, threads))
-    finally:
-        results.put(None)
-        thread.join()  # the block being written is finished (a signal never leaves half a block journaled)
-    if failure:
-        raise failure[0]
+def _run_local(observation, blocks: Iterable[Block], write: Callable[[BlockResult], None], options: ExecutorOptions) -> None:
+    """Blocks computed in this thread, written by overlap.write_behind's writer thread, QUEUE_DEPTH in between.
+    A signal stops both after the block being written (a block is never journaled half-written)."""
+    results = (compute_block(observation, block, options.threads, options.backend) for block in blocks)
+    write_behind(results, write, depth=QUEUE_DEPTH)
 
 
 def _client(options: ExecutorOptions, local_directory: str):
@@ -140,7 +121,7 @@ def _run_on_cluster(observation, blocks: list[Block], write: Callable[[BlockResu
         def submit_next() -> None:
             block = next(remaining, None)
             if block is not None:
-                pending.append(client.submit(compute_block, model, block, options.threads, pure=False,
+                pending.append(client.submit(compute_block, model, block, options.threads, options.backend, pure=False,
                                              key=f"srcnet-sim-block-{block.index}-{os.getpid()}"))
 
         for _ in range(WINDOW_PER_WORKER * n_workers):

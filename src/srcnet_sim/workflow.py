@@ -28,7 +28,8 @@ from srcnet_sim.qa.finder import import_bdsf
 from srcnet_sim.resources import Estimate, default_memory_limit, estimate, human
 from srcnet_sim.simulate import geometry
 from srcnet_sim.simulate.beams import power_beam_fwhm_rad
-from srcnet_sim.simulate.observation import Observation
+from srcnet_sim.simulate.backend import resolve_backend
+from srcnet_sim.simulate.observation import Observation, gpu_block_device_bytes
 from srcnet_sim.sky.catalogues import load_sky_model
 from srcnet_sim.telescope import Telescope, load_telescope
 
@@ -188,10 +189,10 @@ def history_lines(settings: Settings) -> tuple[str, ...]:
     return (f"srcnet-sim {__version__}", "settings " + json.dumps(resume.defining_settings(settings), sort_keys=True))
 
 
-def write_measurement_set(run_plan: Plan, state: resume.RunState) -> Path:
+def write_measurement_set(run_plan: Plan, state: resume.RunState, backend: str = "cpu") -> Path:
     """Simulate the blocks not yet written and write them into the MS in `state` (the run's resumable state
-    directory; staging publishes it): blocks computed by the chosen executor, written in time order by one
-    writer, each journaled once it is on disk."""
+    directory; staging publishes it): blocks computed by the chosen executor with the `backend` predictor ("cpu"
+    or "gpu", see simulate.backend), written in time order by one writer, each journaled once it is on disk."""
     obs = run_plan.observation.with_geometry()  # every time step's UVW, in order: the same for every block
     settings = run_plan.settings
     sizes = run_plan.estimate
@@ -225,7 +226,7 @@ def write_measurement_set(run_plan: Plan, state: resume.RunState) -> Path:
     shape = BlockShape(sizes.block_times, sizes.block_channels, sizes.simulate_peak_bytes)
     blocks = make_blocks(n_times, n_chan, shape, first_time=state.time_steps_done)
     options = executor_options(settings.executor, settings.dask_scheduler_address, settings.dask_workers,
-                               settings.worker_threads, sizes.memory_limit_bytes)
+                               settings.worker_threads, sizes.memory_limit_bytes, backend)
     logger.info("simulate: %d blocks of %d time steps x %d channels (a worker needs about %s of MEMORY_LIMIT %s); "
                 "executor %s, %d worker%s x %d threads", len(blocks), shape.n_times, shape.n_channels,
                 human(shape.worker_peak_bytes), human(sizes.memory_limit_bytes), options.kind, options.workers,
@@ -404,7 +405,14 @@ def run(settings: Settings, products: set[str], overwrite: bool = False, notific
     settings = resume.adopt_obs_id(settings, scratch_parent, Path(settings.out_dir) / settings.rucio_namespace)
     logger.info("plan: telescope %s, sky %s, products %s", settings.telescope, settings.sky_model,
                 ", ".join(p for p in PRODUCTS if p in products) or "none")
+    backend = resolve_backend(settings.backend)
     run_plan = plan(settings, products)
+    if backend.name == "gpu":
+        steps, need = gpu_block_device_bytes(run_plan.observation)
+        logger.info("predictor: GPU backend on %s; a block of %d steps needs about %s of device memory "
+                    "(sources are chunked to what is free)", backend.device, steps, human(need))
+    else:
+        logger.info("predictor: CPU backend (%s)", backend.device)
     sizes = run_plan.estimate
     logger.info("plan: %d dishes, %d baselines, %d sources, %d time steps x %d channels; MS about %s",
                 run_plan.telescope.n_dish, sizes.n_baselines, sizes.n_sources, sizes.n_times, sizes.n_channels,
@@ -432,7 +440,7 @@ def run(settings: Settings, products: set[str], overwrite: bool = False, notific
                     _kept_on_stop(state):
                 made = {}
                 if "vis" in run_plan.made:
-                    made["vis"] = write_measurement_set(run_plan, state)
+                    made["vis"] = write_measurement_set(run_plan, state, backend.name)
                     logger.info("wrote %s", made["vis"])
                 if "dirty" in run_plan.made:
                     made.update(make_images(run_plan, made["vis"], scratch_dir))
