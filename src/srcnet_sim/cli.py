@@ -131,21 +131,22 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 def duration_lines(run_plan) -> list[str]:
     """`estimate` lines: the simulation's duration predicted from a short calibration of the kernels here."""
     from srcnet_sim.calibrate import predict
-    from srcnet_sim.executors import executor_options
+    from srcnet_sim.executors import available_cores, executor_options
     from srcnet_sim.progress import duration
 
     s, e = run_plan.settings, run_plan.estimate
     options = executor_options(s.executor, s.dask_scheduler_address, s.dask_workers, s.worker_threads, None)
-    p = predict(run_plan.observation, e.n_times, e.n_channels, e.block_channels, e.ms_expected_bytes, options.threads,
-                options.workers if options.kind == "dask" else 1)
+    p = predict(run_plan.observation, e.n_times, e.n_channels, e.block_times, e.block_channels, e.ms_expected_bytes,
+                options.threads,
+                options.workers if options.kind == "dask" else 1, available_cores())
     where = f"{options.workers} Dask workers x {options.threads} threads" if options.kind == "dask" else \
         f"this machine, {options.threads} threads"
     return [
         f"simulation time         {duration(p.total_s)} ({where}): compute {duration(p.compute_s)}, "
-        f"writing {duration(p.write_s)}, overlapped",
+        f"writing {duration(p.write_s)}",
         f"  calibrated here         one time step = {p.step_fixed_s * 1e3:.1f} ms + {p.step_per_channel_s * 1e3:.2f} ms "
-        f"per channel (timed on this run's dishes and sources); disk {p.disk_bytes_per_s / 2**20:.0f} MiB/s "
-        "(64 MiB written and fsync'ed in TMPDIR)",
+        f"per channel (timed on this run's dishes and sources); MS writing {p.ms_bytes_per_s / 2**20:.0f} MiB/s, "
+        f"disk {p.disk_bytes_per_s / 2**20:.0f} MiB/s (written and fsync'ed in TMPDIR)",
     ]
 
 
