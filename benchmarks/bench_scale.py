@@ -63,6 +63,7 @@ def main() -> None:
     cores = len(os.sched_getaffinity(0))
     base = {"SYNTHETIC_SOURCES": str(args.sources), "NUM_TIME_STAMPS": str(args.times)}
     samples = args.sources * N_BASELINES_AASTAR * 4 * args.times
+    whole_run({**base, "NUM_TIME_STAMPS": "2"})  # warm-up: numba compiles (or loads) its kernels into its cache
     disk = disk_write_speed(Path(tempfile.gettempdir()), 256 * 2**20)
     print(f"workload: AA* 144 dishes, {args.sources} sources, {args.times} time steps x 4 channels, bandwidth smearing; "
           f"{cores} cores; disk sequential write {disk / 1e6:.0f} MB/s (256 MiB, fsync)")
