@@ -79,11 +79,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_estimate(args: argparse.Namespace) -> int:
     from srcnet_sim.resources import free_bytes, human
     from srcnet_sim.workflow import PRODUCTS, plan
+    from srcnet_sim.simulate.observation import gpu_block_device_bytes
 
     settings = settings_from_args(args)
     run_plan = plan(settings, chosen_products(args) or {"vis"})
     e = run_plan.estimate
     temporary = Path(tempfile.gettempdir())
+    gpu_steps, gpu_need = gpu_block_device_bytes(run_plan.observation)
 
     def listing(products: tuple[str, ...] | frozenset[str], name_of) -> str:
         names = [f"{name_of(p)} ({human(run_plan.product_bytes(p))})" for p in PRODUCTS if p in products]
@@ -103,6 +105,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         f"staged in OUT_DIR       {run_plan.product_dir}: {listing(run_plan.products, run_plan.staged_name)} + .meta",
         f"made in temporary dir   {temporary}: {listing(run_plan.made, run_plan.file_name)} (removed at the end)",
         f"peak memory             {human(e.peak_memory_bytes)}",
+        f"GPU device memory       {human(gpu_need)} per block of {gpu_steps} time steps (BACKEND=gpu; less in chunks)",
         f"free in OUT_DIR         {human(free_bytes(run_plan.product_dir))}",
         f"free in temporary dir   {human(free_bytes(temporary))}",
     ]
@@ -218,8 +221,8 @@ def cmd_k8s_manifest(args: argparse.Namespace) -> int:
     from srcnet_sim.workflow import plan
 
     if args.dask_workers is not None:
-        if args.cronjob:
-            raise UserInputError("--dask-workers", "renders a DaskJob, which runs once: not with --cronjob")
+        if args.cronjob or args.gpu:
+            raise UserInputError("--dask-workers", "renders a DaskJob (CPU workers, run once): not with --cronjob or --gpu")
         if not args.dask_workers.isdigit() or not 1 <= int(args.dask_workers) <= k8s.DASK_MAX_WORKERS:
             raise UserInputError("--dask-workers", f"{args.dask_workers!r} is not a number of workers from 1 to "
                                  f"{k8s.DASK_MAX_WORKERS}")
@@ -232,7 +235,10 @@ def cmd_k8s_manifest(args: argparse.Namespace) -> int:
     if args.dask_workers is not None:
         workers = k8s.dask_worker_sizing(settings, int(args.dask_workers))
         make = lambda *a: k8s.dask_job(*a, workers=workers)  # noqa: E731
-    print(k8s.render(make(settings, sizes, ["run", *flags]), sizes, settings), end="")
+    document = make(settings, sizes, ["run", *flags])
+    if args.gpu:
+        document = k8s.with_gpu(document)
+    print(k8s.render(document, sizes, settings), end="")
     return 0
 
 
@@ -275,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     manifest_parser.add_argument("--dask-workers", metavar="N",
                                  help="render a DaskJob (Dask Kubernetes operator) with N workers of MEMORY_LIMIT and "
                                       "WORKER_THREADS each, instead of the Job")
+    manifest_parser.add_argument("--gpu", action="store_true",
+                                 help="run on one NVIDIA GPU: GPU image, BACKEND=gpu, nvidia.com/gpu: 1, GPU node selector")
     add_settings_options(manifest_parser)
     manifest_parser.set_defaults(handler=cmd_k8s_manifest)
     ingest_parser = commands.add_parser("ingest", help="upload staged products to Rucio, as the SRCNet ingestor does",

@@ -77,6 +77,8 @@ class Settings(BaseModel):
     precision: Literal["single", "double"] = Field("single", description="visibility precision")
     correlations: Literal["cross", "cross+auto"] = Field("cross", description="baselines written")
     smearing: Literal["bandwidth", "off", "bandwidth+time"] = Field("bandwidth", description="smearing applied")
+    backend: Literal["auto", "cpu", "gpu"] = Field("auto", description="predictor: the GPU when CuPy sees a CUDA device "
+                                                   "(auto), or cpu, or gpu (an error without a device)")
 
     @field_validator("imaging_cellsize", "sky_model_path", "sky_model_cache", mode="before")
     @classmethod

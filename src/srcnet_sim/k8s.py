@@ -139,6 +139,25 @@ def cronjob(settings: Settings, sizes: dict[str, str], args: list[str], schedule
     }
 
 
+IMAGE_GPU = "registry.example.org/srcnet/srcnet-sim-gpu:0.1.0"  # site placeholder: deploy/docker/Dockerfile.gpu
+GPU_RESOURCE = "nvidia.com/gpu"  # the NVIDIA device plugin's resource
+
+
+def with_gpu(document: dict) -> dict:
+    """The Job or CronJob on one NVIDIA GPU: the GPU image, BACKEND=gpu, `nvidia.com/gpu: 1`, and a node
+    selector and toleration for GPU nodes (placeholders: the labels and taints of the site's GPU nodes)."""
+    template = document["spec"]["jobTemplate"]["spec"] if document["kind"] == "CronJob" else document["spec"]
+    pod = template["template"]["spec"]
+    document["metadata"]["name"] += "-gpu"
+    pod["nodeSelector"] = {"nvidia.com/gpu.present": "true"}  # set by NVIDIA GPU feature discovery
+    pod["tolerations"].append({"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"})
+    container = pod["containers"][0]
+    container["image"] = IMAGE_GPU
+    container["resources"]["limits"][GPU_RESOURCE] = 1
+    container["env"] = [{"name": "BACKEND", "value": "gpu"} if e["name"] == "BACKEND" else e for e in container["env"]]
+    return document
+
+
 def render(document: dict, sizes: dict[str, str], settings: Settings) -> str:
     header = (f"# Rendered by `srcnet-sim k8s-manifest` for OBS_LENGTH_HOURS={settings.obs_length_hours}, "
               f"NUM_TIME_STAMPS={settings.num_time_stamps}, IMAGING_NPIXEL={settings.imaging_npixel}.\n"

@@ -26,7 +26,9 @@ from srcnet_sim.qa.finder import import_bdsf
 from srcnet_sim.resources import Estimate, estimate, human
 from srcnet_sim.simulate import geometry
 from srcnet_sim.simulate.beams import power_beam_fwhm_rad
-from srcnet_sim.simulate.observation import Observation, simulate
+from srcnet_sim.overlap import write_behind
+from srcnet_sim.simulate.backend import resolve_backend
+from srcnet_sim.simulate.observation import Observation, TimeStep, gpu_block_device_bytes, simulate
 from srcnet_sim.sky.catalogues import load_sky_model
 from srcnet_sim.telescope import Telescope, load_telescope
 
@@ -175,8 +177,11 @@ def history_lines(settings: Settings) -> tuple[str, ...]:
     return (f"srcnet-sim {__version__}", "settings " + json.dumps(settings.model_dump(), sort_keys=True))
 
 
-def write_measurement_set(run_plan: Plan, path: Path) -> Path:
-    """Simulate every time step and write the MS at `path` (in the run's scratch directory; staging publishes it)."""
+def write_measurement_set(run_plan: Plan, path: Path, backend: str = "cpu") -> Path:
+    """Simulate every time step and write the MS at `path` (in the run's scratch directory; staging publishes it).
+
+    backend: "cpu" or "gpu" (see simulate.backend); a writer thread writes step n while step n + 1 is predicted.
+    """
     obs = run_plan.observation
     settings = run_plan.settings
     description = MSDescription(
@@ -189,9 +194,11 @@ def write_measurement_set(run_plan: Plan, path: Path) -> Path:
     sigma = obs.baseline_sigma()
     space = DiskGuard(path.parent, "TMPDIR", run_plan.estimate.ms_expected_bytes)
     with MeasurementSetWriter(path, description) as writer:
-        for done, step in enumerate(track(simulate(obs), len(obs.times_s), "simulate")):
-            space.check(1.0 - done / len(obs.times_s))
+        def write(step: TimeStep) -> None:
+            space.check(1.0 - step.index / len(obs.times_s))
             writer.append(step.time_s, obs.interval_s, ant1, ant2, step.uvw_m, step.vis.astype(np.complex64, copy=False), sigma)
+
+        write_behind(track(simulate(obs, backend=backend), len(obs.times_s), "simulate"), write)
     return path
 
 
@@ -336,7 +343,14 @@ def run(settings: Settings, products: set[str], overwrite: bool = False, notific
     """
     logger.info("plan: telescope %s, sky %s, products %s", settings.telescope, settings.sky_model,
                 ", ".join(p for p in PRODUCTS if p in products) or "none")
+    backend = resolve_backend(settings.backend)
     run_plan = plan(settings, products)
+    if backend.name == "gpu":
+        steps, need = gpu_block_device_bytes(run_plan.observation)
+        logger.info("predictor: GPU backend on %s; a block of %d steps needs about %s of device memory "
+                    "(sources are chunked to what is free)", backend.device, steps, human(need))
+    else:
+        logger.info("predictor: CPU backend (%s)", backend.device)
     sizes = run_plan.estimate
     logger.info("plan: %d dishes, %d baselines, %d sources, %d time steps x %d channels; MS about %s",
                 run_plan.telescope.n_dish, sizes.n_baselines, sizes.n_sources, sizes.n_times, sizes.n_channels,
@@ -361,7 +375,7 @@ def run(settings: Settings, products: set[str], overwrite: bool = False, notific
                     scratch.live_directory(product_dir, scratch.PARTIAL_PREFIX) as private_dir:
                 made = {}
                 if "vis" in run_plan.made:
-                    made["vis"] = write_measurement_set(run_plan, scratch_dir / run_plan.file_name("vis"))
+                    made["vis"] = write_measurement_set(run_plan, scratch_dir / run_plan.file_name("vis"), backend.name)
                     logger.info("wrote %s", made["vis"])
                 if "dirty" in run_plan.made:
                     made.update(make_images(run_plan, made["vis"], scratch_dir))

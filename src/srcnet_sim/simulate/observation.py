@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -14,6 +15,9 @@ from srcnet_sim.simulate.noise import add_noise, baseline_sigma_jy, sefd_jy
 from srcnet_sim.simulate.predict import SourceTerms, baseline_pairs, predict_time_step
 from srcnet_sim.sky import SkyModel
 from srcnet_sim.telescope import Telescope
+
+if TYPE_CHECKING:
+    from srcnet_sim.simulate.predict_gpu import GpuPredictor
 
 RATE_STEP_S = 1.0  # half-step of the central difference giving d(uvw)/dt
 
@@ -86,8 +90,16 @@ class TimeStep:
     vis: np.ndarray
 
 
-def simulate(obs: Observation, time_indices: range | None = None) -> Iterator[TimeStep]:
-    """Yield the visibilities of each time step in turn; memory holds one step at a time."""
+def simulate(obs: Observation, time_indices: range | None = None, backend: str = "cpu",
+             gpu_predictor: GpuPredictor | None = None) -> Iterator[TimeStep]:
+    """Yield the visibilities of each time step in turn; memory holds one step (GPU: one small block of steps).
+
+    backend: "cpu" (numba/BLAS, one step at a time) or "gpu" (`predict_gpu`, blocks of steps on the device).
+    gpu_predictor: the `predict_gpu.GpuPredictor` to use (default: one on CuPy's current device).
+    """
+    if backend == "gpu":
+        yield from _simulate_gpu(obs, time_indices, gpu_predictor)
+        return
     ant1, ant2 = obs.baselines
     _, dish_type = dish_types(obs.beam, obs.telescope.diameters_m)
     terms = obs.source_terms()
@@ -108,3 +120,67 @@ def simulate(obs: Observation, time_indices: range | None = None) -> Iterator[Ti
             add_noise(vis, sigma, obs.seed, t_index, ant1 == ant2)
         yield TimeStep(index=t_index, time_s=float(times[i]), uvw_m=dish_uvw[ant1] - dish_uvw[ant2], vis=vis)
 
+
+GPU_BLOCK_BYTES = 256 << 20  # host memory for one block of GPU-predicted steps
+GPU_MAX_STEPS_PER_BLOCK = 16
+
+
+def gpu_steps_per_block(obs: Observation) -> int:
+    """Time steps the GPU predicts at once: up to 16, while their visibilities fit GPU_BLOCK_BYTES on the host."""
+    step_bytes = len(obs.baselines[0]) * len(obs.freq_hz) * 4 * np.dtype(obs.dtype).itemsize
+    return int(max(1, min(GPU_MAX_STEPS_PER_BLOCK, len(obs.times_s), GPU_BLOCK_BYTES // step_bytes)))
+
+
+def gpu_block_device_bytes(obs: Observation) -> tuple[int, int]:
+    """(steps per block, device memory the GPU predictor needs for one block with all sources at once, bytes).
+
+    With less free device memory it processes the sources (and channels) in chunks instead.
+    """
+    from srcnet_sim.simulate.predict_gpu import block_device_bytes
+
+    steps = gpu_steps_per_block(obs)
+    return steps, block_device_bytes(steps, obs.telescope.n_dish, len(obs.freq_hz), len(obs.sky),
+                                     len(obs.baselines[0]), obs.dtype)
+
+
+def _simulate_gpu(obs: Observation, time_indices: range | None, predictor: GpuPredictor | None) -> Iterator[TimeStep]:
+    """`simulate` on the GPU: blocks of steps (bounded by GPU_BLOCK_BYTES) predicted together, one block ahead:
+    the device computes block n + 1 while the steps of block n are yielded (and written)."""
+    if predictor is None:
+        import cupy
+
+        from srcnet_sim.simulate.predict_gpu import GpuPredictor
+
+        predictor = GpuPredictor(cupy)
+    ant1, ant2 = obs.baselines
+    _, dish_type = dish_types(obs.beam, obs.telescope.diameters_m)
+    terms = obs.source_terms()
+    sigma = obs.baseline_sigma()
+    indices = list(range(len(obs.times_s)) if time_indices is None else time_indices)
+    per_block = gpu_steps_per_block(obs)
+    width = obs.channel_width_hz if obs.smearing != "off" else 0.0
+    smear_time = obs.smearing == "bandwidth+time"
+
+    def steps_of(block: list[int], times: np.ndarray, dish_uvw: np.ndarray, vis: np.ndarray) -> Iterator[TimeStep]:
+        for i, t_index in enumerate(block):
+            step_vis = np.ascontiguousarray(vis[i])
+            if obs.noise:
+                add_noise(step_vis, sigma, obs.seed, t_index, ant1 == ant2)
+            yield TimeStep(index=t_index, time_s=float(times[i]), uvw_m=dish_uvw[i][ant1] - dish_uvw[i][ant2],
+                           vis=step_vis)
+
+    ready = None  # the previous block, on the host
+    for start in range(0, len(indices), per_block):
+        block = indices[start:start + per_block]
+        times = obs.times_s[block]
+        dish_uvw = obs.dish_uvw(times)
+        rate = ((obs.dish_uvw(times + RATE_STEP_S) - obs.dish_uvw(times - RATE_STEP_S)) / (2 * RATE_STEP_S)
+                if smear_time else None)
+        on_device = predictor.predict(dish_uvw, terms, dish_type, obs.freq_hz, ant1, ant2, channel_width_hz=width,
+                                      dish_uvw_rate_m_s=rate, interval_s=obs.interval_s, dtype=obs.dtype,
+                                      to_host=False)  # queued on the device; returns at once
+        if ready is not None:
+            yield from steps_of(*ready)
+        ready = (block, times, dish_uvw, predictor.to_host(on_device))
+    if ready is not None:
+        yield from steps_of(*ready)
