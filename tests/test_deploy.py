@@ -360,7 +360,8 @@ def test_daskjob_workers_are_sized_from_the_block_budget():
 
 
 def test_dask_workers_option_is_checked_before_any_work():
-    for args in (["--dask-workers", "0"], ["--dask-workers", "many"], ["--dask-workers", "2", "--cronjob", "0 * * * *"]):
+    for args in (["--dask-workers", "0"], ["--dask-workers", "many"], ["--dask-workers", "2", "--cronjob", "0 * * * *"],
+                 ["--dask-workers", "2", "--gpu"]):
         result = run_cli(["k8s-manifest", *args])
         assert result.returncode == 2 and result.stdout == "", args
         assert result.stderr.count("\n") == 1 and "--dask-workers" in result.stderr, result.stderr
