@@ -44,9 +44,9 @@ def rows():
     return times, ant1, ant2, uvw, data, sigma, flag
 
 
-def write(path: Path, rows, blocks: tuple[int, ...] | None, with_flags: bool = True) -> Path:
+def write(path: Path, rows, blocks: tuple[int, ...] | None, with_flags: bool = True, tile_channels: int | None = None) -> Path:
     times, ant1, ant2, uvw, data, sigma, flag = rows
-    with MeasurementSetWriter(path, description()) as writer:
+    with MeasurementSetWriter(path, description(), tile_channels) as writer:
         if blocks is None:
             for t in range(N_T):
                 writer.append(float(times[t]), INTERVAL_S, ant1, ant2, uvw[t], data[t], sigma, flag[t] if with_flags else None)
@@ -121,6 +121,18 @@ def test_append_block_writes_the_same_table_as_append(tmp_path: Path, block_ms: 
             if column == "FLAG_CATEGORY":
                 continue
             np.testing.assert_array_equal(a.getcol(column), b.getcol(column), err_msg=column)
+
+
+def test_tiles_of_a_block_of_channels_hold_the_same_values(tmp_path: Path, block_ms: Path, rows):
+    """DATA and FLAG tiles of 2 of the 5 channels (for writers that write blocks of channels): the same cells."""
+    ms = write(tmp_path / "tiles.ms", rows, BLOCKS, tile_channels=2)
+    with table(str(ms), ack=False) as a, table(str(block_ms), ack=False) as b:
+        shapes = {dm["NAME"]: dm["SPEC"]["HYPERCUBES"]["*1"]["TileShape"] for dm in a.getdminfo().values()
+                  if dm["TYPE"] == "TiledColumnStMan"}
+        assert list(shapes["TiledDATA"][:2]) == list(shapes["TiledFlag"][:2]) == [4, 2]
+        for column in ("DATA", "FLAG", "UVW", "WEIGHT", "TIME"):
+            np.testing.assert_array_equal(a.getcol(column), b.getcol(column), err_msg=column)
+        np.testing.assert_array_equal(a.getcolslice("DATA", [1, 0], [3, 3]), b.getcolslice("DATA", [1, 0], [3, 3]))
 
 
 def test_default_flags_are_false(tmp_path: Path, rows):

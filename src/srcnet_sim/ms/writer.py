@@ -4,7 +4,8 @@ Holds no science: it receives times, UVW, visibilities and weights as arrays and
 
 Storage layout of the main table (all standard casacore storage managers, as CASA itself writes them):
 DATA, FLAG, WEIGHT, SIGMA and UVW have fixed cell shapes in TiledColumnStMan hypercubes whose tiles hold
-whole rows (all channels and correlations of TILE_ROWS-many rows, about TILE_BYTES); FLAG is stored as bits.
+whole rows (all channels and correlations of as many rows as fit in about TILE_BYTES; optionally a block of
+channels, see MeasurementSetWriter); FLAG is stored as bits.
 Columns constant over a time step (TIME, INTERVAL, SCAN_NUMBER, ...) are in an IncrementalStMan, which
 stores a value only where it changes; ANTENNA1/2 (and the empty FLAG_CATEGORY) in a StandardStMan. A block
 of several dumps is one putcol per column (see append_block).
@@ -64,11 +65,14 @@ class MeasurementSetWriter:
     consecutive steps at once (the same rows, fewer and larger writes). DATA is complex64.
     """
 
-    def __init__(self, path: Path, description: MSDescription) -> None:
+    def __init__(self, path: Path, description: MSDescription, tile_channels: int | None = None) -> None:
+        """tile_channels: channels per DATA and FLAG tile (default all). Writers that write a block of channels
+        at a time pass the block's channel count, so that each block fills whole tiles (no read-modify-write)."""
         self.path = Path(path)
         self.description = description
         n_chan, n_corr = len(description.freq_hz), len(LINEAR_CORR_TYPES)
-        self._main = default_ms(str(self.path), main_table_description(n_chan, n_corr), main_table_layout(n_chan, n_corr))
+        self._main = default_ms(str(self.path), main_table_description(n_chan, n_corr),
+                                main_table_layout(n_chan, n_corr, tile_channels))
         self._n_rows = 0
         self._weights: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # sigma given, SIGMA rows, WEIGHT rows
         self._write_subtables()
@@ -262,12 +266,16 @@ class MeasurementSetWriter:
                 hist.putcol("APPLICATION", [d.application] * n_hist)
 
 
-def _tiled(name: str, column: str, cell_shape: tuple[int, ...], bits_per_value: int) -> dict:
-    """A TiledColumnStMan for `column` whose tiles hold whole rows, about TILE_BYTES each (C-order cell shape)."""
-    row_bits = int(np.prod(cell_shape)) * bits_per_value
+def _tiled(name: str, column: str, cell_shape: tuple[int, ...], bits_per_value: int, tile_channels: int | None = None) -> dict:
+    """A TiledColumnStMan for `column` (C-order cell shape) with tiles of about TILE_BYTES: whole rows, or the first
+    `tile_channels` of the cell's first axis (channels) of each row."""
+    tile_cell = list(cell_shape)
+    if tile_channels:
+        tile_cell[0] = min(tile_channels, tile_cell[0])
+    row_bits = int(np.prod(tile_cell)) * bits_per_value
     rows = max(1, TILE_BYTES * 8 // row_bits)
     return {"TYPE": "TiledColumnStMan", "NAME": name, "COLUMNS": np.array([column]),
-            "SPEC": {"DEFAULTTILESHAPE": np.array([*cell_shape[::-1], rows], dtype=np.int32)}}
+            "SPEC": {"DEFAULTTILESHAPE": np.array([*tile_cell[::-1], rows], dtype=np.int32)}}
 
 
 def main_table_description(n_chan: int, n_corr: int) -> dict:
@@ -283,11 +291,12 @@ def main_table_description(n_chan: int, n_corr: int) -> dict:
     ])
 
 
-def main_table_layout(n_chan: int, n_corr: int) -> dict:
-    """The data-manager info of the main table (see the module docstring)."""
+def main_table_layout(n_chan: int, n_corr: int, tile_channels: int | None = None) -> dict:
+    """The data-manager info of the main table (see the module docstring); DATA and FLAG tiles span `tile_channels`
+    channels (default all)."""
     managers = [
-        _tiled("TiledDATA", "DATA", (n_chan, n_corr), 64),
-        _tiled("TiledFlag", "FLAG", (n_chan, n_corr), 1),
+        _tiled("TiledDATA", "DATA", (n_chan, n_corr), 64, tile_channels),
+        _tiled("TiledFlag", "FLAG", (n_chan, n_corr), 1, tile_channels),
         _tiled("TiledWeight", "WEIGHT", (n_corr,), 32),
         _tiled("TiledSigma", "SIGMA", (n_corr,), 32),
         _tiled("TiledUVW", "UVW", (3,), 64),
