@@ -20,10 +20,18 @@ from types import ModuleType
 import numpy as np
 
 from srcnet_sim.simulate.beams import SPEED_OF_LIGHT_M_S
-from srcnet_sim.simulate.gpu_kernel import TILE, baseline_kernel, launch_shape
+from srcnet_sim.simulate.gpu_kernel import (TILE, baseline_kernel, grouped_kernel, grouped_shape, grouped_tile,
+                                            launch_shape)
 from srcnet_sim.simulate.predict import SourceTerms
 
+# The per-baseline kernel: "grouped" (gpu_kernel.grouped_kernel: each thread sums ROWS_PER_GROUP dish rows) or
+# "rows" (gpu_kernel.baseline_kernel: each thread sums one row; the first version, kept to compare).
+KERNEL = "grouped"
+ROWS_PER_GROUP = 8  # dish rows p whose sums one thread of the grouped kernel keeps in registers
 CHANNELS_PER_BLOCK = 4  # channels whose sums one kernel thread keeps in registers
+# Sums [rows, channels, Stokes] one thread of the grouped kernel keeps (complex; x2 registers, x4 in double):
+# rows and channels are lowered to fit (4 Stokes: 8 rows x 1 channel in single precision, 4 x 1 in double).
+SUMS_PER_THREAD = {False: 32, True: 16}
 SOURCES_PER_TILE = TILE  # sources whose row values a block holds in shared memory at a time
 # Blocks per multiprocessor the source dimension is split to reach: several waves of equal blocks, so that
 # the last, partly filled wave costs little (slices meet in atomic adds, a few per thread).
@@ -205,18 +213,57 @@ class GpuPredictor:
 
     def _launch(self, z, stokes, bw, rate, half_interval_f, per_c, uvw, gaussian, n_point: int, out,
                 real_dtype: type) -> None:
-        """Adds the per-baseline sums of these sources to `out` (n_time, n_chan, n_stokes, 2, n_dish, n_dish)."""
+        """Adds the per-baseline sums of these sources to `out` (n_time, n_chan, n_stokes, 2, n_dish, n_dish);
+        sources [0, n_point) are points, the others Gaussians."""
         n_time, n_chan, n_src, n_dish = z.shape
         n_stokes = stokes.shape[1]
-        ch = min(CHANNELS_PER_BLOCK, n_chan)
-        grid, threads = launch_shape(n_dish, n_src, n_time, n_chan, ch, n_src)
-        splits = max(1, math.ceil(BLOCKS_PER_SM * self.n_sm / (grid[0] * grid[2])))
-        tile = SOURCES_PER_TILE
-        src_per_block = tile * max(1, math.ceil(n_src / splits / tile))
-        grid, threads = launch_shape(n_dish, n_src, n_time, n_chan, ch, src_per_block)
-        kernel = baseline_kernel(real_dtype == np.float64, n_stokes, ch, tile)
+        double = real_dtype == np.float64
         dummy = self.xp.zeros(1, dtype=real_dtype)
         bwx, bwe = (a.ravel() for a in bw) if bw is not None else (dummy, dummy.astype(z.dtype))
-        kernel[grid, threads](z.ravel(), stokes, bwx, bwe, rate.ravel() if rate is not None else dummy,
-                              half_interval_f, per_c, uvw, gaussian, n_point, src_per_block, bw is not None,
-                              rate is not None, n_chan, n_src, n_dish, out)
+        rate_flat = rate.ravel() if rate is not None else dummy
+        if KERNEL == "rows":
+            ch = min(CHANNELS_PER_BLOCK, n_chan)
+            grid, threads = launch_shape(n_dish, n_src, n_time, n_chan, ch, n_src)
+            splits = max(1, math.ceil(BLOCKS_PER_SM * self.n_sm / (grid[0] * grid[2])))
+            tile = SOURCES_PER_TILE
+            src_per_block = tile * max(1, math.ceil(n_src / splits / tile))
+            grid, threads = launch_shape(n_dish, n_src, n_time, n_chan, ch, src_per_block)
+            kernel = baseline_kernel(double, n_stokes, ch, tile)
+            kernel[grid, threads](*self._device_args(z.ravel(), stokes, bwx, bwe, rate_flat, half_interval_f, per_c,
+                                                     uvw, gaussian), n_point, src_per_block, bw is not None,
+                                  rate is not None, n_chan, n_src, n_dish, self._device_arg(out))
+            return
+        rows, ch, tile = grouped_launch_shape(double, n_stokes, n_chan)
+        args = self._device_args(z.ravel(), stokes, bwx, bwe, rate_flat, half_interval_f, per_c, uvw, gaussian)
+        out_arg = self._device_arg(out)
+        n_point = min(n_point, n_src)
+        for first, last, is_gaussian in ((0, n_point, False), (n_point, n_src, True)):
+            if last <= first:
+                continue
+            grid, threads = grouped_shape(n_dish, last - first, n_time, n_chan, rows, ch, last - first)
+            splits = max(1, math.ceil(BLOCKS_PER_SM * self.n_sm / (grid[0] * grid[2])))
+            src_per_block = tile * max(1, math.ceil((last - first) / splits / tile))
+            grid, threads = grouped_shape(n_dish, last - first, n_time, n_chan, rows, ch, src_per_block)
+            kernel = grouped_kernel(double, n_stokes, rows, ch, tile, bw is not None, rate is not None, is_gaussian)
+            kernel[grid, threads](*args, first, last, src_per_block, n_chan, n_src, n_dish, out_arg)
+
+    def _device_arg(self, array):
+        """`array` for a numba.cuda launch: CuPy arrays are wrapped without numba's stream synchronisation
+        (both use the default stream, so the launch is ordered after the work that made them)."""
+        if self.xp is np:
+            return array
+        from numba import cuda
+
+        return cuda.as_cuda_array(array, sync=False)
+
+    def _device_args(self, *arrays) -> list:
+        return [self._device_arg(a) for a in arrays]
+
+
+def grouped_launch_shape(double: bool, n_stokes: int, n_chan: int) -> tuple[int, int, int]:
+    """(rows per group, channels per block, sources per tile) of the grouped kernel for this workload: the
+    module defaults, lowered so that the sums fit SUMS_PER_THREAD and the tile the shared memory."""
+    budget = SUMS_PER_THREAD[double]
+    rows = max(1, min(ROWS_PER_GROUP, budget // n_stokes))
+    ch = max(1, min(CHANNELS_PER_BLOCK, n_chan, budget // (rows * n_stokes)))
+    return rows, ch, grouped_tile(double, n_stokes, rows, ch, SOURCES_PER_TILE)
