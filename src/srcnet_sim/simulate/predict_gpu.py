@@ -128,23 +128,27 @@ class GpuPredictor:
         freq = np.asarray(freq_hz, dtype=np.float64)
         per_c = xp.asarray(freq / SPEED_OF_LIGHT_M_S, dtype=real_dtype)
         half_interval_f = xp.asarray(0.5 * interval_s * freq, dtype=real_dtype)
-        matrices = xp.zeros((n_time, n_chan, n_stokes, n_dish, n_dish), dtype=np.complex128)
-        kernel_out = xp.zeros((n_time, n_chan, n_stokes, 2, n_dish, n_dish), dtype=real_dtype)
+        matrices = (xp.zeros((n_time, n_chan, n_stokes, n_dish, n_dish), dtype=dtype) if kernel_start > 0 else None)
+        kernel_out = (xp.zeros((n_time, n_chan, n_stokes, 2, n_dish, n_dish), dtype=real_dtype)
+                      if kernel_start < n_src else None)
 
         chan_chunk, src_chunk = self._chunks(n_time, n_dish, n_chan, n_src, len(ant1), dtype)
         for c0 in range(0, n_chan, chan_chunk):
             chans = slice(c0, min(c0 + chan_chunk, n_chan))
-            chunk_out = kernel_out if chan_chunk == n_chan else xp.zeros_like(kernel_out[:, chans])  # contiguous
+            chunk_out = (kernel_out if chan_chunk == n_chan or kernel_out is None
+                         else xp.zeros_like(kernel_out[:, chans]))  # contiguous
             for s0 in range(0, n_src, src_chunk):
                 s1 = min(s0 + src_chunk, n_src)
                 z, path = self._phasors(uvw, dev, dish_type_dev, freq, chans, s0, s1, dtype)
                 point_end = min(max(kernel_start, s0), s1)  # sources [s0, point_end) go to the matrix products
-                if point_end > s0:
+                if point_end > s0:  # one batched gemm for all Stokes: (X_x Z)^T conj(Z), [x, p] stacked as rows
                     points = z[:, :, :point_end - s0]
-                    for x in range(n_stokes):
-                        weighted = points * dev["stokes"][chans, x, s0:point_end, None].astype(dtype)
-                        matrices[:, chans, x] += xp.matmul(weighted.transpose(0, 1, 3, 2), points.conj())
-                    del points, weighted
+                    weighted = points[:, :, :, None, :] * dev["stokes"][chans, :n_stokes, s0:point_end].transpose(
+                        0, 2, 1)[None, :, :, :, None].astype(dtype)  # (n_time, n_chan, n_src, n_stokes, n_dish)
+                    weighted = weighted.reshape(n_time, -1, point_end - s0, n_stokes * n_dish)
+                    product = xp.matmul(weighted.transpose(0, 1, 3, 2), points.conj())
+                    matrices[:, chans] += product.reshape(n_time, -1, n_stokes, n_dish, n_dish)
+                    del points, weighted, product
                 if point_end < s1:
                     k = slice(point_end - s0, s1 - s0)
                     bw = self._bandwidth_terms(path[:, k], channel_width_hz, dtype) if channel_width_hz > 0 else None
@@ -160,11 +164,16 @@ class GpuPredictor:
                 del z, path
             if chunk_out is not kernel_out:
                 kernel_out[:, chans] += chunk_out
+            del chunk_out
 
         a1, a2 = xp.asarray(ant1), xp.asarray(ant2)
-        sums = matrices[..., a1, a2] + (kernel_out[:, :, :, 0][..., a1, a2] + 1j * kernel_out[:, :, :, 1][..., a1, a2])
+        sums = xp.zeros((n_time, n_chan, n_stokes, len(ant1)), dtype=dtype)
+        if matrices is not None:
+            sums += matrices[..., a1, a2]
+        if kernel_out is not None:
+            sums += kernel_out[:, :, :, 0][..., a1, a2] + 1j * kernel_out[:, :, :, 1][..., a1, a2]
         sums = sums.transpose(0, 3, 1, 2)  # (n_time, n_baseline, n_chan, n_stokes)
-        full = xp.zeros(sums.shape[:3] + (4,), dtype=np.complex128)
+        full = xp.zeros(sums.shape[:3] + (4,), dtype=dtype)
         full[..., :n_stokes] = sums
         auto = np.flatnonzero(np.asarray(ant1) == np.asarray(ant2))
         if len(auto):  # sum_s X_s |Z_p|^2 is real: drop round-off imaginary parts
