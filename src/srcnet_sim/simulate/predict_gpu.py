@@ -15,6 +15,8 @@ sized to the device memory left free, so memory stays bounded whatever the sky s
 from __future__ import annotations
 
 import math
+import time
+from contextlib import contextmanager
 from types import ModuleType
 
 import numpy as np
@@ -63,6 +65,9 @@ class GpuPredictor:
         xp: cupy, or numpy for tests without a device.
         memory_bytes: device memory to use at most; default: half of what the device has free.
         min_source_chunk: fewest sources per chunk (tests lower it to exercise the chunking).
+
+    Set `timings` to a dict to have the seconds of each stage added to it (benchmarks/bench_gpu.py): the device
+    is then synchronised around every stage, which costs the overlap of host and device work.
     """
 
     def __init__(self, xp: ModuleType, memory_bytes: int | None = None, min_source_chunk: int = MIN_SOURCE_CHUNK):
@@ -71,10 +76,27 @@ class GpuPredictor:
         self.min_source_chunk = min_source_chunk
         self._terms: SourceTerms | None = None
         self._terms_dev: dict = {}
+        self.timings: dict[str, float] | None = None
         self.n_sm = 132
         if xp.__name__ == "cupy":
             device = xp.cuda.Device()
             self.n_sm = int(device.attributes["MultiProcessorCount"])
+
+    @contextmanager
+    def _stage(self, name: str):
+        """Adds the seconds of the enclosed device work to self.timings[name] (when timing)."""
+        if self.timings is None:
+            yield
+            return
+        self._synchronize()
+        start = time.perf_counter()
+        yield
+        self._synchronize()
+        self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+
+    def _synchronize(self) -> None:
+        if self.xp is not np:
+            self.xp.cuda.Device().synchronize()
 
     def _budget(self) -> int:
         if self.memory_bytes is not None:
@@ -114,7 +136,8 @@ class GpuPredictor:
         """
         xp = self.xp
         real_dtype = np.float32 if dtype == np.complex64 else np.float64
-        dev = self._upload_terms(terms, real_dtype)
+        with self._stage("upload"):
+            dev = self._upload_terms(terms, real_dtype)
         n_time, n_dish = dish_uvw_m.shape[:2]
         n_chan, n_src = len(freq_hz), len(terms.lmn)
         n_stokes = 4 if np.any(terms.stokes[:, 1:, :]) else 1
@@ -139,33 +162,47 @@ class GpuPredictor:
                          else xp.zeros_like(kernel_out[:, chans]))  # contiguous
             for s0 in range(0, n_src, src_chunk):
                 s1 = min(s0 + src_chunk, n_src)
-                z, path = self._phasors(uvw, dev, dish_type_dev, freq, chans, s0, s1, dtype)
+                with self._stage("phasors"):
+                    z, path = self._phasors(uvw, dev, dish_type_dev, freq, chans, s0, s1, dtype)
                 point_end = min(max(kernel_start, s0), s1)  # sources [s0, point_end) go to the matrix products
                 if point_end > s0:  # one batched gemm for all Stokes: (X_x Z)^T conj(Z), [x, p] stacked as rows
-                    points = z[:, :, :point_end - s0]
-                    weighted = points[:, :, :, None, :] * dev["stokes"][chans, :n_stokes, s0:point_end].transpose(
-                        0, 2, 1)[None, :, :, :, None].astype(dtype)  # (n_time, n_chan, n_src, n_stokes, n_dish)
-                    weighted = weighted.reshape(n_time, -1, point_end - s0, n_stokes * n_dish)
-                    product = xp.matmul(weighted.transpose(0, 1, 3, 2), points.conj())
-                    matrices[:, chans] += product.reshape(n_time, -1, n_stokes, n_dish, n_dish)
-                    del points, weighted, product
+                    with self._stage("point-source gemm"):
+                        points = z[:, :, :point_end - s0]
+                        weighted = points[:, :, :, None, :] * dev["stokes"][chans, :n_stokes, s0:point_end].transpose(
+                            0, 2, 1)[None, :, :, :, None].astype(dtype)  # (n_time, n_chan, n_src, n_stokes, n_dish)
+                        weighted = weighted.reshape(n_time, -1, point_end - s0, n_stokes * n_dish)
+                        product = xp.matmul(weighted.transpose(0, 1, 3, 2), points.conj())
+                        matrices[:, chans] += product.reshape(n_time, -1, n_stokes, n_dish, n_dish)
+                        del points, weighted, product
                 if point_end < s1:
                     k = slice(point_end - s0, s1 - s0)
-                    bw = self._bandwidth_terms(path[:, k], channel_width_hz, dtype) if channel_width_hz > 0 else None
-                    rate = None
-                    if smear_time:
-                        rate = (xp.matmul(dev["lmn"][point_end:s1], rate_uvw.transpose(0, 2, 1))
-                                / SPEED_OF_LIGHT_M_S).astype(real_dtype)
-                    self._launch(xp.ascontiguousarray(z[:, :, k]),
-                                 xp.ascontiguousarray(dev["stokes"][chans, :n_stokes, point_end:s1]),
-                                 bw, rate, half_interval_f[chans], per_c[chans], uvw,
-                                 xp.ascontiguousarray(dev["gaussian"][:, point_end:s1]),
-                                 max(terms.n_point - point_end, 0), chunk_out, real_dtype)
+                    with self._stage("smearing terms"):
+                        bw = (self._bandwidth_terms(path[:, k], channel_width_hz, dtype) if channel_width_hz > 0
+                              else None)
+                        rate = None
+                        if smear_time:
+                            rate = (xp.matmul(dev["lmn"][point_end:s1], rate_uvw.transpose(0, 2, 1))
+                                    / SPEED_OF_LIGHT_M_S).astype(real_dtype)
+                    with self._stage("per-baseline kernel"):
+                        self._launch(xp.ascontiguousarray(z[:, :, k]),
+                                     xp.ascontiguousarray(dev["stokes"][chans, :n_stokes, point_end:s1]),
+                                     bw, rate, half_interval_f[chans], per_c[chans], uvw,
+                                     xp.ascontiguousarray(dev["gaussian"][:, point_end:s1]),
+                                     max(terms.n_point - point_end, 0), chunk_out, real_dtype)
                 del z, path
             if chunk_out is not kernel_out:
                 kernel_out[:, chans] += chunk_out
             del chunk_out
 
+        with self._stage("baselines and correlations"):
+            vis = self._assemble(matrices, kernel_out, ant1, ant2, n_stokes, dtype)
+        return self.to_host(vis) if to_host else vis
+
+    def _assemble(self, matrices, kernel_out, ant1: np.ndarray, ant2: np.ndarray, n_stokes: int, dtype: type):
+        """(n_time, n_baseline, n_chan, 4) correlations from the dish-pair sums of the gemm and the kernel."""
+        xp = self.xp
+        some = matrices if matrices is not None else kernel_out
+        n_time, n_chan = some.shape[:2]
         a1, a2 = xp.asarray(ant1), xp.asarray(ant2)
         sums = xp.zeros((n_time, n_chan, n_stokes, len(ant1)), dtype=dtype)
         if matrices is not None:
@@ -179,12 +216,12 @@ class GpuPredictor:
         if len(auto):  # sum_s X_s |Z_p|^2 is real: drop round-off imaginary parts
             auto = xp.asarray(auto)
             full[:, auto] = full[:, auto].real.astype(full.dtype)
-        vis = stokes_to_linear_xp(xp, full).astype(dtype)
-        return self.to_host(vis) if to_host else vis
+        return stokes_to_linear_xp(xp, full).astype(dtype)
 
     def to_host(self, array) -> np.ndarray:
         """A NumPy copy of a device array (waits for the device)."""
-        return np.asarray(array) if self.xp is np else self.xp.asnumpy(array)
+        with self._stage("device to host copy"):
+            return np.asarray(array) if self.xp is np else self.xp.asnumpy(array)
 
     def _chunks(self, n_time: int, n_dish: int, n_chan: int, n_src: int, n_baseline: int, dtype: type) -> tuple[int, int]:
         """(channels, sources) per chunk so that one chunk's working set fits the memory budget."""
@@ -259,7 +296,7 @@ class GpuPredictor:
     def _device_arg(self, array):
         """`array` for a numba.cuda launch: CuPy arrays are wrapped without numba's stream synchronisation
         (both use the default stream, so the launch is ordered after the work that made them)."""
-        if self.xp is np:
+        if not hasattr(array, "__cuda_array_interface__"):  # NumPy (the CUDA simulator, the CuPy stand-in)
             return array
         from numba import cuda
 
