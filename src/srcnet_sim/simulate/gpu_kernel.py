@@ -5,6 +5,10 @@ It computes, for every dish pair p <= q, every channel k and Stokes parameter x,
 with the baseline-dependent real weight w = bandwidth sinc * time sinc * Gaussian envelope, the
 same terms and conventions as `predict._weighted_sums` on the CPU.
 
+Two kernels compute these sums: `grouped_kernel` (the predictor's default: each thread serves one dish q
+against a group of rows p, so q's values are read once per source for all of them) and `baseline_kernel`
+(the first version: each thread serves one (p, q), kept to compare on a device), described here.
+
 Layout: every per-dish array is (time, [channel,] source, dish), dish fastest, so the threads of a
 warp (consecutive q) read consecutive addresses. One block owns two dish rows p1 = b and
 p2 = n_dish - 1 - b (n_dish - b and b + 1 baselines: n_dish + 1 threads, no idle triangle), one
@@ -211,7 +215,7 @@ def grouped_shape(n_dish: int, n_src: int, n_time: int, n_chan: int, rows: int, 
     n_groups = (n_dish + rows - 1) // rows
     threads = 32 * ((2 * n_dish - (n_groups - 1) * rows + 31) // 32)
     if threads > THREADS_MAX:
-        raise ValueError(f"the GPU kernel handles at most {THREADS_MAX // 2} dishes, not {n_dish}")
+        raise ValueError(f"{n_dish} dishes need {threads} threads per block of the GPU kernel, more than {THREADS_MAX}")
     groups = (n_chan + channels_per_block - 1) // channels_per_block
     grid = ((n_groups + 1) // 2, (n_src + src_per_block - 1) // src_per_block, n_time * groups)
     return grid, threads
