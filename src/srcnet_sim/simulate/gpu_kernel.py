@@ -349,7 +349,7 @@ def _grouped_source(rows: int, ch: int, n_stokes: int) -> str:
         f"{ind}pr = min(p0 + {i}, n_dish - 1)\n{ind}du{i} = real(duvw[t, pr, 0] - duvw[t, q, 0])\n"
         f"{ind}dv{i} = real(duvw[t, pr, 1] - duvw[t, q, 1])" for i in range(rows))
     ind4 = " " * 16
-    load_q = "\n".join(f"{ind4}zq{k} = z[zb{k} + o]" for k in range(ch))
+    load_q = "\n".join(f"{ind4}zq{k} = z[zb{k} + o]\n{ind4}zn{k} = -zq{k}.imag" for k in range(ch))
     body = []
     for i in range(rows):
         b = ind4 + "    "
@@ -366,12 +366,12 @@ def _grouped_source(rows: int, ch: int, n_stokes: int) -> str:
                     f"{b}    e0 = envelope * (ga * ua * ua + gb * uc * uc)")
         for k in range(ch):
             body.append(f"{b}wk = _channel_weight(w, hk{k}, dr, fk{k}, e0, SMEAR_T, GAUSSIAN, two_pi, sinc_exact)\n"
-                        f"{b}wr = wk * zq{k}.real\n{b}wi = wk * zq{k}.imag")
+                        f"{b}wr = wk * zq{k}.real\n{b}wi = wk * zq{k}.imag\n{b}wn = wk * zn{k}")
             for x in range(n_stokes):
                 a = f"a{i}_{k}_{x}"
                 body.append(f"{b}zx = sh_zx[(b * u64({ch}) + u64({k})) * u64({n_stokes}) + u64({x})]  # X Z_p\n"
-                            f"{b}{a}r += zx.real * wr + zx.imag * wi\n"
-                            f"{b}{a}i += zx.imag * wr - zx.real * wi")
+                            f"{b}{a}r += zx.real * wr\n{b}{a}r += zx.imag * wi\n"  # one fused multiply-add each
+                            f"{b}{a}i += zx.imag * wr\n{b}{a}i += zx.real * wn")
     atomics = []
     for i in range(rows):
         for k in range(ch):
