@@ -7,7 +7,9 @@ Workloads: the predictor benchmark's (SKA-Mid AA*, 144 dishes, 10,296 baselines,
 - srcnet-sim predictor (`simulate`, all 4 correlations, visibilities on the host): like for like
   (points, smearing off) and the default (bandwidth smearing on), on the GPU and on all CPU cores;
 - the per-baseline CUDA kernel alone, in terms/s (source x baseline x channel x dump per second),
-  for a few launch shapes.
+  for a few launch shapes (the new grouped kernel and the first one);
+- the GPU predictor's stages (phasors, smearing terms, gemm, kernel, assembly, device->host copy, the host
+  rest of `simulate`), each synchronised, for the default and the point-source workload at 10,000 sources.
 Writes bench_gpu.json to $OUT when that is set.
 
     python benchmarks/bench_gpu.py [--quick]
@@ -119,12 +121,17 @@ def seconds(value: float | None) -> str:
     return f"{value:8.3f} s" if value is not None else "  failed"
 
 
-LAUNCH_SHAPES = ((4, 32, 32), (4, 32, 64), (4, 32, 16), (2, 32, 32), (1, 32, 32), (4, 8, 32), (4, 16, 32), (4, 64, 32))
+# (kernel, rows per group, channels per block, blocks per multiprocessor, sources per tile); the first is the
+# predictor's default (predict_gpu's module constants), the last the first kernel ("rows": one row per thread).
+LAUNCH_SHAPES = (("grouped", 8, 4, 32, 32), ("grouped", 8, 4, 8, 32), ("grouped", 8, 4, 16, 64),
+                 ("grouped", 8, 2, 32, 32), ("grouped", 4, 4, 32, 32), ("grouped", 16, 2, 32, 32),
+                 ("grouped", 8, 4, 4, 32), ("rows", 1, 4, 32, 32))
+TUNED = ("KERNEL", "ROWS_PER_GROUP", "CHANNELS_PER_BLOCK", "BLOCKS_PER_SM", "SOURCES_PER_TILE")
 
 
 def kernel_rate(obs, n_steps: int, shapes=LAUNCH_SHAPES) -> dict:
-    """terms/s of the per-baseline kernel alone (bandwidth smearing, single precision) for launch shapes
-    (channels per block, blocks per multiprocessor, sources per tile); the first is the predictor's default."""
+    """terms/s of the per-baseline kernel alone (bandwidth smearing, single precision, Stokes I, all sources as
+    points) for launch shapes (see LAUNCH_SHAPES)."""
     import cupy
 
     from srcnet_sim.simulate import predict_gpu
@@ -145,18 +152,44 @@ def kernel_rate(obs, n_steps: int, shapes=LAUNCH_SHAPES) -> dict:
     gauss = dev["gaussian"]
     n_terms = n_src * (n_dish * (n_dish - 1) // 2) * n_chan * n_steps
     rates = {}
-    defaults = (predict_gpu.CHANNELS_PER_BLOCK, predict_gpu.BLOCKS_PER_SM, predict_gpu.SOURCES_PER_TILE)
-    for ch, blocks, tile in shapes:
-        predict_gpu.CHANNELS_PER_BLOCK, predict_gpu.BLOCKS_PER_SM, predict_gpu.SOURCES_PER_TILE = ch, blocks, tile
+    defaults = tuple(getattr(predict_gpu, name) for name in TUNED)
+    for shape in shapes:
+        for name, value in zip(TUNED, shape):
+            setattr(predict_gpu, name, value)
 
         def go():
             pred._launch(z, stokes, bw, None, half, per_c, uvw, gauss, n_src, out, np.float32)
             cupy.cuda.Device().synchronize()
 
         seconds = timed(go, repeat=3)
-        rates[f"channels_per_block={ch} blocks_per_sm={blocks} sources_per_tile={tile}"] = n_terms / seconds
-    predict_gpu.CHANNELS_PER_BLOCK, predict_gpu.BLOCKS_PER_SM, predict_gpu.SOURCES_PER_TILE = defaults
+        kernel, rows, ch, blocks, tile = shape
+        rates[f"kernel={kernel} rows={rows} channels={ch} blocks_per_sm={blocks} tile={tile}"] = n_terms / seconds
+    for name, value in zip(TUNED, defaults):
+        setattr(predict_gpu, name, value)
     return rates
+
+
+def breakdown(obs) -> dict:
+    """Seconds of each stage of the GPU predictor over one warm `simulate` of `obs` (device synchronised
+    around every stage), and the rest of `simulate` (host: source terms, UVW, noise, steps)."""
+    import cupy
+
+    from srcnet_sim.simulate.observation import simulate
+    from srcnet_sim.simulate.predict_gpu import GpuPredictor
+
+    predictor = GpuPredictor(cupy)
+    for _ in simulate(obs, range(1), backend="gpu", gpu_predictor=predictor):  # compiles every kernel
+        pass
+    predictor.timings = {}
+    start = time.perf_counter()
+    for _ in simulate(obs, backend="gpu", gpu_predictor=predictor):
+        pass
+    cupy.cuda.Device().synchronize()
+    total = time.perf_counter() - start
+    stages = dict(predictor.timings)
+    stages["rest of simulate (host)"] = total - sum(stages.values())
+    stages["total (synchronised)"] = total
+    return stages
 
 
 def main() -> None:
@@ -182,12 +215,18 @@ def main() -> None:
     for shape, rate in rates.items():
         log(f"per-baseline kernel, bandwidth smearing, single, {sizes[0]} sources, {shape}: {rate:.3g} terms/s")
 
+    for name, smearing, points in (("default", "bandwidth", False), ("points, no smearing", "off", True)):
+        stages = measured(RESULTS, f"breakdown {name}", breakdown,
+                          observation(sizes[0], n_time, smearing, points, telescope)) or {}
+        log(f"GPU predictor stages, {name}, {sizes[0]} sources: "
+            + ", ".join(f"{stage} {seconds:.4f} s" for stage, seconds in stages.items()))
+
     for n_src in sizes:
         row = RESULTS.setdefault(f"sources_{n_src}", {})
         if n_src != sizes[0]:
             big = observation(n_src, n_time, "bandwidth", False, telescope)
-            for shape, rate in (measured(row, "kernel_terms_per_s", kernel_rate, big, n_time, LAUNCH_SHAPES[:1])
-                                or {}).items():
+            rates = measured(row, "kernel_terms_per_s", kernel_rate, big, n_time, (LAUNCH_SHAPES[0], LAUNCH_SHAPES[-1]))
+            for shape, rate in (rates or {}).items():
                 log(f"per-baseline kernel, bandwidth smearing, single, {n_src} sources, {shape}: {rate:.3g} terms/s")
             del big
         like = observation(n_src, n_time, "off", True, telescope)

@@ -54,6 +54,7 @@ EOF
 numba_cuda_smoke() {
   $PY -c "
 import numpy as np
+import srcnet_sim.simulate.gpu_kernel  # first: its NumPy 2.5 shim (np.row_stack) lets numba-cuda 0.30 compile
 from numba import cuda
 @cuda.jit
 def add_one(a):

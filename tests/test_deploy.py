@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
+import socket
 import subprocess
+import time
+import urllib.request
 from pathlib import Path
 
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
 
 from conftest import run_cli
 from srcnet_sim.config import FIELDS, env_name, load_settings
+from srcnet_sim.k8s import DASK_JOB_NAME
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy" / "k8s"
@@ -22,8 +28,12 @@ CHECKOV = Path(os.environ.get("SRCNET_SIM_CHECKOV", REPO / ".checkov-venv" / "bi
 # The current checkov release as well (scripts/test.sh upgrades it on every run): checks change between releases.
 CHECKOV_CURRENT = Path(os.environ.get("SRCNET_SIM_CHECKOV_CURRENT", REPO / ".checkov-current-venv" / "bin" / "checkov"))
 # checkov findings accepted on purpose; the README lists each with its reason.
+DASKJOB_WORKERS = 4  # deploy/k8s/daskjob.yaml is `srcnet-sim k8s-manifest --dask-workers 4`
+DASK_SETTINGS = ("EXECUTOR", "DASK_SCHEDULER_ADDRESS", "DASK_WORKERS", "MEMORY_LIMIT", "WORKER_THREADS")
 ACCEPTED_CHECKS = {"CKV_K8S_43": "the image reference is a site placeholder: pin the digest of the image you publish"}
-CRD_KINDS = {"SecretStore", "ExternalSecret"}  # External Secrets CRDs: no schema in kubernetes-validate
+# Custom resources (no schema in kubernetes-validate) and their API groups: External Secrets, the Dask operator's DaskJob
+# (validated against the operator's own CRD in test_daskjob_validates_against_the_operators_crd).
+CRD_KINDS = {"SecretStore": "external-secrets.io/", "ExternalSecret": "external-secrets.io/", "DaskJob": "kubernetes.dask.org/"}
 
 
 def manifests() -> list[tuple[Path, dict]]:
@@ -42,6 +52,8 @@ def workflow_containers() -> list[tuple[Path, dict]]:
             found.append((path, doc["spec"]["template"]["spec"]))
         elif doc["kind"] == "CronJob":
             found.append((path, doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]))
+        elif doc["kind"] == "DaskJob":  # its runner pod, which runs `srcnet-sim run`
+            found.append((path, doc["spec"]["job"]["spec"]))
     return found
 
 
@@ -50,7 +62,7 @@ def test_manifests_validate_against_the_kubernetes_schemas():
     for path, doc in manifests():
         kinds.add(doc["kind"])
         if doc["kind"] in CRD_KINDS:
-            assert doc["apiVersion"].startswith("external-secrets.io/"), path
+            assert doc["apiVersion"].startswith(CRD_KINDS[doc["kind"]]), path
             continue
         kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
     assert {"Job", "CronJob", "PersistentVolumeClaim", "ServiceAccount", "RoleBinding", "NetworkPolicy"} <= kinds
@@ -132,7 +144,9 @@ def test_manifest_env_is_exactly_the_settings(tmp_path: Path):
     for path, pod in workflow_containers():
         env = pod["containers"][0]["env"]
         names = [e["name"] for e in env]
-        assert sorted(names) == sorted(env_name(f) for f in FIELDS), path
+        # A DaskJob's runner has the Dask executor's settings too (settings of config.Settings once merged with blocks).
+        extra = set(DASK_SETTINGS) if path.name == "daskjob.yaml" else set()
+        assert len(names) == len(set(names)) and set(names) == {env_name(f) for f in FIELDS} | extra, path
         pod_name = "srcnet-sim-aastar-hourly-29012345-x7k2p"  # what the downward API gives OBS_ID
         values = {}
         for e in env:
@@ -150,6 +164,9 @@ def test_committed_manifests_are_what_srcnet_sim_renders():
     assert job.returncode == 0 and cron.returncode == 0, job.stderr + cron.stderr
     assert job.stdout == (DEPLOY / "job.yaml").read_text()
     assert cron.stdout == (DEPLOY / "cronjob.yaml").read_text()
+    dask = run_cli(["k8s-manifest", "--dask-workers", str(DASKJOB_WORKERS)])
+    assert dask.returncode == 0, dask.stderr
+    assert dask.stdout == (DEPLOY / "daskjob.yaml").read_text()
 
 
 def test_large_run_asks_for_volumes_that_hold_its_products():
@@ -223,3 +240,222 @@ def test_image_recipe_installs_into_a_clean_venv(tmp_path: Path):
     estimate = subprocess.run([str(prefix / "bin" / "srcnet-sim"), "estimate"], capture_output=True, text=True,
                               env={"PATH": f"{prefix / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path)}, timeout=300)
     assert estimate.returncode == 0 and "measurements            3953664" in estimate.stdout, estimate.stderr
+
+
+# ---- DaskJob: the run on a Dask cluster made by the Dask Kubernetes operator ----
+# The operator's DaskJob CRD (tests/data/daskjob-crd.yaml says where it comes from).
+DASKJOB_CRD = REPO / "tests" / "data" / "daskjob-crd.yaml"
+GIB = 2**30
+
+
+def daskjob() -> dict:
+    return yaml.safe_load((DEPLOY / "daskjob.yaml").read_text())
+
+
+def daskjob_pods(doc: dict) -> dict[str, dict]:
+    """The pod templates of a DaskJob: {"runner"|"scheduler"|"worker": {"metadata": ..., "spec": PodSpec}}."""
+    cluster = doc["spec"]["cluster"]["spec"]
+    return {"runner": doc["spec"]["job"], **{part: {k: cluster[part][k] for k in ("metadata", "spec")}
+                                             for part in ("scheduler", "worker")}}
+
+
+def refusing_unknown_fields(schema: object) -> object:
+    """The CRD's structural schema, refusing fields it does not define (the API server would drop them silently)."""
+    if isinstance(schema, list):
+        return [refusing_unknown_fields(v) for v in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: refusing_unknown_fields(v) for k, v in schema.items()}
+    if "properties" in schema and "additionalProperties" not in schema and not schema.get("x-kubernetes-preserve-unknown-fields"):
+        out["additionalProperties"] = False
+    return out
+
+
+def crd_validator() -> jsonschema.Draft7Validator:
+    crd = yaml.safe_load(DASKJOB_CRD.read_text())
+    assert crd["spec"]["group"] == "kubernetes.dask.org" and crd["spec"]["names"]["kind"] == "DaskJob"
+    version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
+    return jsonschema.Draft7Validator(refusing_unknown_fields(version["schema"]["openAPIV3Schema"]))
+
+
+def test_daskjob_validates_against_the_operators_crd():
+    doc = daskjob()
+    assert doc["apiVersion"] == "kubernetes.dask.org/v1" and doc["kind"] == "DaskJob"
+    body = {k: v for k, v in doc.items() if k not in ("apiVersion", "kind", "metadata")}  # checked by the API server
+    validator = crd_validator()
+    validator.validate(body)
+    # The schema check can fail: a misspelt field and a wrong type are refused.
+    misspelt = copy.deepcopy(body)
+    misspelt["spec"]["cluster"]["spec"]["worker"]["replica"] = 4
+    wrong_type = copy.deepcopy(body)
+    wrong_type["spec"]["job"]["spec"]["containers"][0]["resources"]["limits"] = "2Gi"
+    for broken in (misspelt, wrong_type):
+        assert list(validator.iter_errors(broken)), broken
+
+
+def test_daskjob_pods_and_service_validate_against_the_kubernetes_schemas():
+    doc = daskjob()
+    for part, pod in daskjob_pods(doc).items():
+        manifest = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"{DASK_JOB_NAME}-{part}", **pod["metadata"]},
+                    "spec": pod["spec"]}
+        kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
+    service = doc["spec"]["cluster"]["spec"]["scheduler"]["service"]
+    kubernetes_validate.validate({"apiVersion": "v1", "kind": "Service", "metadata": {"name": f"{DASK_JOB_NAME}-scheduler"},
+                                  "spec": service}, KUBERNETES_VERSION, strict=True)
+
+
+def test_daskjob_runner_is_the_job_pod_with_the_dask_executor():
+    """Same image, args, volumes, security, placement and sizing as job.yaml; the Dask settings point at the scheduler
+    Service the operator makes for this DaskJob, whose pods the Service selects."""
+    doc, job = daskjob(), yaml.safe_load((DEPLOY / "job.yaml").read_text())
+    runner, job_pod = doc["spec"]["job"]["spec"], job["spec"]["template"]["spec"]
+    assert {k: v for k, v in runner.items() if k != "containers"} == {k: v for k, v in job_pod.items() if k != "containers"}
+    (container,), (job_container,) = runner["containers"], job_pod["containers"]
+    assert {k: v for k, v in container.items() if k != "env"} == {k: v for k, v in job_container.items() if k != "env"}
+    env = {e["name"]: e for e in container["env"]}
+    for entry in job_container["env"]:
+        if entry["name"] not in DASK_SETTINGS:
+            assert env[entry["name"]] == entry
+    values = {name: env[name]["value"] for name in DASK_SETTINGS}
+    assert values["EXECUTOR"] == "dask" and values["DASK_WORKERS"] == str(DASKJOB_WORKERS)
+    # The operator names the cluster after the DaskJob and its scheduler Service <name>-scheduler, port 8786.
+    name = doc["metadata"]["name"]
+    assert values["DASK_SCHEDULER_ADDRESS"] == f"tcp://{name}-scheduler:8786"
+    cluster = doc["spec"]["cluster"]["spec"]
+    service = cluster["scheduler"]["service"]
+    assert service["selector"] == {"dask.org/cluster-name": name, "dask.org/component": "scheduler"}
+    scheduler_ports = {p["name"]: p["containerPort"] for p in cluster["scheduler"]["spec"]["containers"][0]["ports"]}
+    assert {p["targetPort"]: p["port"] for p in service["ports"]} == {"tcp-comm": 8786, "http-dashboard": 8787}
+    assert scheduler_ports == {"tcp-comm": 8786, "http-dashboard": 8787}
+    assert cluster["worker"]["replicas"] == DASKJOB_WORKERS
+
+
+def test_daskjob_workers_are_sized_from_the_block_budget():
+    """A worker's Dask --memory-limit is MEMORY_LIMIT (the block budget), its container has headroom above it
+    (Dask pauses and spills first), and it has WORKER_THREADS threads and as many CPUs."""
+    from types import SimpleNamespace
+
+    from srcnet_sim import k8s
+    from srcnet_sim.workflow import plan
+
+    settings = load_settings(environ={})
+    run_plan = plan(settings, {"vis"})
+    for memory, threads in ((None, None), (8 * GIB, 4), (3 * GIB // 2, 1)):
+        workers = k8s.dask_worker_sizing(SimpleNamespace(memory_limit=memory, worker_threads=threads), 3)
+        doc = k8s.dask_job(settings, k8s.sizing(run_plan), ["run", "--vis"], workers)
+        worker = doc["spec"]["cluster"]["spec"]["worker"]
+        (container,) = worker["spec"]["containers"]
+        args = container["args"]
+        budget = memory or k8s.DASK_WORKER_MEMORY_BYTES
+        assert int(args[args.index("--memory-limit") + 1]) == budget
+        assert args[args.index("--nthreads") + 1] == str(threads or k8s.DASK_WORKER_THREADS)
+        limit = container["resources"]["limits"]
+        assert int(limit["memory"][:-2]) * GIB >= 1.2 * budget and limit == container["resources"]["requests"] | {
+            "ephemeral-storage": limit["ephemeral-storage"]}
+        assert limit["cpu"] == str(threads or k8s.DASK_WORKER_THREADS) and worker["replicas"] == 3
+        runner_env = {e["name"]: e.get("value") for e in doc["spec"]["job"]["spec"]["containers"][0]["env"]}
+        assert runner_env["MEMORY_LIMIT"] in (f"{budget // GIB}GiB", str(budget))
+        text = runner_env["MEMORY_LIMIT"]
+        assert (int(text[:-3]) * GIB if text.endswith("GiB") else int(text)) == budget
+
+
+def test_dask_workers_option_is_checked_before_any_work():
+    for args in (["--dask-workers", "0"], ["--dask-workers", "many"], ["--dask-workers", "2", "--cronjob", "0 * * * *"],
+                 ["--dask-workers", "2", "--gpu"]):
+        result = run_cli(["k8s-manifest", *args])
+        assert result.returncode == 2 and result.stdout == "", args
+        assert result.stderr.count("\n") == 1 and "--dask-workers" in result.stderr, result.stderr
+
+
+def test_dask_network_policy_lets_the_cluster_pods_talk():
+    doc = daskjob()
+    policy = next(d for _, d in manifests() if d["kind"] == "NetworkPolicy" and d["metadata"]["name"] == "srcnet-sim-dask-cluster")
+    selected = policy["spec"]["podSelector"]["matchLabels"]
+    peer = policy["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]
+    for part, pod in daskjob_pods(doc).items():
+        labels = pod["metadata"]["labels"]
+        assert selected.items() <= labels.items() and peer.items() <= labels.items(), part
+    assert policy["spec"]["egress"][0]["to"][0]["podSelector"]["matchLabels"] == peer
+
+
+@pytest.mark.parametrize("checkov", [CHECKOV, CHECKOV_CURRENT], ids=["pinned", "current"])
+def test_checkov_passes_the_daskjob_pods(tmp_path: Path, checkov: Path):
+    """checkov does not know the DaskJob kind: its three pod templates are checked as the Pods the operator makes."""
+    assert checkov.exists(), f"no checkov at {checkov}: bash scripts/test.sh installs it"
+    pods = [{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"{DASK_JOB_NAME}-{part}", "namespace": "datalake-ingestion",
+                                                              **pod["metadata"]}, "spec": pod["spec"]}
+            for part, pod in daskjob_pods(daskjob()).items()]
+    (tmp_path / "pods.yaml").write_text(yaml.safe_dump_all(pods))
+    for policy in ("networkpolicy.yaml", "dask-networkpolicy.yaml"):  # CKV2_K8S_6: a NetworkPolicy selects each pod
+        shutil.copy(DEPLOY / policy, tmp_path / policy)
+    result = subprocess.run([str(checkov), "-d", str(tmp_path), "--framework", "kubernetes", "--skip-download",
+                             "-o", "json", "--skip-check", ",".join(ACCEPTED_CHECKS)],
+                            capture_output=True, text=True, timeout=600)
+    report = json.loads(result.stdout)
+    assert [c["check_id"] for c in report["results"]["failed_checks"]] == []
+    resources = {c["resource"] for c in report["results"]["passed_checks"]}
+    assert {f"Pod.datalake-ingestion.{DASK_JOB_NAME}-{part}" for part in ("runner", "scheduler", "worker")} <= resources
+    assert report["summary"]["passed"] > 60
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_ok(url: str, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return response.status == 200 and response.read() == b"ok"
+        except OSError:
+            time.sleep(0.3)
+    return False
+
+
+def test_rendered_scheduler_and_worker_commands_make_a_real_dask_cluster(tmp_path: Path):
+    """The scheduler's and a worker's command lines of daskjob.yaml, run here on loopback (the scheduler Service's
+    name replaced by 127.0.0.1, the ports by free ones, the scratch mount by a temporary directory): their /health
+    endpoints (the probes) answer, and the worker joins with the threads and memory limit the manifest gives it."""
+    from distributed import Client
+
+    cluster = daskjob()["spec"]["cluster"]["spec"]
+    scheduler, worker = cluster["scheduler"]["spec"]["containers"][0], cluster["worker"]["spec"]["containers"][0]
+    ports = {"8786": str(free_port()), "8787": str(free_port()), "8788": str(free_port())}
+    address = f"tcp://127.0.0.1:{ports['8786']}"
+    env = {e["name"]: e["value"] for e in worker["env"]} | {"DASK_SCHEDULER_ADDRESS": address, "DASK_WORKER_NAME": "worker-0"}
+
+    def local(args: list[str]) -> list[str]:
+        out = []
+        for arg in args:
+            for name, value in env.items():
+                arg = arg.replace(f"$({name})", value)
+            arg = arg.replace("/scratch", str(tmp_path))
+            out.append(ports.get(arg, ":" + ports[arg[1:]] if arg[1:] in ports else arg))
+        return out
+
+    base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "PYTHONPATH", "LANG")}
+    processes = [subprocess.Popen(scheduler["command"] + local(scheduler["args"]), env=base, cwd=tmp_path,
+                                  stdout=subprocess.DEVNULL, stderr=open(tmp_path / "scheduler.log", "w"))]
+    try:
+        assert http_ok(f"http://127.0.0.1:{ports['8787']}/health", 60), (tmp_path / "scheduler.log").read_text()[-2000:]
+        processes.append(subprocess.Popen(worker["command"] + local(worker["args"]), env=base | env, cwd=tmp_path,
+                                          stdout=subprocess.DEVNULL, stderr=open(tmp_path / "worker.log", "w")))
+        assert http_ok(f"http://127.0.0.1:{ports['8788']}/health", 60), (tmp_path / "worker.log").read_text()[-2000:]
+        with Client(address, timeout=30) as client:
+            client.wait_for_workers(1, timeout=30)
+            (info,) = client.scheduler_info()["workers"].values()
+            args = worker["args"]
+            assert info["name"] == "worker-0" and info["nthreads"] == int(args[args.index("--nthreads") + 1])
+            assert info["memory_limit"] == int(args[args.index("--memory-limit") + 1])
+            assert client.submit(sum, [1, 2, 3]).result(timeout=30) == 6
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()

@@ -36,6 +36,22 @@ for dtype in (np.complex64, np.complex128):
         results.append({"case": [dtype.__name__, bandwidth, time_smearing], "error": relative_error(gpu, cpu),
                         "smearing_effect": relative_error(plain, cpu), "dtype": str(gpu.dtype),
                         "shape": list(gpu.shape), "want_shape": list(cpu.shape)})
+# The grouped kernel's row groups: n_dish < rows (above), several groups paired g with G - 1 - g (7 dishes in
+# groups of 2: 4 groups), an odd number of groups with a partial last one (8 dishes in groups of 3: the middle
+# group alone), autocorrelations p == q; Stokes I only (fewer sums per thread); the first kernel ("rows").
+from srcnet_sim.simulate import predict_gpu
+for kernel, rows, n_dish, stokes_i in (("grouped", 2, 7, False), ("grouped", 3, 8, True), ("rows", 8, 6, False)):
+    predict_gpu.KERNEL, predict_gpu.ROWS_PER_GROUP = kernel, rows
+    g = make_workload(n_dish=n_dish, n_src=9, n_gauss=3, n_chan=3, n_time=1, seed=rows)
+    if stokes_i:
+        g.terms.stokes[:, 1:] = 0.0
+    for dtype in (np.complex64, np.complex128):
+        cpu = cpu_predict(g, True, True, dtype)
+        gpu = gpu_predict(GpuPredictor(np), g, True, True, dtype)
+        results.append({"case": [dtype.__name__, True, True], "error": relative_error(gpu, cpu),
+                        "smearing_effect": relative_error(cpu_predict(g, False, False, dtype), cpu),
+                        "dtype": str(gpu.dtype), "shape": list(gpu.shape), "want_shape": list(cpu.shape)})
+predict_gpu.KERNEL, predict_gpu.ROWS_PER_GROUP = "grouped", 8
 # Memory budget of 1 byte: one channel and 4 sources per chunk (chunks across the point/Gaussian boundary).
 tiny = GpuPredictor(np, memory_bytes=1, min_source_chunk=4)
 for bandwidth in (False, True):
@@ -73,7 +89,7 @@ def simulated_results() -> list[dict]:
 
 def test_gpu_predictor_in_the_cuda_simulator_matches_the_cpu_predictor(simulated_results):
     tolerance = {"complex64": 1e-5, "complex128": 1e-10, "chunked": 1e-10, "simulate": 1e-10}
-    assert len(simulated_results) == 11
+    assert len(simulated_results) == 17
     for r in simulated_results:
         name, bandwidth, time_smearing = r["case"]
         assert r["shape"] == r["want_shape"]

@@ -87,14 +87,14 @@ def ms_write_speed(observation, directory: Path) -> float:
                                 channel_width_hz=observation.channel_width_hz,
                                 phase_centre_rad=(observation.ra_rad, observation.dec_rad), field_name="probe",
                                 time_range_s=(0.0, 1.0), history=(), application="srcnet-sim calibrate")
-    data = np.ones((rows, n_chan, 4), dtype=np.complex64)
+    data = np.ones((WRITE_PROBE_STEPS, n_bl, n_chan, 4), dtype=np.complex64)
     with tempfile.TemporaryDirectory(prefix=".srcnet-sim-ms-probe-", dir=directory) as work:
         path = Path(work) / "probe.ms"
         MeasurementSetWriter(path, description, n_rows=rows).close()
         with MeasurementSetWriter.reopen(path) as writer:
             start = time.perf_counter()
-            writer.put_rows(0, np.zeros(rows), 1.0, np.tile(ant1, WRITE_PROBE_STEPS), np.tile(ant2, WRITE_PROBE_STEPS),
-                            np.zeros((rows, 3)), data, np.ones(rows))
+            writer.put_rows(0, np.arange(WRITE_PROBE_STEPS, dtype=float), 1.0, ant1, ant2,
+                            np.zeros((WRITE_PROBE_STEPS, n_bl, 3)), data, np.ones(n_bl))
             writer.flush()
             seconds = time.perf_counter() - start
     return rows * (n_chan * 4 * 8 + 100) / seconds

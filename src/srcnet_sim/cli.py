@@ -29,13 +29,14 @@ PRECEDENCE = ("Settings: command line > environment variable (same name, upper c
               "(--config FILE or $SRCNET_SIM_CONFIG) > default.")
 
 
-def add_settings_options(parser: argparse.ArgumentParser) -> None:
-    """One option per setting, help showing its environment variable and default."""
+def add_settings_options(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """One option per setting (but `skip`, fields the command has its own option for, with the same `dest`),
+    help showing its environment variable and default."""
     from srcnet_sim.config import FIELDS, Settings, env_name, option_name
 
     parser.add_argument("--config", type=Path, help="TOML file of settings (keys as the environment variables)")
     group = parser.add_argument_group("settings", PRECEDENCE)
-    for field in FIELDS:
+    for field in (f for f in FIELDS if f not in skip):
         info = Settings.model_fields[field]
         default = "a unique UTC timestamp id" if info.default_factory else info.default
         group.add_argument(option_name(field), dest=field, metavar=env_name(field),
@@ -246,12 +247,21 @@ def cmd_k8s_manifest(args: argparse.Namespace) -> int:
     from srcnet_sim import k8s
     from srcnet_sim.workflow import plan
 
+    if args.dask_workers is not None:
+        if args.cronjob or args.gpu:
+            raise UserInputError("--dask-workers", "renders a DaskJob (CPU workers, run once): not with --cronjob or --gpu")
+        if not args.dask_workers.isdigit() or not 1 <= int(args.dask_workers) <= k8s.DASK_MAX_WORKERS:
+            raise UserInputError("--dask-workers", f"{args.dask_workers!r} is not a number of workers from 1 to "
+                                 f"{k8s.DASK_MAX_WORKERS}")
     settings = settings_from_args(args)
     products = chosen_products(args) or {"vis", "dirty", "clean"}
     run_plan = plan(settings, products)
     sizes = k8s.sizing(run_plan)
     flags = [f"--{p}" for p in PRODUCT_FLAGS if p in products]
     make = (lambda *a: k8s.cronjob(*a, schedule=args.cronjob)) if args.cronjob else k8s.job
+    if args.dask_workers is not None:
+        workers = k8s.dask_worker_sizing(settings, int(args.dask_workers))
+        make = lambda *a: k8s.dask_job(*a, workers=workers)  # noqa: E731
     document = make(settings, sizes, ["run", *flags])
     if args.gpu:
         document = k8s.with_gpu(document)
@@ -297,9 +307,12 @@ def build_parser() -> argparse.ArgumentParser:
                                                       "limits and PVC sizes from the resource estimate. " + PRECEDENCE)
     add_product_flags(manifest_parser)
     manifest_parser.add_argument("--cronjob", metavar="SCHEDULE", help="render a CronJob with this schedule (e.g. '0 * * * *')")
+    manifest_parser.add_argument("--dask-workers", metavar="N",
+                                 help="render a DaskJob (Dask Kubernetes operator) with N workers of MEMORY_LIMIT and "
+                                      "WORKER_THREADS each, instead of the Job")
     manifest_parser.add_argument("--gpu", action="store_true",
                                  help="run on one NVIDIA GPU: GPU image, BACKEND=gpu, nvidia.com/gpu: 1, GPU node selector")
-    add_settings_options(manifest_parser)
+    add_settings_options(manifest_parser, skip=("dask_workers",))  # --dask-workers N is DASK_WORKERS there too
     manifest_parser.set_defaults(handler=cmd_k8s_manifest)
     ingest_parser = commands.add_parser("ingest", help="upload staged products to Rucio, as the SRCNet ingestor does",
                                         description="Upload every <name> with <name>.meta in STAGING_DIR to Rucio "

@@ -6,6 +6,7 @@ output for the seed's defaults (a test keeps the two equal).
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -168,4 +169,119 @@ def render(document: dict, sizes: dict[str, str], settings: Settings) -> str:
     header = (f"# Rendered by `srcnet-sim k8s-manifest` for OBS_LENGTH_HOURS={settings.obs_length_hours}, "
               f"NUM_TIME_STAMPS={settings.num_time_stamps}, IMAGING_NPIXEL={settings.imaging_npixel}.\n"
               f"# Needs PVCs: temporal-scratch >= {sizes['scratch_pvc']}, ingest-area >= {sizes['ingest_pvc']}.\n")
+    if document["kind"] == "DaskJob":
+        header += ("# Needs the Dask Kubernetes operator (README: Kubernetes with Dask) and deploy/k8s/dask-networkpolicy.yaml.\n"
+                   f"# Dashboard: kubectl port-forward -n {NAMESPACE} svc/{DASK_JOB_NAME}-scheduler {DASK_DASHBOARD_PORT}, "
+                   f"then http://localhost:{DASK_DASHBOARD_PORT}\n")
     return header + yaml.safe_dump(document, sort_keys=False, width=120)
+
+
+# ---- DaskJob (Dask Kubernetes operator, kubernetes.dask.org/v1): the same run, its blocks computed on Dask workers ----
+DASK_JOB_NAME = "srcnet-sim-aastar-dask"  # the operator names the cluster after it: <name>-scheduler, <name>-runner
+DASK_SCHEDULER_PORT = 8786
+DASK_DASHBOARD_PORT = 8787
+DASK_WORKER_DASHBOARD_PORT = 8788
+# Pods with this label may talk to each other (deploy/k8s/dask-networkpolicy.yaml); other srcnet-sim pods have no network.
+DASK_LABEL = {"srcnet.skao.int/dask": "cluster"}
+DASK_MAX_WORKERS = 4096
+DASK_WORKER_MEMORY_BYTES = 4 * GIB  # a worker's MEMORY_LIMIT (its block budget) unless the settings give one
+DASK_WORKER_THREADS = 2  # WORKER_THREADS unless the settings give one
+DASK_MEMORY_HEADROOM = 1.25  # container memory over Dask's --memory-limit: Dask pauses and spills before the kernel kills
+DASK_SCHEDULER_SIZES = {"cpu": "1", "memory": "2Gi"}
+
+
+def dask_scheduler_address(name: str = DASK_JOB_NAME) -> str:
+    """The scheduler Service the operator makes for a DaskJob named `name` (same namespace)."""
+    return f"tcp://{name}-scheduler:{DASK_SCHEDULER_PORT}"
+
+
+def _quantity_bytes(n_bytes: int) -> str:
+    """A byte count as MEMORY_LIMIT reads it: whole GiB as e.g. 4GiB, otherwise bytes."""
+    return f"{n_bytes // GIB}GiB" if n_bytes % GIB == 0 else str(n_bytes)
+
+
+def dask_worker_sizing(settings: Settings, workers: int) -> dict[str, Any]:
+    """Workers, threads and memory of each: MEMORY_LIMIT and WORKER_THREADS when set, else the defaults above."""
+    memory = getattr(settings, "memory_limit", None) or DASK_WORKER_MEMORY_BYTES
+    threads = getattr(settings, "worker_threads", None) or DASK_WORKER_THREADS
+    return {"workers": workers, "threads": threads, "memory_limit_bytes": int(memory),
+            "container_memory": _gib(memory * DASK_MEMORY_HEADROOM), "scratch": _gib(memory)}
+
+
+def _with_values(env: list[dict], values: dict[str, str]) -> list[dict]:
+    """`env` with each of `values` set: in place where the name is there already, appended otherwise."""
+    out = [{"name": e["name"], "value": values[e["name"]]} if e["name"] in values else e for e in env]
+    present = {e["name"] for e in env}
+    return out + [{"name": k, "value": v} for k, v in values.items() if k not in present]
+
+
+def dask_settings(workers: dict[str, Any]) -> dict[str, str]:
+    """The Dask executor's settings: EXECUTOR=dask with the operator's scheduler and the workers' size."""
+    return {"EXECUTOR": "dask", "DASK_SCHEDULER_ADDRESS": dask_scheduler_address(), "DASK_WORKERS": str(workers["workers"]),
+            "MEMORY_LIMIT": _quantity_bytes(workers["memory_limit_bytes"]), "WORKER_THREADS": str(workers["threads"])}
+
+
+def _dask_pod(base: dict, container: dict, scratch_limit: str, component: str) -> dict:
+    """A scheduler or worker pod: the Job pod's placement and security, `container`, an emptyDir at the scratch mount
+    (HOME and TMPDIR of the image: the root filesystem is read-only). No restartPolicy: the operator makes Deployments."""
+    spec = {k: copy.deepcopy(v) for k, v in base["spec"].items() if k not in ("restartPolicy", "containers", "volumes")}
+    container["volumeMounts"] = [{"name": "dask-scratch", "mountPath": SCRATCH_MOUNT}]
+    spec["containers"] = [container]
+    spec["volumes"] = [{"name": "dask-scratch", "emptyDir": {"sizeLimit": scratch_limit}}]
+    labels = {"app.kubernetes.io/name": "srcnet-sim", "app.kubernetes.io/component": component} | DASK_LABEL
+    return {"metadata": {"labels": labels}, "spec": spec}
+
+
+def _dask_container(name: str, args: list[str], env: list[dict], cpu: str, memory: str, storage: str, port: dict) -> dict:
+    def health() -> dict:
+        return {"httpGet": {"path": "/health", "port": port["name"]}}
+
+    return {
+        "name": name, "image": IMAGE, "imagePullPolicy": "Always",
+        "command": ["dask"],  # the image's entrypoint is srcnet-sim; dask (distributed) is installed beside it
+        "args": args, "env": copy.deepcopy(env), "ports": [port],
+        "resources": {"requests": {"cpu": cpu, "memory": memory, "ephemeral-storage": "256Mi"},
+                      "limits": {"cpu": cpu, "memory": memory, "ephemeral-storage": storage}},
+        "securityContext": security_context(),
+        "readinessProbe": health() | {"initialDelaySeconds": 5, "periodSeconds": 10},
+        "livenessProbe": health() | {"initialDelaySeconds": 15, "periodSeconds": 20},
+    }
+
+
+def dask_job(settings: Settings, sizes: dict[str, str], args: list[str], workers: dict[str, Any]) -> dict:
+    """A DaskJob: the runner pod is the Job's pod (same env, volumes, security, sizing) running `srcnet-sim run` with
+    EXECUTOR=dask against the operator's scheduler; `workers["workers"]` Dask workers of the image compute the blocks."""
+    runner = pod_spec(settings, sizes, args)
+    runner["metadata"]["labels"] |= DASK_LABEL
+    runner["spec"]["containers"][0]["env"] = _with_values(_env(settings), dask_settings(workers))
+    # Workers run the tasks the runner sends (the blocks carry their inputs): they need no run settings of their own.
+    worker_env = [{"name": k, "value": v} for k, v in dask_settings(workers).items()]
+    scratch = workers["scratch"]  # a worker spills to its emptyDir, at most about its memory
+    storage = _gib((int(scratch[:-2]) + 1) * GIB)
+    worker = _dask_pod(runner, _dask_container(
+        "worker", ["worker", "$(DASK_SCHEDULER_ADDRESS)", "--name", "$(DASK_WORKER_NAME)", "--nworkers", "1",
+                   "--nthreads", str(workers["threads"]), "--memory-limit", str(workers["memory_limit_bytes"]),
+                   "--local-directory", f"{SCRATCH_MOUNT}/dask", "--dashboard-address", f":{DASK_WORKER_DASHBOARD_PORT}"],
+        worker_env, str(workers["threads"]), workers["container_memory"], storage,
+        {"name": "http-dashboard", "containerPort": DASK_WORKER_DASHBOARD_PORT, "protocol": "TCP"}), scratch, "dask-worker")
+    scheduler = _dask_pod(runner, _dask_container(
+        "scheduler", ["scheduler", "--port", str(DASK_SCHEDULER_PORT), "--dashboard-address", f":{DASK_DASHBOARD_PORT}"],
+        [], DASK_SCHEDULER_SIZES["cpu"], DASK_SCHEDULER_SIZES["memory"], "1Gi",
+        {"name": "http-dashboard", "containerPort": DASK_DASHBOARD_PORT, "protocol": "TCP"}), "512Mi", "dask-scheduler")
+    scheduler["spec"]["containers"][0]["ports"].insert(0, {"name": "tcp-comm", "containerPort": DASK_SCHEDULER_PORT,
+                                                            "protocol": "TCP"})
+    scheduler["service"] = {
+        "type": "ClusterIP",
+        "selector": {"dask.org/cluster-name": DASK_JOB_NAME, "dask.org/component": "scheduler"},
+        "ports": [{"name": "tcp-comm", "protocol": "TCP", "port": DASK_SCHEDULER_PORT, "targetPort": "tcp-comm"},
+                  {"name": "http-dashboard", "protocol": "TCP", "port": DASK_DASHBOARD_PORT, "targetPort": "http-dashboard"}],
+    }
+    return {
+        "apiVersion": "kubernetes.dask.org/v1",
+        "kind": "DaskJob",
+        "metadata": {"name": DASK_JOB_NAME, "namespace": NAMESPACE, "labels": {"app.kubernetes.io/name": "srcnet-sim"}},
+        "spec": {
+            "job": runner,
+            "cluster": {"spec": {"worker": {"replicas": workers["workers"], **worker}, "scheduler": scheduler}},
+        },
+    }

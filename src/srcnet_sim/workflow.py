@@ -220,7 +220,7 @@ def write_measurement_set(run_plan: Plan, state: resume.RunState, backend: str =
         space.check(1.0)
         creating = path.with_name(path.name + ".creating")  # a run killed while creating leaves no MS
         shutil.rmtree(creating, ignore_errors=True)
-        MeasurementSetWriter(path=creating, description=description, n_rows=n_times * n_bl).close()
+        MeasurementSetWriter(creating, description, tile_channels=sizes.block_channels, n_rows=n_times * n_bl).close()
         os.rename(creating, path)
         writer = MeasurementSetWriter.reopen(path)
     shape = BlockShape(sizes.block_times, sizes.block_channels, sizes.simulate_peak_bytes)
@@ -236,10 +236,7 @@ def write_measurement_set(run_plan: Plan, state: resume.RunState, backend: str =
     def write(result: BlockResult) -> None:
         block = result.block
         space.check(1.0 - _allocated_bytes(path) / sizes.ms_expected_bytes)  # the rows are allocated, not all on disk
-        rows = block.n_times * n_bl
-        writer.put_rows(block.time_start * n_bl, np.repeat(result.time_s, n_bl), obs.interval_s, np.tile(ant1, block.n_times),
-                        np.tile(ant2, block.n_times), result.uvw_m.reshape(rows, 3),
-                        result.vis.reshape(rows, block.n_channels, -1), np.tile(sigma, block.n_times),
+        writer.put_rows(block.time_start * n_bl, result.time_s, obs.interval_s, ant1, ant2, result.uvw_m, result.vis, sigma,
                         chan_start=block.chan_start)
         space.check(1.0 - _allocated_bytes(path) / sizes.ms_expected_bytes)  # casacore aborts on a full volume
         writer.flush()

@@ -1,6 +1,14 @@
-"""MeasurementSet v2 writer (python-casacore): subtables once, main-table rows one time step at a time.
+"""MeasurementSet v2 writer (python-casacore): subtables once, main-table rows a block of time steps at a time.
 
 Holds no science: it receives times, UVW, visibilities and weights as arrays and writes them.
+
+Storage layout of the main table (all standard casacore storage managers, as CASA itself writes them):
+DATA, FLAG, WEIGHT, SIGMA and UVW have fixed cell shapes in TiledColumnStMan hypercubes whose tiles hold
+whole rows (all channels and correlations of as many rows as fit in about TILE_BYTES; optionally a block of
+channels, see MeasurementSetWriter); FLAG is stored as bits.
+Columns constant over a time step (TIME, INTERVAL, SCAN_NUMBER, ...) are in an IncrementalStMan, which
+stores a value only where it changes; ANTENNA1/2 (and the empty FLAG_CATEGORY) in a StandardStMan. A block
+of several dumps is one putcol per column (see append_block).
 """
 
 from __future__ import annotations
@@ -19,6 +27,12 @@ from srcnet_sim.telescope import Telescope
 LINEAR_CORR_TYPES = (9, 10, 11, 12)
 LINEAR_CORR_PRODUCTS = ((0, 0), (0, 1), (1, 0), (1, 1))
 FREQ_FRAME_TOPO = 5
+TILE_BYTES = 1 << 20  # a tile of DATA (and of each other tiled column) is about 1 MiB: large, sequential writes
+BUCKET_BYTES = 1 << 16  # buckets of the incremental and standard storage managers
+# Main-table columns whose value is the same for every row of a time step (or of the whole MS).
+INCREMENTAL_COLUMNS = ("TIME", "TIME_CENTROID", "INTERVAL", "EXPOSURE", "SCAN_NUMBER", "STATE_ID", "PROCESSOR_ID",
+                       "ARRAY_ID", "DATA_DESC_ID", "FEED1", "FEED2", "FIELD_ID", "OBSERVATION_ID", "FLAG_ROW")
+STANDARD_COLUMNS = ("ANTENNA1", "ANTENNA2", "FLAG_CATEGORY")
 
 
 @dataclass(frozen=True)
@@ -46,31 +60,26 @@ class MSDescription:
 
 
 class MeasurementSetWriter:
-    """Create an MS at `path` and append rows time step by time step.
+    """Create an MS at `path` and append rows in time order.
 
-    Use as a context manager; `append` writes one block of rows (one time step). DATA is complex64.
+    Use as a context manager; `append` writes the rows of one time step, `append_block` those of several
+    consecutive steps at once (the same rows, fewer and larger writes). DATA is complex64.
     """
 
-    def __init__(self, path: Path, description: MSDescription, n_rows: int = 0) -> None:
-        """Create the MS with `n_rows` rows allocated at once (a run's rows, written later with `put_rows`): the
-        table's structure is then final from the start, and a process killed while writing leaves only rows'
-        values unfinished, which a resumed run writes again. DATA, FLAG, SIGMA and WEIGHT have fixed shapes."""
+    def __init__(self, path: Path, description: MSDescription, tile_channels: int | None = None, n_rows: int = 0) -> None:
+        """tile_channels: channels per DATA and FLAG tile (default all). Writers that write a block of channels
+        at a time pass the block's channel count, so that each block fills whole tiles (no read-modify-write).
+
+        n_rows: rows allocated at once (a run's rows, written later with `put_rows`): the table's structure is
+        then final from the start, and a process killed while writing leaves only rows' values unfinished,
+        which a resumed run writes again."""
         self.path = Path(path)
         self.description = description
         n_chan, n_corr = len(description.freq_hz), len(LINEAR_CORR_TYPES)
-        data_desc = makearrcoldesc("DATA", 0j, valuetype="complex", shape=[n_chan, n_corr], options=5,
-                                   comment="The data column")
-        fixed = [makearrcoldesc("FLAG", False, valuetype="boolean", shape=[n_chan, n_corr], options=5,
-                                comment="The data flags, array of bools with same shape as data"),
-                 makearrcoldesc("SIGMA", 0.0, valuetype="float", shape=[n_corr], options=5,
-                                comment="Estimated rms noise for channel with unity bandpass response"),
-                 makearrcoldesc("WEIGHT", 0.0, valuetype="float", shape=[n_corr], options=5,
-                                comment="Weight for each polarization spectrum")]
-        dminfo = {"*1": {"TYPE": "TiledColumnStMan", "NAME": "TiledDATA",
-                         "SPEC": {"DEFAULTTILESHAPE": np.array([n_corr, n_chan, max(1, 32768 // max(1, n_chan * n_corr))], dtype=np.int32)},
-                         "COLUMNS": np.array(["DATA"])}}
-        self._main = default_ms(str(self.path), maketabdesc([data_desc, *fixed]), dminfo)
+        self._main = default_ms(str(self.path), main_table_description(n_chan, n_corr),
+                                main_table_layout(n_chan, n_corr, tile_channels))
         self._n_rows = 0
+        self._weights: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # sigma given, SIGMA rows, WEIGHT rows
         self._write_subtables()
         if n_rows:
             self._main.addrows(n_rows)
@@ -94,12 +103,13 @@ class MeasurementSetWriter:
 
     @classmethod
     def reopen(cls, path: Path) -> "MeasurementSetWriter":
-        """Open an MS this writer made before (a resumed run) to write more rows; its subtables are kept."""
+        """Open an MS this writer made before (a resumed run) to write its rows with `put_rows`; subtables kept."""
         writer = cls.__new__(cls)
         writer.path = Path(path)
         writer.description = None
         writer._main = table(str(writer.path), readonly=False, ack=False)
         writer._n_rows = writer._main.nrows()
+        writer._weights = None
         return writer
 
     def flush(self) -> None:
@@ -112,6 +122,60 @@ class MeasurementSetWriter:
                     os.fsync(fd)
                 finally:
                     os.close(fd)
+
+    def put_rows(
+        self,
+        start_row: int,
+        times_s: np.ndarray,
+        interval_s: float,
+        ant1: np.ndarray,
+        ant2: np.ndarray,
+        uvw_m: np.ndarray,
+        data: np.ndarray,
+        sigma: np.ndarray,
+        chan_start: int = 0,
+    ) -> None:
+        """Write n_t consecutive time steps into allocated rows from `start_row` (rewriting is idempotent), DATA and
+        FLAG (all False) of channels [chan_start, chan_start + n_chan_block) only.
+
+        Args: as append_block; data (n_t, n_bl, n_chan_block, n_corr).
+        """
+        times_s = np.asarray(times_s, dtype=np.float64)
+        n_t, n_bl = len(times_s), len(ant1)
+        n_chan, n_corr = data.shape[2:]
+        n = n_t * n_bl
+        main = self._main
+        if start_row + n > main.nrows():
+            raise ValueError(f"rows {start_row}..{start_row + n} beyond the {main.nrows()} allocated")
+        sigma_rows, weight_rows = self._weight_rows(sigma, n_corr)
+        time_rows = np.repeat(times_s, n_bl)
+        interval_rows = np.full(n, float(interval_s))
+        columns = {
+            "TIME": time_rows,
+            "TIME_CENTROID": time_rows,
+            "INTERVAL": interval_rows,
+            "EXPOSURE": interval_rows,
+            "ANTENNA1": np.tile(np.asarray(ant1, dtype=np.int32), n_t),
+            "ANTENNA2": np.tile(np.asarray(ant2, dtype=np.int32), n_t),
+            "UVW": np.ascontiguousarray(uvw_m, dtype=np.float64).reshape(n, 3),
+            "SIGMA": np.tile(sigma_rows, (n_t, 1)),
+            "WEIGHT": np.tile(weight_rows, (n_t, 1)),
+            "SCAN_NUMBER": np.ones(n, dtype=np.int32),
+            "STATE_ID": np.full(n, -1, dtype=np.int32),
+            "PROCESSOR_ID": np.full(n, -1, dtype=np.int32),
+        }
+        for name, values in columns.items():
+            main.putcol(name, values, startrow=start_row, nrow=n)
+        cells = {"DATA": np.ascontiguousarray(data, dtype=np.complex64).reshape(n, n_chan, n_corr),
+                 "FLAG": np.zeros((n, n_chan, n_corr), dtype=bool)}
+        all_channels = chan_start == 0 and n_chan == int(main.getcoldesc("DATA")["shape"][0])
+        for name, values in cells.items():
+            if all_channels:
+                main.putcol(name, values, startrow=start_row, nrow=n)
+            else:
+                main.putcolslice(name, values, blc=[chan_start, 0], trc=[chan_start + n_chan - 1, n_corr - 1],
+                                 startrow=start_row, nrow=n)
+        self._n_rows = max(self._n_rows, start_row + n)
 
     def append(
         self,
@@ -135,65 +199,72 @@ class MeasurementSetWriter:
             sigma: (n_bl,) noise rms of one real component per correlation, Jy (WEIGHT = 1/sigma^2).
             flag: (n_bl, n_chan, n_corr) bool, default all False.
         """
-        self.put_rows(self._n_rows, np.full(len(ant1), time_s), interval_s, ant1, ant2, uvw_m, data, sigma, flag=flag)
+        self.append_block(np.array([time_s]), interval_s, ant1, ant2, np.asarray(uvw_m)[None], np.asarray(data)[None],
+                          sigma, None if flag is None else np.asarray(flag)[None])
 
-    def put_rows(
+    def append_block(
         self,
-        start_row: int,
-        time_s: np.ndarray,
+        times_s: np.ndarray,
         interval_s: float,
         ant1: np.ndarray,
         ant2: np.ndarray,
         uvw_m: np.ndarray,
         data: np.ndarray,
         sigma: np.ndarray,
-        chan_start: int = 0,
         flag: np.ndarray | None = None,
     ) -> None:
-        """Write rows [start_row, start_row + n), adding rows where the table is shorter (rewriting is idempotent).
+        """Append n_t consecutive time steps with one putcol per column; rows are time-major as `append` writes them.
 
         Args:
-            time_s: (n,) sample centre of each row, MJD seconds UTC; interval_s: sample length, seconds.
-            ant1, ant2: (n,) antenna indices; uvw_m: (n, 3) metres.
-            data: (n, n_chan_block, n_corr) visibilities of channels [chan_start, chan_start + n_chan_block), Jy;
-                the other channels' DATA and FLAG are left as they are.
-            sigma: (n,) noise rms of one real component per correlation, Jy (WEIGHT = 1/sigma^2).
-            flag: like data, bool, default all False.
+            times_s: (n_t,) sample centres, MJD seconds UTC.
+            interval_s: sample length, seconds.
+            ant1, ant2: (n_bl,) antenna indices, the same for every time step.
+            uvw_m: (n_t, n_bl, 3) metres.
+            data: (n_t, n_bl, n_chan, n_corr) visibilities, Jy (complex64 is written without a copy).
+            sigma: (n_bl,) noise rms of one real component per correlation, Jy (WEIGHT = 1/sigma^2).
+            flag: (n_t, n_bl, n_chan, n_corr) bool, default all False.
         """
-        n = len(ant1)
-        n_corr = data.shape[2]
+        times_s = np.asarray(times_s, dtype=np.float64)
+        n_t, n_bl = len(times_s), len(ant1)
+        n_chan, n_corr = data.shape[2:]
+        if data.shape[:2] != (n_t, n_bl) or np.shape(uvw_m) != (n_t, n_bl, 3):
+            raise ValueError(f"block of {n_t} steps x {n_bl} baselines: data {data.shape}, uvw {np.shape(uvw_m)}")
+        n = n_t * n_bl
+        start = self._n_rows
         main = self._main
-        if start_row + n > main.nrows():
-            main.addrows(start_row + n - main.nrows())
-        sigma_rows = np.repeat(np.asarray(sigma, dtype=np.float32)[:, None], n_corr, axis=1)
+        main.addrows(n)
+        sigma_rows, weight_rows = self._weight_rows(sigma, n_corr)
+        time_rows = np.repeat(times_s, n_bl)
+        interval_rows = np.full(n, float(interval_s))
         columns = {
-            "TIME": np.asarray(time_s, dtype=np.float64),
-            "TIME_CENTROID": np.asarray(time_s, dtype=np.float64),
-            "INTERVAL": np.full(n, interval_s),
-            "EXPOSURE": np.full(n, interval_s),
-            "ANTENNA1": ant1.astype(np.int32),
-            "ANTENNA2": ant2.astype(np.int32),
-            "UVW": np.asarray(uvw_m, dtype=np.float64),
-            "SIGMA": sigma_rows,
-            "WEIGHT": 1.0 / sigma_rows**2,
+            "TIME": time_rows,
+            "TIME_CENTROID": time_rows,
+            "INTERVAL": interval_rows,
+            "EXPOSURE": interval_rows,
+            "ANTENNA1": np.tile(np.asarray(ant1, dtype=np.int32), n_t),
+            "ANTENNA2": np.tile(np.asarray(ant2, dtype=np.int32), n_t),
+            "UVW": np.ascontiguousarray(uvw_m, dtype=np.float64).reshape(n, 3),
+            "DATA": np.ascontiguousarray(data, dtype=np.complex64).reshape(n, n_chan, n_corr),
+            "FLAG": (np.zeros((n, n_chan, n_corr), dtype=bool) if flag is None
+                     else np.ascontiguousarray(flag, dtype=bool).reshape(n, n_chan, n_corr)),
+            "SIGMA": np.tile(sigma_rows, (n_t, 1)),
+            "WEIGHT": np.tile(weight_rows, (n_t, 1)),
             "SCAN_NUMBER": np.ones(n, dtype=np.int32),
             "STATE_ID": np.full(n, -1, dtype=np.int32),
             "PROCESSOR_ID": np.full(n, -1, dtype=np.int32),
         }
         for name, values in columns.items():
-            main.putcol(name, values, startrow=start_row, nrow=n)
-        flag = np.zeros(data.shape, dtype=bool) if flag is None else flag
-        for name, values in (("DATA", data), ("FLAG", flag)):
-            if chan_start == 0 and data.shape[1] == self._n_channels():
-                main.putcol(name, values, startrow=start_row, nrow=n)
-            else:
-                main.putcolslice(name, values, blc=[chan_start, 0], trc=[chan_start + data.shape[1] - 1, n_corr - 1],
-                                 startrow=start_row, nrow=n)
-        self._n_rows = max(self._n_rows, start_row + n)
+            main.putcol(name, values, startrow=start, nrow=n)
+        self._n_rows += n
 
-    def _n_channels(self) -> int:
-        """Channels of the fixed-shape DATA column (n_chan, n_corr)."""
-        return int(self._main.getcoldesc("DATA")["shape"][0])
+    def _weight_rows(self, sigma: np.ndarray, n_corr: int) -> tuple[np.ndarray, np.ndarray]:
+        """(n_bl, n_corr) float32 SIGMA and WEIGHT = 1/SIGMA^2 rows, computed once while sigma stays the same."""
+        sigma = np.asarray(sigma)
+        cached = self._weights
+        if cached is None or cached[1].shape[1] != n_corr or not np.array_equal(cached[0], sigma):
+            sigma_rows = np.repeat(sigma.astype(np.float32)[:, None], n_corr, axis=1)
+            cached = self._weights = (sigma.copy(), sigma_rows, 1.0 / sigma_rows**2)
+        return cached[1], cached[2]
 
     # ---- subtables ----
     def _subtable(self, name: str, n_rows: int) -> table:
@@ -277,3 +348,45 @@ class MeasurementSetWriter:
                 hist.putcol("ORIGIN", ["srcnet-sim"] * n_hist)
                 hist.putcol("OBJECT_ID", np.zeros(n_hist, dtype=np.int32))
                 hist.putcol("APPLICATION", [d.application] * n_hist)
+
+
+def _tiled(name: str, column: str, cell_shape: tuple[int, ...], bits_per_value: int, tile_channels: int | None = None) -> dict:
+    """A TiledColumnStMan for `column` (C-order cell shape) with tiles of about TILE_BYTES: whole rows, or the first
+    `tile_channels` of the cell's first axis (channels) of each row."""
+    tile_cell = list(cell_shape)
+    if tile_channels:
+        tile_cell[0] = min(tile_channels, tile_cell[0])
+    row_bits = int(np.prod(tile_cell)) * bits_per_value
+    rows = max(1, TILE_BYTES * 8 // row_bits)
+    return {"TYPE": "TiledColumnStMan", "NAME": name, "COLUMNS": np.array([column]),
+            "SPEC": {"DEFAULTTILESHAPE": np.array([*tile_cell[::-1], rows], dtype=np.int32)}}
+
+
+def main_table_description(n_chan: int, n_corr: int) -> dict:
+    """Main-table columns that differ from default_ms's: DATA added; FLAG, WEIGHT, SIGMA with fixed cell shapes."""
+    return maketabdesc([
+        makearrcoldesc("DATA", 0j, valuetype="complex", shape=[n_chan, n_corr], options=5, comment="The data column"),
+        makearrcoldesc("FLAG", False, valuetype="boolean", shape=[n_chan, n_corr], options=5,
+                       comment="The data flags, array of bools with same shape as data"),
+        makearrcoldesc("WEIGHT", 0.0, valuetype="float", shape=[n_corr], options=5,
+                       comment="Weight for each polarization spectrum"),
+        makearrcoldesc("SIGMA", 0.0, valuetype="float", shape=[n_corr], options=5,
+                       comment="Estimated rms noise for channel with unity bandpass response"),
+    ])
+
+
+def main_table_layout(n_chan: int, n_corr: int, tile_channels: int | None = None) -> dict:
+    """The data-manager info of the main table (see the module docstring); DATA and FLAG tiles span `tile_channels`
+    channels (default all)."""
+    managers = [
+        _tiled("TiledDATA", "DATA", (n_chan, n_corr), 64, tile_channels),
+        _tiled("TiledFlag", "FLAG", (n_chan, n_corr), 1, tile_channels),
+        _tiled("TiledWeight", "WEIGHT", (n_corr,), 32),
+        _tiled("TiledSigma", "SIGMA", (n_corr,), 32),
+        _tiled("TiledUVW", "UVW", (3,), 64),
+        {"TYPE": "IncrementalStMan", "NAME": "ISMData", "SPEC": {"BUCKETSIZE": BUCKET_BYTES},
+         "COLUMNS": np.array(INCREMENTAL_COLUMNS)},
+        {"TYPE": "StandardStMan", "NAME": "SSMData", "SPEC": {"BUCKETSIZE": BUCKET_BYTES},
+         "COLUMNS": np.array(STANDARD_COLUMNS)},
+    ]
+    return {f"*{i}": manager for i, manager in enumerate(managers, start=1)}

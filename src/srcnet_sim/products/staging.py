@@ -73,10 +73,13 @@ def write_new_file(path: Path, write: Callable[[BinaryIO], None]) -> Path:
     return path
 
 
+COPY_BUFFER_BYTES = 8 << 20  # large reads and writes: the tar of a large MS is copied at the disk's speed
+
+
 def tar_directory(source: Path) -> Callable[[BinaryIO], None]:
     """Writer of an uncompressed tar of `source` (a MeasurementSet) with the directory as its top member."""
     def write(handle: BinaryIO) -> None:
-        with tarfile.open(fileobj=handle, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        with tarfile.open(fileobj=handle, mode="w", format=tarfile.PAX_FORMAT, copybufsize=COPY_BUFFER_BYTES) as archive:
             archive.add(source, arcname=source.name)
     return write
 
@@ -84,7 +87,7 @@ def tar_directory(source: Path) -> Callable[[BinaryIO], None]:
 def copy_of(source: Path) -> Callable[[BinaryIO], None]:
     def write(handle: BinaryIO) -> None:
         with open(source, "rb") as data:
-            shutil.copyfileobj(data, handle, 1 << 20)
+            shutil.copyfileobj(data, handle, COPY_BUFFER_BYTES)
     return write
 
 

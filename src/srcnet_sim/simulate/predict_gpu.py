@@ -15,15 +15,25 @@ sized to the device memory left free, so memory stays bounded whatever the sky s
 from __future__ import annotations
 
 import math
+import time
+from contextlib import contextmanager
 from types import ModuleType
 
 import numpy as np
 
 from srcnet_sim.simulate.beams import SPEED_OF_LIGHT_M_S
-from srcnet_sim.simulate.gpu_kernel import TILE, baseline_kernel, launch_shape
+from srcnet_sim.simulate.gpu_kernel import (TILE, baseline_kernel, grouped_kernel, grouped_shape, grouped_tile,
+                                            launch_shape)
 from srcnet_sim.simulate.predict import SourceTerms
 
+# The per-baseline kernel: "grouped" (gpu_kernel.grouped_kernel: each thread sums ROWS_PER_GROUP dish rows) or
+# "rows" (gpu_kernel.baseline_kernel: each thread sums one row; the first version, kept to compare).
+KERNEL = "grouped"
+ROWS_PER_GROUP = 8  # dish rows p whose sums one thread of the grouped kernel keeps in registers
 CHANNELS_PER_BLOCK = 4  # channels whose sums one kernel thread keeps in registers
+# Sums [rows, channels, Stokes] one thread of the grouped kernel keeps (complex; x2 registers, x4 in double):
+# rows and channels are lowered to fit (4 Stokes: 8 rows x 1 channel in single precision, 4 x 1 in double).
+SUMS_PER_THREAD = {False: 32, True: 16}
 SOURCES_PER_TILE = TILE  # sources whose row values a block holds in shared memory at a time
 # Blocks per multiprocessor the source dimension is split to reach: several waves of equal blocks, so that
 # the last, partly filled wave costs little (slices meet in atomic adds, a few per thread).
@@ -55,6 +65,9 @@ class GpuPredictor:
         xp: cupy, or numpy for tests without a device.
         memory_bytes: device memory to use at most; default: half of what the device has free.
         min_source_chunk: fewest sources per chunk (tests lower it to exercise the chunking).
+
+    Set `timings` to a dict to have the seconds of each stage added to it (benchmarks/bench_gpu.py): the device
+    is then synchronised around every stage, which costs the overlap of host and device work.
     """
 
     def __init__(self, xp: ModuleType, memory_bytes: int | None = None, min_source_chunk: int = MIN_SOURCE_CHUNK):
@@ -63,10 +76,27 @@ class GpuPredictor:
         self.min_source_chunk = min_source_chunk
         self._terms: SourceTerms | None = None
         self._terms_dev: dict = {}
+        self.timings: dict[str, float] | None = None
         self.n_sm = 132
         if xp.__name__ == "cupy":
             device = xp.cuda.Device()
             self.n_sm = int(device.attributes["MultiProcessorCount"])
+
+    @contextmanager
+    def _stage(self, name: str):
+        """Adds the seconds of the enclosed device work to self.timings[name] (when timing)."""
+        if self.timings is None:
+            yield
+            return
+        self._synchronize()
+        start = time.perf_counter()
+        yield
+        self._synchronize()
+        self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+
+    def _synchronize(self) -> None:
+        if self.xp is not np:
+            self.xp.cuda.Device().synchronize()
 
     def _budget(self) -> int:
         if self.memory_bytes is not None:
@@ -106,7 +136,8 @@ class GpuPredictor:
         """
         xp = self.xp
         real_dtype = np.float32 if dtype == np.complex64 else np.float64
-        dev = self._upload_terms(terms, real_dtype)
+        with self._stage("upload"):
+            dev = self._upload_terms(terms, real_dtype)
         n_time, n_dish = dish_uvw_m.shape[:2]
         n_chan, n_src = len(freq_hz), len(terms.lmn)
         n_stokes = 4 if np.any(terms.stokes[:, 1:, :]) else 1
@@ -120,54 +151,77 @@ class GpuPredictor:
         freq = np.asarray(freq_hz, dtype=np.float64)
         per_c = xp.asarray(freq / SPEED_OF_LIGHT_M_S, dtype=real_dtype)
         half_interval_f = xp.asarray(0.5 * interval_s * freq, dtype=real_dtype)
-        matrices = xp.zeros((n_time, n_chan, n_stokes, n_dish, n_dish), dtype=np.complex128)
-        kernel_out = xp.zeros((n_time, n_chan, n_stokes, 2, n_dish, n_dish), dtype=real_dtype)
+        matrices = (xp.zeros((n_time, n_chan, n_stokes, n_dish, n_dish), dtype=dtype) if kernel_start > 0 else None)
+        kernel_out = (xp.zeros((n_time, n_chan, n_stokes, 2, n_dish, n_dish), dtype=real_dtype)
+                      if kernel_start < n_src else None)
 
         chan_chunk, src_chunk = self._chunks(n_time, n_dish, n_chan, n_src, len(ant1), dtype)
         for c0 in range(0, n_chan, chan_chunk):
             chans = slice(c0, min(c0 + chan_chunk, n_chan))
-            chunk_out = kernel_out if chan_chunk == n_chan else xp.zeros_like(kernel_out[:, chans])  # contiguous
+            chunk_out = (kernel_out if chan_chunk == n_chan or kernel_out is None
+                         else xp.zeros_like(kernel_out[:, chans]))  # contiguous
             for s0 in range(0, n_src, src_chunk):
                 s1 = min(s0 + src_chunk, n_src)
-                z, path = self._phasors(uvw, dev, dish_type_dev, freq, chans, s0, s1, dtype)
+                with self._stage("phasors"):
+                    z, path = self._phasors(uvw, dev, dish_type_dev, freq, chans, s0, s1, dtype)
                 point_end = min(max(kernel_start, s0), s1)  # sources [s0, point_end) go to the matrix products
-                if point_end > s0:
-                    points = z[:, :, :point_end - s0]
-                    for x in range(n_stokes):
-                        weighted = points * dev["stokes"][chans, x, s0:point_end, None].astype(dtype)
-                        matrices[:, chans, x] += xp.matmul(weighted.transpose(0, 1, 3, 2), points.conj())
-                    del points, weighted
+                if point_end > s0:  # one batched gemm for all Stokes: (X_x Z)^T conj(Z), [x, p] stacked as rows
+                    with self._stage("point-source gemm"):
+                        points = z[:, :, :point_end - s0]
+                        weighted = points[:, :, :, None, :] * dev["stokes"][chans, :n_stokes, s0:point_end].transpose(
+                            0, 2, 1)[None, :, :, :, None].astype(dtype)  # (n_time, n_chan, n_src, n_stokes, n_dish)
+                        weighted = weighted.reshape(n_time, -1, point_end - s0, n_stokes * n_dish)
+                        product = xp.matmul(weighted.transpose(0, 1, 3, 2), points.conj())
+                        matrices[:, chans] += product.reshape(n_time, -1, n_stokes, n_dish, n_dish)
+                        del points, weighted, product
                 if point_end < s1:
                     k = slice(point_end - s0, s1 - s0)
-                    bw = self._bandwidth_terms(path[:, k], channel_width_hz, dtype) if channel_width_hz > 0 else None
-                    rate = None
-                    if smear_time:
-                        rate = (xp.matmul(dev["lmn"][point_end:s1], rate_uvw.transpose(0, 2, 1))
-                                / SPEED_OF_LIGHT_M_S).astype(real_dtype)
-                    self._launch(xp.ascontiguousarray(z[:, :, k]),
-                                 xp.ascontiguousarray(dev["stokes"][chans, :n_stokes, point_end:s1]),
-                                 bw, rate, half_interval_f[chans], per_c[chans], uvw,
-                                 xp.ascontiguousarray(dev["gaussian"][:, point_end:s1]),
-                                 max(terms.n_point - point_end, 0), chunk_out, real_dtype)
+                    with self._stage("smearing terms"):
+                        bw = (self._bandwidth_terms(path[:, k], channel_width_hz, dtype) if channel_width_hz > 0
+                              else None)
+                        rate = None
+                        if smear_time:
+                            rate = (xp.matmul(dev["lmn"][point_end:s1], rate_uvw.transpose(0, 2, 1))
+                                    / SPEED_OF_LIGHT_M_S).astype(real_dtype)
+                    with self._stage("per-baseline kernel"):
+                        self._launch(xp.ascontiguousarray(z[:, :, k]),
+                                     xp.ascontiguousarray(dev["stokes"][chans, :n_stokes, point_end:s1]),
+                                     bw, rate, half_interval_f[chans], per_c[chans], uvw,
+                                     xp.ascontiguousarray(dev["gaussian"][:, point_end:s1]),
+                                     max(terms.n_point - point_end, 0), chunk_out, real_dtype)
                 del z, path
             if chunk_out is not kernel_out:
                 kernel_out[:, chans] += chunk_out
+            del chunk_out
 
+        with self._stage("baselines and correlations"):
+            vis = self._assemble(matrices, kernel_out, ant1, ant2, n_stokes, dtype)
+        return self.to_host(vis) if to_host else vis
+
+    def _assemble(self, matrices, kernel_out, ant1: np.ndarray, ant2: np.ndarray, n_stokes: int, dtype: type):
+        """(n_time, n_baseline, n_chan, 4) correlations from the dish-pair sums of the gemm and the kernel."""
+        xp = self.xp
+        some = matrices if matrices is not None else kernel_out
+        n_time, n_chan = some.shape[:2]
         a1, a2 = xp.asarray(ant1), xp.asarray(ant2)
-        sums = matrices[..., a1, a2] + (kernel_out[:, :, :, 0][..., a1, a2] + 1j * kernel_out[:, :, :, 1][..., a1, a2])
+        sums = xp.zeros((n_time, n_chan, n_stokes, len(ant1)), dtype=dtype)
+        if matrices is not None:
+            sums += matrices[..., a1, a2]
+        if kernel_out is not None:
+            sums += kernel_out[:, :, :, 0][..., a1, a2] + 1j * kernel_out[:, :, :, 1][..., a1, a2]
         sums = sums.transpose(0, 3, 1, 2)  # (n_time, n_baseline, n_chan, n_stokes)
-        full = xp.zeros(sums.shape[:3] + (4,), dtype=np.complex128)
+        full = xp.zeros(sums.shape[:3] + (4,), dtype=dtype)
         full[..., :n_stokes] = sums
         auto = np.flatnonzero(np.asarray(ant1) == np.asarray(ant2))
         if len(auto):  # sum_s X_s |Z_p|^2 is real: drop round-off imaginary parts
             auto = xp.asarray(auto)
             full[:, auto] = full[:, auto].real.astype(full.dtype)
-        vis = stokes_to_linear_xp(xp, full).astype(dtype)
-        return self.to_host(vis) if to_host else vis
+        return stokes_to_linear_xp(xp, full).astype(dtype)
 
     def to_host(self, array) -> np.ndarray:
         """A NumPy copy of a device array (waits for the device)."""
-        return np.asarray(array) if self.xp is np else self.xp.asnumpy(array)
+        with self._stage("device to host copy"):
+            return np.asarray(array) if self.xp is np else self.xp.asnumpy(array)
 
     def _chunks(self, n_time: int, n_dish: int, n_chan: int, n_src: int, n_baseline: int, dtype: type) -> tuple[int, int]:
         """(channels, sources) per chunk so that one chunk's working set fits the memory budget."""
@@ -205,18 +259,57 @@ class GpuPredictor:
 
     def _launch(self, z, stokes, bw, rate, half_interval_f, per_c, uvw, gaussian, n_point: int, out,
                 real_dtype: type) -> None:
-        """Adds the per-baseline sums of these sources to `out` (n_time, n_chan, n_stokes, 2, n_dish, n_dish)."""
+        """Adds the per-baseline sums of these sources to `out` (n_time, n_chan, n_stokes, 2, n_dish, n_dish);
+        sources [0, n_point) are points, the others Gaussians."""
         n_time, n_chan, n_src, n_dish = z.shape
         n_stokes = stokes.shape[1]
-        ch = min(CHANNELS_PER_BLOCK, n_chan)
-        grid, threads = launch_shape(n_dish, n_src, n_time, n_chan, ch, n_src)
-        splits = max(1, math.ceil(BLOCKS_PER_SM * self.n_sm / (grid[0] * grid[2])))
-        tile = SOURCES_PER_TILE
-        src_per_block = tile * max(1, math.ceil(n_src / splits / tile))
-        grid, threads = launch_shape(n_dish, n_src, n_time, n_chan, ch, src_per_block)
-        kernel = baseline_kernel(real_dtype == np.float64, n_stokes, ch, tile)
+        double = real_dtype == np.float64
         dummy = self.xp.zeros(1, dtype=real_dtype)
         bwx, bwe = (a.ravel() for a in bw) if bw is not None else (dummy, dummy.astype(z.dtype))
-        kernel[grid, threads](z.ravel(), stokes, bwx, bwe, rate.ravel() if rate is not None else dummy,
-                              half_interval_f, per_c, uvw, gaussian, n_point, src_per_block, bw is not None,
-                              rate is not None, n_chan, n_src, n_dish, out)
+        rate_flat = rate.ravel() if rate is not None else dummy
+        if KERNEL == "rows":
+            ch = min(CHANNELS_PER_BLOCK, n_chan)
+            grid, threads = launch_shape(n_dish, n_src, n_time, n_chan, ch, n_src)
+            splits = max(1, math.ceil(BLOCKS_PER_SM * self.n_sm / (grid[0] * grid[2])))
+            tile = SOURCES_PER_TILE
+            src_per_block = tile * max(1, math.ceil(n_src / splits / tile))
+            grid, threads = launch_shape(n_dish, n_src, n_time, n_chan, ch, src_per_block)
+            kernel = baseline_kernel(double, n_stokes, ch, tile)
+            kernel[grid, threads](*self._device_args(z.ravel(), stokes, bwx, bwe, rate_flat, half_interval_f, per_c,
+                                                     uvw, gaussian), n_point, src_per_block, bw is not None,
+                                  rate is not None, n_chan, n_src, n_dish, self._device_arg(out))
+            return
+        rows, ch, tile = grouped_launch_shape(double, n_stokes, n_chan)
+        args = self._device_args(z.ravel(), stokes, bwx, bwe, rate_flat, half_interval_f, per_c, uvw, gaussian)
+        out_arg = self._device_arg(out)
+        n_point = min(n_point, n_src)
+        for first, last, is_gaussian in ((0, n_point, False), (n_point, n_src, True)):
+            if last <= first:
+                continue
+            grid, threads = grouped_shape(n_dish, last - first, n_time, n_chan, rows, ch, last - first)
+            splits = max(1, math.ceil(BLOCKS_PER_SM * self.n_sm / (grid[0] * grid[2])))
+            src_per_block = tile * max(1, math.ceil((last - first) / splits / tile))
+            grid, threads = grouped_shape(n_dish, last - first, n_time, n_chan, rows, ch, src_per_block)
+            kernel = grouped_kernel(double, n_stokes, rows, ch, tile, bw is not None, rate is not None, is_gaussian)
+            kernel[grid, threads](*args, first, last, src_per_block, n_chan, n_src, n_dish, out_arg)
+
+    def _device_arg(self, array):
+        """`array` for a numba.cuda launch: CuPy arrays are wrapped without numba's stream synchronisation
+        (both use the default stream, so the launch is ordered after the work that made them)."""
+        if not hasattr(array, "__cuda_array_interface__"):  # NumPy (the CUDA simulator, the CuPy stand-in)
+            return array
+        from numba import cuda
+
+        return cuda.as_cuda_array(array, sync=False)
+
+    def _device_args(self, *arrays) -> list:
+        return [self._device_arg(a) for a in arrays]
+
+
+def grouped_launch_shape(double: bool, n_stokes: int, n_chan: int) -> tuple[int, int, int]:
+    """(rows per group, channels per block, sources per tile) of the grouped kernel for this workload: the
+    module defaults, lowered so that the sums fit SUMS_PER_THREAD and the tile the shared memory."""
+    budget = SUMS_PER_THREAD[double]
+    rows = max(1, min(ROWS_PER_GROUP, budget // n_stokes))
+    ch = max(1, min(CHANNELS_PER_BLOCK, n_chan, budget // (rows * n_stokes)))
+    return rows, ch, grouped_tile(double, n_stokes, rows, ch, SOURCES_PER_TILE)
