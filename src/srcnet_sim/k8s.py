@@ -60,7 +60,10 @@ def security_context() -> dict:
             "seccompProfile": {"type": "RuntimeDefault"}}
 
 
-def _env(settings: Settings) -> list[dict]:
+JOB_NAME_FIELD = "metadata.labels['job-name']"  # set by the Job controller on every pod of a Job
+
+
+def _env(settings: Settings, obs_id_field: str = JOB_NAME_FIELD) -> list[dict]:
     """Every setting as an env var. OBS_ID, unless set, is the Job's name (the job-name label of its pods: unique per
     run of a CronJob, the same for the Job's next pod, which resumes the run), and FILE_PREFIX, unless set, is
     "$(OBS_ID)_" (Kubernetes expands it), so that runs never collide in staging."""
@@ -70,7 +73,7 @@ def _env(settings: Settings) -> list[dict]:
     env = []
     for field in FIELDS:
         if field == "obs_id" and "obs_id" not in settings.model_fields_set:
-            env.append({"name": "OBS_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['job-name']"}}})
+            env.append({"name": "OBS_ID", "valueFrom": {"fieldRef": {"fieldPath": obs_id_field}}})
         elif field == "file_prefix" and not settings.file_prefix:
             env.append({"name": "FILE_PREFIX", "value": "$(OBS_ID)_"})
         else:
@@ -253,7 +256,8 @@ def dask_job(settings: Settings, sizes: dict[str, str], args: list[str], workers
     EXECUTOR=dask against the operator's scheduler; `workers["workers"]` Dask workers of the image compute the blocks."""
     runner = pod_spec(settings, sizes, args)
     runner["metadata"]["labels"] |= DASK_LABEL
-    runner["spec"]["containers"][0]["env"] = _with_values(_env(settings), dask_settings(workers))
+    # The operator's runner is a bare pod (no job-name label): OBS_ID from its own name.
+    runner["spec"]["containers"][0]["env"] = _with_values(_env(settings, "metadata.name"), dask_settings(workers))
     # Workers run the tasks the runner sends (the blocks carry their inputs): they need no run settings of their own.
     worker_env = [{"name": k, "value": v} for k, v in dask_settings(workers).items()]
     scratch = workers["scratch"]  # a worker spills to its emptyDir, at most about its memory

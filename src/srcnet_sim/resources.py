@@ -16,7 +16,7 @@ IMAGE_CHANNELS = 1
 # Per MS row besides DATA: UVW 24, WEIGHT+SIGMA 2 x 4 x 4, TIME/TIME_CENTROID/INTERVAL/EXPOSURE 32,
 # eleven int32 ids 44, FLAG_ROW 1, plus FLAG at 1 bit per value; measured overhead ~10 %.
 ROW_OVERHEAD_BYTES = 24 + 32 + 32 + 44 + 1
-FIXED_MS_BYTES = 600_000  # subtables and table descriptors (0.6 MB measured: 36 rows of 6 baselines x 4 channels)
+FIXED_MS_BYTES = 2_000_000  # subtables and table descriptors
 PROCESS_BASELINE_BYTES = 350_000_000  # python, numpy, numba, casacore loaded
 FITS_HEADER_BYTES = 2 * 2880
 CHUNK_SAMPLES = 16_000_000  # as imaging.msdata.CHUNK_SAMPLES
