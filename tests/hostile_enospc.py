@@ -46,7 +46,7 @@ def main() -> None:
         filled = False
         while proc.poll() is None and not filled:
             if volume == "TMPDIR":
-                ready = any(mounts["TMPDIR"].glob("srcnet-sim-*/*.ms"))
+                ready = any(mounts["TMPDIR"].glob("srcnet-resume-*/*.ms"))
             else:
                 ready = "INFO wrote " in log.read_text()
             if ready:

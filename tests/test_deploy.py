@@ -314,8 +314,9 @@ def test_daskjob_runner_is_the_job_pod_with_the_dask_executor():
     assert {k: v for k, v in container.items() if k != "env"} == {k: v for k, v in job_container.items() if k != "env"}
     env = {e["name"]: e for e in container["env"]}
     for entry in job_container["env"]:
-        if entry["name"] not in DASK_SETTINGS:
+        if entry["name"] not in (*DASK_SETTINGS, "OBS_ID"):  # OBS_ID: the Job's name there, the runner pod's here
             assert env[entry["name"]] == entry
+    assert env["OBS_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     values = {name: env[name]["value"] for name in DASK_SETTINGS}
     assert values["EXECUTOR"] == "dask" and values["DASK_WORKERS"] == str(DASKJOB_WORKERS)
     # The operator names the cluster after the DaskJob and its scheduler Service <name>-scheduler, port 8786.

@@ -72,7 +72,7 @@ def test_concurrent_runs_claim_their_names_and_never_touch_a_live_run(dirs, tmp_
     staging = out / "hostile"
     a = start(["--vis", "--dirty"], environment(out, tmp, **SLOW), tmp_path / "a.log")
     try:
-        wait_for(lambda: any(tmp.glob("srcnet-sim-*/h_measurements.ms")), a, "A's MS")
+        wait_for(lambda: any(tmp.glob("srcnet-resume-*/h_measurements.ms")), a, "A's MS")
         a.send_signal(signal.SIGSTOP)
         a_scratch = sorted(tmp.iterdir())
         held = entries(staging)
@@ -99,15 +99,15 @@ def test_a_killed_runs_claims_scratch_and_partial_files_are_taken_over_by_the_ne
     out, tmp = dirs
     staging = out / "hostile"
     a = start(["--vis", "--dirty"], environment(out, tmp, **SLOW), tmp_path / "a.log")
-    wait_for(lambda: any(tmp.glob("srcnet-sim-*/h_measurements.ms")), a, "A's MS")
+    wait_for(lambda: any(tmp.glob("srcnet-resume-*/h_measurements.ms")), a, "A's MS")
     a.send_signal(signal.SIGKILL)
     a.wait()
     left = entries(staging)
     assert f".{TAR}.claim" in left and any(n.startswith(".srcnet-sim-partial-") for n in left)
-    assert len(entries(tmp)) == 1
-    b = run(["--vis"], environment(out, tmp))
+    assert len(entries(tmp)) == 2  # its scratch and its resumable state (resume.py)
+    b = run(["--vis"], environment(out, tmp, **SLOW))  # A's settings: B resumes A's MS
     assert b.returncode == 0, b.stderr
-    assert "left by a run that was killed" in b.stderr
+    assert "left by a run that was killed" in b.stderr and "continuing from there" in b.stderr
     assert entries(staging) == [TAR, META] and entries(tmp) == []
 
 
@@ -120,7 +120,7 @@ def test_sigterm_and_sigint_end_the_run_with_one_line_and_remove_its_files(dirs,
     out, tmp = dirs
     proc = start(["--vis"], environment(out, tmp, **SLOW), tmp_path / "run.log")
     if moment == "simulating":
-        wait_for(lambda: any(tmp.glob("srcnet-sim-*/h_measurements.ms")), proc, "the MS")
+        wait_for(lambda: any(tmp.glob("srcnet-resume-*/h_measurements.ms")), proc, "the MS")
     else:
         wait_for(lambda: any(out.glob(f"hostile/.srcnet-sim-partial-*/{TAR}.partial")), proc, "the partial tar")
     proc.send_signal(stop_signal)
@@ -128,7 +128,8 @@ def test_sigterm_and_sigint_end_the_run_with_one_line_and_remove_its_files(dirs,
     stderr = (tmp_path / "run.log").read_text()
     assert last_line(stderr) == (f"srcnet-sim: stopped by {signal.Signals(stop_signal).name}; "
                                  "its scratch and partial files were removed")
-    assert entries(tmp) == [] and entries(out) == []
+    # Only the resumable state (the MS so far, for a rerun with the same settings) is kept: an eviction is not the end.
+    assert [name[:len("srcnet-resume-")] for name in entries(tmp)] == ["srcnet-resume-"] and entries(out) == []
 
 
 @pytest.mark.parametrize("plant, args, message", [
@@ -188,7 +189,7 @@ def unshare_prefix() -> list[str]:
 
 
 @pytest.mark.parametrize("volume, args, expected", [
-    ("TMPDIR", ["--vis"], "srcnet-sim: error: TMPDIR: {root}/tmpdir/srcnet-sim-"),
+    ("TMPDIR", ["--vis"], "srcnet-sim: error: TMPDIR: {root}/tmpdir/srcnet-resume-"),
     ("OUT_DIR", ["--vis", "--dirty"], "srcnet-sim: error: no space left on device"),
 ])
 def test_a_volume_that_fills_up_mid_run_is_one_line_and_leaves_nothing(tmp_path: Path, volume, args, expected):

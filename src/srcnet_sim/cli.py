@@ -7,14 +7,13 @@ Precedence: command line > environment > TOML file (--config or SRCNET_SIM_CONFI
 from __future__ import annotations
 
 import argparse
-import errno
 import os
 import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from srcnet_sim.errors import DiskFullError, QAError, ServiceError, UserInputError
+from srcnet_sim.errors import DiskFullError, QAError, ServiceError, UserInputError, is_disk_full
 from srcnet_sim.progress import configure_logging
 from srcnet_sim.runtime import configure_process
 from srcnet_sim.stopping import Stopped, stop_on_signals
@@ -30,13 +29,14 @@ PRECEDENCE = ("Settings: command line > environment variable (same name, upper c
               "(--config FILE or $SRCNET_SIM_CONFIG) > default.")
 
 
-def add_settings_options(parser: argparse.ArgumentParser) -> None:
-    """One option per setting, help showing its environment variable and default."""
+def add_settings_options(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """One option per setting (but `skip`, fields the command has its own option for, with the same `dest`),
+    help showing its environment variable and default."""
     from srcnet_sim.config import FIELDS, Settings, env_name, option_name
 
     parser.add_argument("--config", type=Path, help="TOML file of settings (keys as the environment variables)")
     group = parser.add_argument_group("settings", PRECEDENCE)
-    for field in FIELDS:
+    for field in (f for f in FIELDS if f not in skip):
         info = Settings.model_fields[field]
         default = "a unique UTC timestamp id" if info.default_factory else info.default
         group.add_argument(option_name(field), dest=field, metavar=env_name(field),
@@ -72,7 +72,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from srcnet_sim.workflow import run
 
     run(settings_from_args(args), chosen_products(args), overwrite=args.overwrite, notification=args.notification,
-        preview_dir=Path(args.preview_dir) if args.preview_dir else None)
+        preview_dir=Path(args.preview_dir) if args.preview_dir else None, restart=args.restart)
     return 0
 
 
@@ -104,12 +104,17 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         f"image file size         {human(e.image_file_bytes)} (one MFS plane, float32)",
         f"staged in OUT_DIR       {run_plan.product_dir}: {listing(run_plan.products, run_plan.staged_name)} + .meta",
         f"made in temporary dir   {temporary}: {listing(run_plan.made, run_plan.file_name)} (removed at the end)",
+        f"blocks                  {e.n_blocks} of {e.block_times} time steps x {e.block_channels} channels "
+        f"(sized to MEMORY_LIMIT {human(e.memory_limit_bytes)} per worker)",
+        f"peak memory per worker  {human(e.simulate_peak_bytes)} (simulation, process included)",
         f"peak memory             {human(e.peak_memory_bytes)}",
         f"GPU device memory       {human(gpu_need)} per block of {gpu_steps} time steps (BACKEND=gpu; less in chunks)",
         f"free in OUT_DIR         {human(free_bytes(run_plan.product_dir))}",
         f"free in temporary dir   {human(free_bytes(temporary))}",
     ]
     lines += sky_cache_lines(settings)
+    if "vis" in run_plan.made:
+        lines += duration_lines(run_plan)
     if args.k8s:
         from srcnet_sim import k8s
 
@@ -122,6 +127,28 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         ]
     print("\n".join(lines))
     return 0
+
+
+def duration_lines(run_plan) -> list[str]:
+    """`estimate` lines: the simulation's duration predicted from a short calibration of the kernels here."""
+    from srcnet_sim.calibrate import predict
+    from srcnet_sim.executors import available_cores, executor_options
+    from srcnet_sim.progress import duration
+
+    s, e = run_plan.settings, run_plan.estimate
+    options = executor_options(s.executor, s.dask_scheduler_address, s.dask_workers, s.worker_threads, None)
+    p = predict(run_plan.observation, e.n_times, e.n_channels, e.block_times, e.block_channels, e.ms_expected_bytes,
+                options.threads,
+                options.workers if options.kind == "dask" else 1, available_cores())
+    where = f"{options.workers} Dask workers x {options.threads} threads" if options.kind == "dask" else \
+        f"this machine, {options.threads} threads"
+    return [
+        f"simulation time         {duration(p.total_s)} ({where}): compute {duration(p.compute_s)}, "
+        f"writing {duration(p.write_s)}",
+        f"  calibrated here         one time step = {p.step_fixed_s * 1e3:.1f} ms + {p.step_per_channel_s * 1e3:.2f} ms "
+        f"per channel (timed on this run's dishes and sources); MS writing {p.ms_bytes_per_s / 2**20:.0f} MiB/s, "
+        f"disk {p.disk_bytes_per_s / 2**20:.0f} MiB/s (written and fsync'ed in TMPDIR)",
+    ]
 
 
 def sky_cache_lines(settings: Settings) -> list[str]:
@@ -252,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_product_flags(run_parser)
     add_settings_options(run_parser)
     run_parser.add_argument("--overwrite", action="store_true", help="replace products already staged with their .meta")
+    run_parser.add_argument("--restart", action="store_true", help="discard the MS an interrupted run with these product "
+                            "names left in TMPDIR (srcnet-resume-*) and start over, instead of resuming it")
     run_parser.add_argument("--notification", action="store_true",
                             help="also stage <FILE_PREFIX>notification.json for SRCNet's newer ingestion (ska-src-mm-notification)")
     run_parser.add_argument("--preview-dir", metavar="DIR",
@@ -283,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "WORKER_THREADS each, instead of the Job")
     manifest_parser.add_argument("--gpu", action="store_true",
                                  help="run on one NVIDIA GPU: GPU image, BACKEND=gpu, nvidia.com/gpu: 1, GPU node selector")
-    add_settings_options(manifest_parser)
+    add_settings_options(manifest_parser, skip=("dask_workers",))  # --dask-workers N is DASK_WORKERS there too
     manifest_parser.set_defaults(handler=cmd_k8s_manifest)
     ingest_parser = commands.add_parser("ingest", help="upload staged products to Rucio, as the SRCNet ingestor does",
                                         description="Upload every <name> with <name>.meta in STAGING_DIR to Rucio "
@@ -331,13 +360,6 @@ def add_image_parser(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_image)
 
 
-def _disk_full(exc: BaseException) -> bool:
-    """ENOSPC/EDQUOT from Python's I/O, or casacore's AipsError carrying it."""
-    if isinstance(exc, OSError):
-        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
-    return isinstance(exc, RuntimeError) and "No space left on device" in str(exc)
-
-
 def main(argv: list[str] | None = None) -> int:
     configure_process()  # before anything imports numpy or numba
     configure_logging()
@@ -358,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"srcnet-sim: error: {exc}", file=sys.stderr)
         return 4
     except (OSError, RuntimeError) as exc:
-        if not _disk_full(exc):
+        if not is_disk_full(exc):
             raise
         where = f" writing {exc.filename}" if getattr(exc, "filename", None) else ""
         print(f"srcnet-sim: error: no space left on device{where}: {str(exc).splitlines()[0]}; "

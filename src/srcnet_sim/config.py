@@ -38,6 +38,20 @@ IVOID_AUTHORITY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-_.!~*'()+=]{2,}")
 IVOID_PATH_PATTERN = re.compile(r"(/[A-Za-z0-9\-_.!~*'()+=]*)*")
 
 
+BYTE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
+              "t": 1000**4, "tb": 1000**4, "ki": 1024, "kib": 1024, "mi": 1024**2, "mib": 1024**2, "gi": 1024**3,
+              "gib": 1024**3, "ti": 1024**4, "tib": 1024**4}
+BYTES_PATTERN = re.compile(r"\s*([0-9]+(?:\.[0-9]*)?)\s*([A-Za-z]*)\s*")
+
+
+def parse_bytes(text: str) -> int:
+    """'8GiB', '8Gi', '500MB', '1e9'-free integers -> bytes; anything else is returned for pydantic to refuse."""
+    match = BYTES_PATTERN.fullmatch(text)
+    if match is None or match.group(2).lower() not in BYTE_UNITS:
+        raise ValueError("is not a size: a number of bytes, or with a unit such as 8GiB, 8Gi, 500MB")
+    return int(float(match.group(1)) * BYTE_UNITS[match.group(2).lower()])
+
+
 def _unique_obs_id() -> str:
     return datetime.now(timezone.utc).strftime("srcnet-sim-%Y%m%dT%H%M%S%fZ")
 
@@ -77,14 +91,27 @@ class Settings(BaseModel):
     precision: Literal["single", "double"] = Field("single", description="visibility precision")
     correlations: Literal["cross", "cross+auto"] = Field("cross", description="baselines written")
     smearing: Literal["bandwidth", "off", "bandwidth+time"] = Field("bandwidth", description="smearing applied")
+    executor: Literal["local", "dask"] = Field("local", description="where blocks are computed: local (this machine) or dask (a Dask cluster)")
+    dask_scheduler_address: str | None = Field(None, description="EXECUTOR=dask: the scheduler, e.g. tcp://scheduler:8786 (default: a LocalCluster of worker processes)")
+    dask_workers: int | None = Field(None, ge=1, le=4096, description="EXECUTOR=dask without a scheduler address: LocalCluster worker processes (default: cores / WORKER_THREADS)")
+    memory_limit: int | None = Field(None, ge=1, description="memory budget of one worker, bytes or e.g. 8GiB (default: 0.8 x the memory available here, container limit included)")
+    worker_threads: int | None = Field(None, ge=1, le=1024, description="threads computing one block (default: all cores; EXECUTOR=dask: cores / DASK_WORKERS)")
     backend: Literal["auto", "cpu", "gpu"] = Field("auto", description="predictor: the GPU when CuPy sees a CUDA device "
                                                    "(auto), or cpu, or gpu (an error without a device)")
 
-    @field_validator("imaging_cellsize", "sky_model_path", "sky_model_cache", mode="before")
+    @field_validator("imaging_cellsize", "sky_model_path", "sky_model_cache", "dask_scheduler_address", "dask_workers",
+                     "memory_limit", "worker_threads", mode="before")
     @classmethod
     def _none_string(cls, value: Any) -> Any:
         if isinstance(value, str) and value.strip().lower() in ("none", ""):
             return None
+        return value
+
+    @field_validator("memory_limit", mode="before")
+    @classmethod
+    def _bytes(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() not in ("none", ""):
+            return parse_bytes(value)
         return value
 
     @field_validator("mightee_l1_url")

@@ -1,5 +1,7 @@
 """The project's exception types: errors a user can cause, and the one-line failures the CLI reports by exit code."""
 
+import errno
+
 
 class UserInputError(ValueError):
     """Bad input from a user: the message is one line naming the setting and what is allowed.
@@ -31,3 +33,12 @@ class QAError(RuntimeError):
 
     The CLI prints it and exits with code 5; the run's other products were staged.
     """
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """A full volume: DiskFullError, ENOSPC/EDQUOT from Python's I/O, or casacore's AipsError carrying it."""
+    if isinstance(exc, DiskFullError):
+        return True
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(exc, RuntimeError) and "No space left on device" in str(exc)

@@ -60,16 +60,20 @@ def security_context() -> dict:
             "seccompProfile": {"type": "RuntimeDefault"}}
 
 
-def _env(settings: Settings) -> list[dict]:
-    """Every setting as an env var. OBS_ID, unless set, is the pod's name (unique per run of a CronJob), and
-    FILE_PREFIX, unless set, is "$(OBS_ID)_" (Kubernetes expands it), so that runs never collide in staging."""
+JOB_NAME_FIELD = "metadata.labels['job-name']"  # set by the Job controller on every pod of a Job
+
+
+def _env(settings: Settings, obs_id_field: str = JOB_NAME_FIELD) -> list[dict]:
+    """Every setting as an env var. OBS_ID, unless set, is the Job's name (the job-name label of its pods: unique per
+    run of a CronJob, the same for the Job's next pod, which resumes the run), and FILE_PREFIX, unless set, is
+    "$(OBS_ID)_" (Kubernetes expands it), so that runs never collide in staging."""
     values = settings.model_dump()
     values["out_dir"] = f"{INGEST_MOUNT}/staging"
     values["sky_model_cache"] = settings.sky_model_cache or SKY_CACHE  # shared by the runs of a CronJob
     env = []
     for field in FIELDS:
         if field == "obs_id" and "obs_id" not in settings.model_fields_set:
-            env.append({"name": "OBS_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}})
+            env.append({"name": "OBS_ID", "valueFrom": {"fieldRef": {"fieldPath": obs_id_field}}})
         elif field == "file_prefix" and not settings.file_prefix:
             env.append({"name": "FILE_PREFIX", "value": "$(OBS_ID)_"})
         else:
@@ -118,13 +122,19 @@ def pod_spec(settings: Settings, sizes: dict[str, str], args: list[str]) -> dict
 
 
 def job(settings: Settings, sizes: dict[str, str], args: list[str]) -> dict:
-    """The workflow Job (backoffLimit 0: a failed simulation is looked at, not retried blindly)."""
+    """The workflow Job (backoffLimit 0: a failed simulation is looked at, not retried blindly; a pod ended by a
+    disruption - eviction, preemption, node drain - is not counted: the Job's next pod resumes the run from the
+    scratch PVC, see resume.py)."""
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {"name": "srcnet-sim-aastar", "namespace": NAMESPACE, "labels": {"app.kubernetes.io/name": "srcnet-sim"}},
-        "spec": {"backoffLimit": 0, "ttlSecondsAfterFinished": 604800, "template": pod_spec(settings, sizes, args)},
+        "spec": {"backoffLimit": 0, "podFailurePolicy": POD_FAILURE_POLICY, "ttlSecondsAfterFinished": 604800,
+                 "template": pod_spec(settings, sizes, args)},
     }
+
+
+POD_FAILURE_POLICY = {"rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}]}
 
 
 def cronjob(settings: Settings, sizes: dict[str, str], args: list[str], schedule: str = "0 * * * *") -> dict:
@@ -246,7 +256,8 @@ def dask_job(settings: Settings, sizes: dict[str, str], args: list[str], workers
     EXECUTOR=dask against the operator's scheduler; `workers["workers"]` Dask workers of the image compute the blocks."""
     runner = pod_spec(settings, sizes, args)
     runner["metadata"]["labels"] |= DASK_LABEL
-    runner["spec"]["containers"][0]["env"] = _with_values(_env(settings), dask_settings(workers))
+    # The operator's runner is a bare pod (no job-name label): OBS_ID from its own name.
+    runner["spec"]["containers"][0]["env"] = _with_values(_env(settings, "metadata.name"), dask_settings(workers))
     # Workers run the tasks the runner sends (the blocks carry their inputs): they need no run settings of their own.
     worker_env = [{"name": k, "value": v} for k, v in dask_settings(workers).items()]
     scratch = workers["scratch"]  # a worker spills to its emptyDir, at most about its memory

@@ -37,10 +37,35 @@ def track(items: Iterable[T], total: int, description: str, every_s: float = 30.
         if now - last >= every_s or done == total:
             last = now
             eta = (now - start) / done * (total - done)
-            logger.info("%s: %d %% (%d/%d), ETA %s", description, 100 * done // total, done, total, _duration(eta))
+            logger.info("%s: %d %% (%d/%d), ETA %s", description, 100 * done // total, done, total, duration(eta))
 
 
-def _duration(seconds: float) -> str:
+class Progress:
+    """Progress over units of work of unequal size (blocks): 'description: 42 % (n/total blocks), ETA 1m05s'
+    logged at most every `every_s` seconds and at the end; the ETA counts only the work done in this run."""
+
+    def __init__(self, total_units: float, total_items: int, description: str, done_units: float = 0.0,
+                 every_s: float = 30.0) -> None:
+        self.total_units, self.total_items, self.description = total_units, total_items, description
+        self.done_units, self.items, self.every_s = done_units, 0, every_s
+        self._start_units = done_units
+        self._start = self._last = time.monotonic()
+
+    def advance(self, units: float) -> None:
+        self.done_units += units
+        self.items += 1
+        now = time.monotonic()
+        if now - self._last >= self.every_s or self.items == self.total_items:
+            self._last = now
+            rate = (self.done_units - self._start_units) / max(now - self._start, 1e-9)
+            eta = (self.total_units - self.done_units) / rate if rate > 0 else 0.0
+            logger.info("%s: %d %% (%d/%d blocks), ETA %s", self.description,
+                        int(100 * self.done_units // max(self.total_units, 1)), self.items, self.total_items,
+                        duration(eta))
+
+
+def duration(seconds: float) -> str:
+    """'1h02m10s' or '5m07s'."""
     minutes, secs = divmod(int(round(seconds)), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"

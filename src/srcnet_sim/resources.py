@@ -41,8 +41,12 @@ class Estimate:
     image_min_bytes: int
     image_file_bytes: int
     peak_memory_bytes: int
-    simulate_peak_bytes: int = 0  # peak memory of the simulation alone (process included)
+    simulate_peak_bytes: int = 0  # peak memory of the simulation alone (process included): one worker's
     imaging_peak_bytes: int = 0  # peak memory of imaging alone (process included)
+    block_times: int = 0  # time steps per block
+    block_channels: int = 0  # channels per block
+    n_blocks: int = 0
+    memory_limit_bytes: int = 0  # the worker budget the blocks were sized to
 
     @property
     def measurements(self) -> int:
@@ -50,9 +54,15 @@ class Estimate:
 
 
 def estimate(n_channels: int, n_times: int, n_dishes: int, autocorrelations: bool, n_sources: int,
-             npixel: int, double_precision: bool = False) -> Estimate:
+             npixel: int, double_precision: bool = False, memory_limit_bytes: int | None = None) -> Estimate:
     """Sizes of the MS (the seed's minimum and the expected actual size), one image (the seed's minimum and
-    the MFS FITS file), and peak memory of simulating or imaging, whichever is larger."""
+    the MFS FITS file), the block shape for a worker's `memory_limit_bytes` (default: default_memory_limit()),
+    and peak memory of simulating (one worker) or imaging, whichever is larger.
+
+    Raises UserInputError (MEMORY_LIMIT) when the budget does not hold one time step of one channel."""
+    from srcnet_sim.blocks import block_shape
+
+    limit = default_memory_limit() if memory_limit_bytes is None else memory_limit_bytes
     n_baselines = n_dishes * (n_dishes - 1) // 2 + (n_dishes if autocorrelations else 0)
     n_corr = 4
     rows = n_times * n_baselines
@@ -60,12 +70,10 @@ def estimate(n_channels: int, n_times: int, n_dishes: int, autocorrelations: boo
     bytes_per_vis = 2 * BYTES_PER_COMPLEX64 if double_precision else BYTES_PER_COMPLEX64
     row_bytes = values * bytes_per_vis + (values + 7) // 8 + ROW_OVERHEAD_BYTES
     ms_expected = int(rows * row_bytes * 1.1) + FIXED_MS_BYTES
-    # Working set of one time step: phasors, smearing terms, visibilities and sums, sky arrays.
-    phasors = n_channels * n_dishes * n_sources * bytes_per_vis
-    smearing = 3 * n_dishes * n_sources * 8
-    step_vis = n_baselines * values * (bytes_per_vis + 16 + 8)
-    sky = n_sources * (11 + 4 * n_channels + 2 * n_channels) * 8
-    simulate_peak = phasors + smearing + step_vis + sky
+    # One worker computing blocks (blocks.worker_peak_bytes: phasors of a block's channels, sums, results held).
+    shape = block_shape(n_times, n_channels, n_dishes, n_sources, n_baselines, limit, double_precision)
+    simulate_peak = shape.worker_peak_bytes - PROCESS_BASELINE_BYTES
+    n_blocks = -(-n_times // shape.n_times) * -(-n_channels // shape.n_channels)
     # Imaging reads chunks of at most CHUNK_SAMPLES (rows x channels): DATA, FLAG and weights of all correlations,
     # then Stokes I, its weights, imaging weights and degridded model (~100 bytes per sample), plus the images.
     chunk = min(rows * n_channels, CHUNK_SAMPLES)
@@ -81,6 +89,7 @@ def estimate(n_channels: int, n_times: int, n_dishes: int, autocorrelations: boo
         peak_memory_bytes=int(peak),
         simulate_peak_bytes=int(PROCESS_BASELINE_BYTES + simulate_peak),
         imaging_peak_bytes=int(PROCESS_BASELINE_BYTES + imaging_peak),
+        block_times=shape.n_times, block_channels=shape.n_channels, n_blocks=n_blocks, memory_limit_bytes=limit,
     )
 
 
@@ -156,6 +165,15 @@ def available_memory_bytes() -> int:
     machine = int(psutil.virtual_memory().available)
     cgroup = cgroup_available_bytes()
     return machine if cgroup is None else min(machine, cgroup)
+
+
+MEMORY_HEADROOM = 0.8  # share of the available memory a worker's blocks are sized to by default
+
+
+def default_memory_limit(workers_here: int = 1) -> int:
+    """MEMORY_LIMIT's default: MEMORY_HEADROOM of the memory available now (container limit included), shared by
+    the workers that run on this machine."""
+    return int(MEMORY_HEADROOM * available_memory_bytes() / max(1, workers_here))
 
 
 def human(n_bytes: float) -> str:

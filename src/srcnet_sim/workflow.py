@@ -13,22 +13,23 @@ from pathlib import Path
 import numpy as np
 from astropy.time import Time
 
-from srcnet_sim import __version__, validation
+from srcnet_sim import __version__, resume, validation
+from srcnet_sim.blocks import BlockResult, BlockShape, make_blocks
+from srcnet_sim.executors import executor_options, run_blocks
 from srcnet_sim.config import Settings
-from srcnet_sim.errors import QAError, UserInputError
+from srcnet_sim.errors import QAError, UserInputError, is_disk_full
 from srcnet_sim.imaging.clean import CleanParameters
 from srcnet_sim import scratch
 from srcnet_sim.diskguard import DiskGuard
 from srcnet_sim.products import claims, naming, obscore, sidecar, staging
 from srcnet_sim.ms.writer import MeasurementSetWriter, MSDescription
-from srcnet_sim.progress import logger, track
+from srcnet_sim.progress import Progress, logger
 from srcnet_sim.qa.finder import import_bdsf
-from srcnet_sim.resources import Estimate, estimate, human
+from srcnet_sim.resources import Estimate, default_memory_limit, estimate, human
 from srcnet_sim.simulate import geometry
 from srcnet_sim.simulate.beams import power_beam_fwhm_rad
-from srcnet_sim.overlap import write_behind
 from srcnet_sim.simulate.backend import resolve_backend
-from srcnet_sim.simulate.observation import Observation, TimeStep, gpu_block_device_bytes, simulate
+from srcnet_sim.simulate.observation import Observation, gpu_block_device_bytes
 from srcnet_sim.sky.catalogues import load_sky_model
 from srcnet_sim.telescope import Telescope, load_telescope
 
@@ -153,12 +154,22 @@ def plan(settings: Settings, products: set[str] | frozenset[str] = frozenset({"v
         dtype=np.complex128 if settings.precision == "double" else np.complex64,
     )
     sizes = estimate(settings.n_channels, settings.num_time_stamps, telescope.n_dish, observation.autocorrelations,
-                     len(sky), settings.imaging_npixel, settings.precision == "double")
+                     len(sky), settings.imaging_npixel, settings.precision == "double", worker_memory_limit(settings))
     run_plan = Plan(settings, telescope, observation, sizes, Path(settings.out_dir) / settings.rucio_namespace,
                     frozenset(products))
     if "dirty" in run_plan.made:
         validation.check_image_grid(settings, telescope, times_s, run_plan.cell_rad())
     return run_plan
+
+
+def worker_memory_limit(settings: Settings) -> int:
+    """MEMORY_LIMIT, or its default: the available memory with headroom, shared by a LocalCluster's workers."""
+    if settings.memory_limit is not None:
+        return settings.memory_limit
+    options = executor_options(settings.executor, settings.dask_scheduler_address, settings.dask_workers,
+                               settings.worker_threads, None)
+    local_workers = options.workers if options.kind == "dask" and not options.scheduler_address else 1
+    return default_memory_limit(local_workers)
 
 
 def preflight(run_plan: Plan) -> None:
@@ -173,17 +184,19 @@ def preflight(run_plan: Plan) -> None:
 
 
 def history_lines(settings: Settings) -> tuple[str, ...]:
-    """HISTORY messages: the software version, every setting (seed included), as JSON."""
-    return (f"srcnet-sim {__version__}", "settings " + json.dumps(settings.model_dump(), sort_keys=True))
+    """HISTORY messages: the software version, every setting (seed included) but those that only choose how the
+    blocks are computed (the MS is the same whatever they are), as JSON."""
+    return (f"srcnet-sim {__version__}", "settings " + json.dumps(resume.defining_settings(settings), sort_keys=True))
 
 
-def write_measurement_set(run_plan: Plan, path: Path, backend: str = "cpu") -> Path:
-    """Simulate every time step and write the MS at `path` (in the run's scratch directory; staging publishes it).
-
-    backend: "cpu" or "gpu" (see simulate.backend); a writer thread writes step n while step n + 1 is predicted.
-    """
-    obs = run_plan.observation
+def write_measurement_set(run_plan: Plan, state: resume.RunState, backend: str = "cpu") -> Path:
+    """Simulate the blocks not yet written and write them into the MS in `state` (the run's resumable state
+    directory; staging publishes it): blocks computed by the chosen executor with the `backend` predictor ("cpu"
+    or "gpu", see simulate.backend), written in time order by one writer, each journaled once it is on disk."""
+    obs = run_plan.observation.with_geometry()  # every time step's UVW, in order: the same for every block
     settings = run_plan.settings
+    sizes = run_plan.estimate
+    path = state.ms_path(run_plan.file_name("vis"))
     description = MSDescription(
         telescope=run_plan.telescope, freq_hz=obs.freq_hz, channel_width_hz=obs.channel_width_hz,
         phase_centre_rad=(obs.ra_rad, obs.dec_rad), field_name=settings.obs_id,
@@ -191,15 +204,55 @@ def write_measurement_set(run_plan: Plan, path: Path, backend: str = "cpu") -> P
         history=history_lines(settings), application="srcnet-sim",
     )
     ant1, ant2 = obs.baselines
+    n_bl, n_times, n_chan = len(ant1), sizes.n_times, sizes.n_channels
     sigma = obs.baseline_sigma()
-    space = DiskGuard(path.parent, "TMPDIR", run_plan.estimate.ms_expected_bytes)
-    with MeasurementSetWriter(path, description) as writer:
-        def write(step: TimeStep) -> None:
-            space.check(1.0 - step.index / len(obs.times_s))
-            writer.append(step.time_s, obs.interval_s, ant1, ant2, step.uvw_m, step.vis.astype(np.complex64, copy=False), sigma)
+    writer = None
+    if state.resumed:
+        try:
+            writer = MeasurementSetWriter.reopen(path)
+            if writer.n_rows != n_times * n_bl:
+                raise RuntimeError(f"{writer.n_rows} rows instead of {n_times * n_bl}")
+        except RuntimeError as exc:  # casacore could not read what the killed run left
+            logger.warning("resume: %s cannot be opened (%s); starting it again", path, str(exc).splitlines()[0])
+            state.start_over(path.name)
+    space = DiskGuard(path.parent, "TMPDIR", sizes.ms_expected_bytes)
+    if writer is None:
+        space.check(1.0)
+        creating = path.with_name(path.name + ".creating")  # a run killed while creating leaves no MS
+        shutil.rmtree(creating, ignore_errors=True)
+        MeasurementSetWriter(creating, description, tile_channels=sizes.block_channels, n_rows=n_times * n_bl).close()
+        os.rename(creating, path)
+        writer = MeasurementSetWriter.reopen(path)
+    shape = BlockShape(sizes.block_times, sizes.block_channels, sizes.simulate_peak_bytes)
+    blocks = make_blocks(n_times, n_chan, shape, first_time=state.time_steps_done)
+    options = executor_options(settings.executor, settings.dask_scheduler_address, settings.dask_workers,
+                               settings.worker_threads, sizes.memory_limit_bytes, backend)
+    logger.info("simulate: %d blocks of %d time steps x %d channels (a worker needs about %s of MEMORY_LIMIT %s); "
+                "executor %s, %d worker%s x %d threads", len(blocks), shape.n_times, shape.n_channels,
+                human(shape.worker_peak_bytes), human(sizes.memory_limit_bytes), options.kind, options.workers,
+                "s" if options.workers > 1 else "", options.threads)
+    progress = Progress(n_times * n_chan, len(blocks), "simulate", done_units=state.time_steps_done * n_chan)
 
-        write_behind(track(simulate(obs, backend=backend), len(obs.times_s), "simulate"), write)
+    def write(result: BlockResult) -> None:
+        block = result.block
+        space.check(1.0 - _allocated_bytes(path) / sizes.ms_expected_bytes)  # the rows are allocated, not all on disk
+        writer.put_rows(block.time_start * n_bl, result.time_s, obs.interval_s, ant1, ant2, result.uvw_m, result.vis, sigma,
+                        chan_start=block.chan_start)
+        space.check(1.0 - _allocated_bytes(path) / sizes.ms_expected_bytes)  # casacore aborts on a full volume
+        writer.flush()
+        state.record(block.time_start, block.time_stop, block.chan_start, block.chan_stop)
+        progress.advance(block.n_times * block.n_channels)
+
+    try:
+        run_blocks(obs, blocks, write, options)
+    finally:
+        writer.close()
     return path
+
+
+def _allocated_bytes(directory: Path) -> int:
+    """Disk space taken by the files under `directory` (blocks allocated, not apparent sizes)."""
+    return sum(p.lstat().st_blocks * 512 for p in directory.rglob("*") if p.is_file() and not p.is_symlink())
 
 
 def make_images(run_plan: Plan, ms_path: Path, scratch: Path) -> dict[str, Path]:
@@ -333,14 +386,20 @@ def write_previews(made: dict[str, Path], products: frozenset[str], preview_dir:
 
 
 def run(settings: Settings, products: set[str], overwrite: bool = False, notification: bool = False,
-        preview_dir: Path | None = None) -> list[Path]:
+        preview_dir: Path | None = None, restart: bool = False) -> list[Path]:
     """Run the workflow for the chosen products; returns the paths staged in OUT_DIR/<RUCIO_NAMESPACE>.
 
     Before any work: the final names are claimed (a live run holding one stops this run), scratch
     and partial directories of killed runs are removed, and the volumes are checked. Everything is
     made in a private scratch directory under TMPDIR, removed at the end (also after a failure, a
     full disk, SIGTERM or Ctrl-C); chosen products are then staged safely with their sidecars.
+
+    The MS is written into the run's resumable state directory (resume.py): kept when the run is
+    killed, stopped or fails, adopted by the next run with the same settings (which skips the time
+    steps written), refused for other settings unless `restart`, removed once the products are staged.
     """
+    scratch_parent = Path(tempfile.gettempdir())
+    settings = resume.adopt_obs_id(settings, scratch_parent, Path(settings.out_dir) / settings.rucio_namespace)
     logger.info("plan: telescope %s, sky %s, products %s", settings.telescope, settings.sky_model,
                 ", ".join(p for p in PRODUCTS if p in products) or "none")
     backend = resolve_backend(settings.backend)
@@ -360,7 +419,6 @@ def run(settings: Settings, products: set[str], overwrite: bool = False, notific
     if preview_dir is not None:
         check_preview_dir(preview_dir, Path(settings.out_dir))
     product_dir = run_plan.product_dir
-    scratch_parent = Path(tempfile.gettempdir())
     created = not os.path.lexists(product_dir)
     staging_directory(product_dir)
     try:
@@ -371,11 +429,15 @@ def run(settings: Settings, products: set[str], overwrite: bool = False, notific
             staging.check_free_to_stage(product_dir, names, with_sidecar, overwrite)
             preflight(run_plan)
             qa_error = qa_unavailable(run_plan)
-            with scratch.live_directory(scratch_parent, scratch.SCRATCH_PREFIX) as scratch_dir, \
-                    scratch.live_directory(product_dir, scratch.PARTIAL_PREFIX) as private_dir:
+            resumable = (resume.run_state(scratch_parent, product_dir, settings, run_plan.file_name("vis"), sizes.n_times,
+                                          sizes.n_channels, restart) if "vis" in run_plan.made else contextlib.nullcontext())
+            with resumable as state, \
+                    scratch.live_directory(scratch_parent, scratch.SCRATCH_PREFIX) as scratch_dir, \
+                    scratch.live_directory(product_dir, scratch.PARTIAL_PREFIX) as private_dir, \
+                    _kept_on_stop(state):
                 made = {}
                 if "vis" in run_plan.made:
-                    made["vis"] = write_measurement_set(run_plan, scratch_dir / run_plan.file_name("vis"), backend.name)
+                    made["vis"] = write_measurement_set(run_plan, state, backend.name)
                     logger.info("wrote %s", made["vis"])
                 if "dirty" in run_plan.made:
                     made.update(make_images(run_plan, made["vis"], scratch_dir))
@@ -391,6 +453,8 @@ def run(settings: Settings, products: set[str], overwrite: bool = False, notific
                 staged = stage_products(run_plan, made, private_dir, overwrite, notification, products_made)
                 if preview_dir is not None:
                     write_previews(made, run_plan.products, preview_dir)
+                if state is not None:
+                    state.remove()  # the products are staged: nothing to resume
     finally:
         if created:
             with contextlib.suppress(OSError):
@@ -398,6 +462,21 @@ def run(settings: Settings, products: set[str], overwrite: bool = False, notific
     if qa_error is not None and "qa" in run_plan.products:
         raise qa_error  # after the other products are staged: the CLI prints it as one line
     return staged
+
+
+@contextlib.contextmanager
+def _kept_on_stop(state: resume.RunState | None):
+    """When the run ends early, log that its resumable state is kept and how to use it; on a full volume remove it
+    (the space is needed more than a partial MS)."""
+    try:
+        yield
+    except BaseException as exc:
+        if state is not None and state.lock_fd >= 0 and is_disk_full(exc):
+            state.remove()
+        elif state is not None and state.lock_fd >= 0:
+            logger.warning("kept %s (the MS written so far): run again with the same settings to continue, "
+                           "or with --restart to start over", state.directory)
+        raise
 
 
 def staging_directory(product_dir: Path) -> Path:

@@ -13,6 +13,7 @@ of several dumps is one putcol per column (see append_block).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,9 +66,13 @@ class MeasurementSetWriter:
     consecutive steps at once (the same rows, fewer and larger writes). DATA is complex64.
     """
 
-    def __init__(self, path: Path, description: MSDescription, tile_channels: int | None = None) -> None:
+    def __init__(self, path: Path, description: MSDescription, tile_channels: int | None = None, n_rows: int = 0) -> None:
         """tile_channels: channels per DATA and FLAG tile (default all). Writers that write a block of channels
-        at a time pass the block's channel count, so that each block fills whole tiles (no read-modify-write)."""
+        at a time pass the block's channel count, so that each block fills whole tiles (no read-modify-write).
+
+        n_rows: rows allocated at once (a run's rows, written later with `put_rows`): the table's structure is
+        then final from the start, and a process killed while writing leaves only rows' values unfinished,
+        which a resumed run writes again."""
         self.path = Path(path)
         self.description = description
         n_chan, n_corr = len(description.freq_hz), len(LINEAR_CORR_TYPES)
@@ -76,6 +81,9 @@ class MeasurementSetWriter:
         self._n_rows = 0
         self._weights: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # sigma given, SIGMA rows, WEIGHT rows
         self._write_subtables()
+        if n_rows:
+            self._main.addrows(n_rows)
+            self._main.flush()  # the space of every row taken now: later writes overwrite, never grow the files
 
     def __enter__(self) -> "MeasurementSetWriter":
         return self
@@ -92,6 +100,82 @@ class MeasurementSetWriter:
     @property
     def n_rows(self) -> int:
         return self._n_rows
+
+    @classmethod
+    def reopen(cls, path: Path) -> "MeasurementSetWriter":
+        """Open an MS this writer made before (a resumed run) to write its rows with `put_rows`; subtables kept."""
+        writer = cls.__new__(cls)
+        writer.path = Path(path)
+        writer.description = None
+        writer._main = table(str(writer.path), readonly=False, ack=False)
+        writer._n_rows = writer._main.nrows()
+        writer._weights = None
+        return writer
+
+    def flush(self) -> None:
+        """Write casacore's buffers to the files, then fsync the main table's files (a resumable state on disk)."""
+        self._main.flush()
+        for path in self.path.iterdir():
+            if path.is_file():
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+
+    def put_rows(
+        self,
+        start_row: int,
+        times_s: np.ndarray,
+        interval_s: float,
+        ant1: np.ndarray,
+        ant2: np.ndarray,
+        uvw_m: np.ndarray,
+        data: np.ndarray,
+        sigma: np.ndarray,
+        chan_start: int = 0,
+    ) -> None:
+        """Write n_t consecutive time steps into allocated rows from `start_row` (rewriting is idempotent), DATA and
+        FLAG (all False) of channels [chan_start, chan_start + n_chan_block) only.
+
+        Args: as append_block; data (n_t, n_bl, n_chan_block, n_corr).
+        """
+        times_s = np.asarray(times_s, dtype=np.float64)
+        n_t, n_bl = len(times_s), len(ant1)
+        n_chan, n_corr = data.shape[2:]
+        n = n_t * n_bl
+        main = self._main
+        if start_row + n > main.nrows():
+            raise ValueError(f"rows {start_row}..{start_row + n} beyond the {main.nrows()} allocated")
+        sigma_rows, weight_rows = self._weight_rows(sigma, n_corr)
+        time_rows = np.repeat(times_s, n_bl)
+        interval_rows = np.full(n, float(interval_s))
+        columns = {
+            "TIME": time_rows,
+            "TIME_CENTROID": time_rows,
+            "INTERVAL": interval_rows,
+            "EXPOSURE": interval_rows,
+            "ANTENNA1": np.tile(np.asarray(ant1, dtype=np.int32), n_t),
+            "ANTENNA2": np.tile(np.asarray(ant2, dtype=np.int32), n_t),
+            "UVW": np.ascontiguousarray(uvw_m, dtype=np.float64).reshape(n, 3),
+            "SIGMA": np.tile(sigma_rows, (n_t, 1)),
+            "WEIGHT": np.tile(weight_rows, (n_t, 1)),
+            "SCAN_NUMBER": np.ones(n, dtype=np.int32),
+            "STATE_ID": np.full(n, -1, dtype=np.int32),
+            "PROCESSOR_ID": np.full(n, -1, dtype=np.int32),
+        }
+        for name, values in columns.items():
+            main.putcol(name, values, startrow=start_row, nrow=n)
+        cells = {"DATA": np.ascontiguousarray(data, dtype=np.complex64).reshape(n, n_chan, n_corr),
+                 "FLAG": np.zeros((n, n_chan, n_corr), dtype=bool)}
+        all_channels = chan_start == 0 and n_chan == int(main.getcoldesc("DATA")["shape"][0])
+        for name, values in cells.items():
+            if all_channels:
+                main.putcol(name, values, startrow=start_row, nrow=n)
+            else:
+                main.putcolslice(name, values, blc=[chan_start, 0], trc=[chan_start + n_chan - 1, n_corr - 1],
+                                 startrow=start_row, nrow=n)
+        self._n_rows = max(self._n_rows, start_row + n)
 
     def append(
         self,

@@ -28,22 +28,27 @@ def baseline_sigma_jy(sefd: np.ndarray, ant1: np.ndarray, ant2: np.ndarray, chan
     return np.sqrt(sefd[ant1] * sefd[ant2] / (2.0 * channel_width_hz * interval_s))
 
 
-def add_noise(vis: np.ndarray, sigma: np.ndarray, seed: int, time_index: int, is_auto: np.ndarray | None = None) -> None:
+def add_noise(vis: np.ndarray, sigma: np.ndarray, seed: int, time_index: int, is_auto: np.ndarray | None = None,
+              first_channel: int = 0) -> None:
     """Add complex Gaussian noise in place to (n_bl, n_chan, n_corr) `vis` with per-baseline sigma.
 
     Rows flagged in `is_auto` (n_bl,) are autocorrelations: their XX and YY (correlations 0 and 3)
     are real, with noise rms sqrt(2) sigma = SEFD / sqrt(dnu dt).
 
-    The generator is seeded by (seed, time_index), so a time step gets the same noise whatever
-    the chunking or the worker that computes it.
+    `vis` holds channels first_channel, first_channel + 1, ... of the observation. Each channel of
+    each time step has its own generator, seeded by (seed, time_index, channel), so a sample gets
+    the same noise whatever the block (time range x channel range) or the worker that computes it.
     """
-    rng = np.random.default_rng([seed, time_index])
-    shape = vis.shape
-    scale = sigma[:, None, None]
-    real = rng.standard_normal(shape, dtype=np.float32 if vis.dtype == np.complex64 else np.float64)
-    imag = rng.standard_normal(shape, dtype=real.dtype)
-    if is_auto is not None and np.any(is_auto):
-        for corr in (0, vis.shape[2] - 1):
-            real[is_auto, :, corr] *= np.sqrt(2.0)
-            imag[is_auto, :, corr] = 0.0
-    vis += (scale * real + 1j * scale * imag).astype(vis.dtype)
+    real_dtype = np.float32 if vis.dtype == np.complex64 else np.float64
+    scale = sigma[:, None]
+    auto = is_auto is not None and np.any(is_auto)
+    for k in range(vis.shape[1]):
+        rng = np.random.default_rng([seed, time_index, first_channel + k])
+        shape = (vis.shape[0], vis.shape[2])
+        real = rng.standard_normal(shape, dtype=real_dtype)
+        imag = rng.standard_normal(shape, dtype=real_dtype)
+        if auto:
+            for corr in (0, vis.shape[2] - 1):
+                real[is_auto, corr] *= np.sqrt(2.0)
+                imag[is_auto, corr] = 0.0
+        vis[:, k, :] += (scale * real + 1j * scale * imag).astype(vis.dtype)

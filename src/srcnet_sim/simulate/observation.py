@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -34,6 +34,8 @@ class Observation:
         beam: beam model name; autocorrelations: write (p, p) baselines too.
         smearing: "off", "bandwidth" or "bandwidth+time"; noise: add thermal noise; seed: noise seed.
         dtype: complex64 or complex128.
+        dish_uvw_m, dish_uvw_rate_m_s: (n_time, n_dish, 3) per-dish UVW (m) and d(UVW)/dt (m/s, time smearing
+            only) of every time step, or None until `with_geometry` computes them.
     """
 
     telescope: Telescope
@@ -50,24 +52,40 @@ class Observation:
     noise: bool = False
     seed: int = 0
     dtype: type = np.complex64
+    dish_uvw_m: np.ndarray | None = None
+    dish_uvw_rate_m_s: np.ndarray | None = None
 
+    def with_geometry(self) -> "Observation":
+        """This observation with the per-dish UVW of every time step computed now, in time order (and their rates
+        for time smearing): (n_time, n_dish, 3) arrays that travel with it.
+
+        casacore's measures keep process-wide caches (nutation, IERS look-ups) that make a conversion depend,
+        in its last micrometres, on the epochs converted before; computing all time steps once, in order,
+        makes the UVW of a time step the same whatever block or worker uses it.
+        """
+        times = self.times_s
+        rate = None
+        if self.smearing == "bandwidth+time":
+            rate = (self.dish_uvw(times + RATE_STEP_S) - self.dish_uvw(times - RATE_STEP_S)) / (2 * RATE_STEP_S)
+        return replace(self, dish_uvw_m=self.dish_uvw(times), dish_uvw_rate_m_s=rate)
     @property
     def baselines(self) -> tuple[np.ndarray, np.ndarray]:
         return baseline_pairs(self.telescope.n_dish, self.autocorrelations)
 
-    def source_terms(self) -> SourceTerms:
-        """Per-source inputs of the predictor (directions, fluxes per channel, beams, shapes)."""
+    def source_terms(self, channels: slice = slice(None)) -> SourceTerms:
+        """Per-source inputs of the predictor (directions, fluxes per channel, beams, shapes) for `channels`."""
+        freq_hz = self.freq_hz[channels]
         sky = self.sky.select(np.argsort(self.sky.is_gaussian, kind="stable"))  # Gaussians last
         lmn = geometry.direction_cosines(sky.ra_rad, sky.dec_rad, self.ra_rad, self.dec_rad)
         offset = sky.angular_distance_rad(self.ra_rad, self.dec_rad)
-        beams, _ = dish_beams(self.beam, offset, self.freq_hz, self.telescope.diameters_m)
+        beams, _ = dish_beams(self.beam, offset, freq_hz, self.telescope.diameters_m)
         gaussian = np.zeros((len(sky), 4))
         resolved = sky.is_gaussian
         gaussian[resolved, 0] = sky.major_fwhm_rad[resolved] ** 2
         gaussian[resolved, 1] = sky.minor_fwhm_rad[resolved] ** 2
         gaussian[resolved, 2] = np.sin(sky.position_angle_rad[resolved])
         gaussian[resolved, 3] = np.cos(sky.position_angle_rad[resolved])
-        return SourceTerms(lmn=lmn, stokes=sky.stokes_at(self.freq_hz), beams=beams, gaussian=gaussian,
+        return SourceTerms(lmn=lmn, stokes=sky.stokes_at(freq_hz), beams=beams, gaussian=gaussian,
                            n_point=int(np.count_nonzero(~resolved)))
 
     def dish_uvw(self, times_s: np.ndarray) -> np.ndarray:
@@ -90,34 +108,39 @@ class TimeStep:
     vis: np.ndarray
 
 
-def simulate(obs: Observation, time_indices: range | None = None, backend: str = "cpu",
+def simulate(obs: Observation, time_indices: range | None = None, channels: slice = slice(None), backend: str = "cpu",
              gpu_predictor: GpuPredictor | None = None) -> Iterator[TimeStep]:
-    """Yield the visibilities of each time step in turn; memory holds one step (GPU: one small block of steps).
+    """Yield the visibilities of each time step in turn (of the channels `channels`, a slice with step 1);
+    memory holds one step (GPU: one small block of steps).
 
     backend: "cpu" (numba/BLAS, one step at a time) or "gpu" (`predict_gpu`, blocks of steps on the device).
     gpu_predictor: the `predict_gpu.GpuPredictor` to use (default: one on CuPy's current device).
     """
+    if obs.dish_uvw_m is None:
+        obs = obs.with_geometry()
     if backend == "gpu":
-        yield from _simulate_gpu(obs, time_indices, gpu_predictor)
+        yield from _simulate_gpu(obs, time_indices, gpu_predictor, channels)
         return
     ant1, ant2 = obs.baselines
     _, dish_type = dish_types(obs.beam, obs.telescope.diameters_m)
-    terms = obs.source_terms()
+    terms = obs.source_terms(channels)
+    freq_hz = obs.freq_hz[channels]
+    first_channel = channels.indices(len(obs.freq_hz))[0]
     sigma = obs.baseline_sigma()
     indices = range(len(obs.times_s)) if time_indices is None else time_indices
     times = obs.times_s[list(indices)]
-    uvw_all = obs.dish_uvw(times)
+    uvw_all = obs.dish_uvw_m[list(indices)]
     smear_time = obs.smearing == "bandwidth+time"
     if smear_time:
-        rate_all = (obs.dish_uvw(times + RATE_STEP_S) - obs.dish_uvw(times - RATE_STEP_S)) / (2 * RATE_STEP_S)
+        rate_all = obs.dish_uvw_rate_m_s[list(indices)]
     width = obs.channel_width_hz if obs.smearing != "off" else 0.0
     for i, t_index in enumerate(indices):
         dish_uvw = uvw_all[i]
         delay_rate = (rate_all[i] @ terms.lmn.T) / SPEED_OF_LIGHT_M_S if smear_time else None
-        vis = predict_time_step(dish_uvw, terms, dish_type, obs.freq_hz, ant1, ant2, channel_width_hz=width,
+        vis = predict_time_step(dish_uvw, terms, dish_type, freq_hz, ant1, ant2, channel_width_hz=width,
                                 dish_delay_rate=delay_rate, interval_s=obs.interval_s, dtype=obs.dtype)
         if obs.noise:
-            add_noise(vis, sigma, obs.seed, t_index, ant1 == ant2)
+            add_noise(vis, sigma, obs.seed, t_index, ant1 == ant2, first_channel)
         yield TimeStep(index=t_index, time_s=float(times[i]), uvw_m=dish_uvw[ant1] - dish_uvw[ant2], vis=vis)
 
 
@@ -143,7 +166,8 @@ def gpu_block_device_bytes(obs: Observation) -> tuple[int, int]:
                                      len(obs.baselines[0]), obs.dtype)
 
 
-def _simulate_gpu(obs: Observation, time_indices: range | None, predictor: GpuPredictor | None) -> Iterator[TimeStep]:
+def _simulate_gpu(obs: Observation, time_indices: range | None, predictor: GpuPredictor | None,
+                  channels: slice = slice(None)) -> Iterator[TimeStep]:
     """`simulate` on the GPU: blocks of steps (bounded by GPU_BLOCK_BYTES) predicted together, one block ahead:
     the device computes block n + 1 while the steps of block n are yielded (and written)."""
     if predictor is None:
@@ -154,7 +178,9 @@ def _simulate_gpu(obs: Observation, time_indices: range | None, predictor: GpuPr
         predictor = GpuPredictor(cupy)
     ant1, ant2 = obs.baselines
     _, dish_type = dish_types(obs.beam, obs.telescope.diameters_m)
-    terms = obs.source_terms()
+    terms = obs.source_terms(channels)
+    freq_hz = obs.freq_hz[channels]
+    first_channel = channels.indices(len(obs.freq_hz))[0]
     sigma = obs.baseline_sigma()
     indices = list(range(len(obs.times_s)) if time_indices is None else time_indices)
     per_block = gpu_steps_per_block(obs)
@@ -165,7 +191,7 @@ def _simulate_gpu(obs: Observation, time_indices: range | None, predictor: GpuPr
         for i, t_index in enumerate(block):
             step_vis = np.ascontiguousarray(vis[i])
             if obs.noise:
-                add_noise(step_vis, sigma, obs.seed, t_index, ant1 == ant2)
+                add_noise(step_vis, sigma, obs.seed, t_index, ant1 == ant2, first_channel)
             yield TimeStep(index=t_index, time_s=float(times[i]), uvw_m=dish_uvw[i][ant1] - dish_uvw[i][ant2],
                            vis=step_vis)
 
@@ -173,10 +199,9 @@ def _simulate_gpu(obs: Observation, time_indices: range | None, predictor: GpuPr
     for start in range(0, len(indices), per_block):
         block = indices[start:start + per_block]
         times = obs.times_s[block]
-        dish_uvw = obs.dish_uvw(times)
-        rate = ((obs.dish_uvw(times + RATE_STEP_S) - obs.dish_uvw(times - RATE_STEP_S)) / (2 * RATE_STEP_S)
-                if smear_time else None)
-        on_device = predictor.predict(dish_uvw, terms, dish_type, obs.freq_hz, ant1, ant2, channel_width_hz=width,
+        dish_uvw = obs.dish_uvw_m[block]
+        rate = obs.dish_uvw_rate_m_s[block] if smear_time else None
+        on_device = predictor.predict(dish_uvw, terms, dish_type, freq_hz, ant1, ant2, channel_width_hz=width,
                                       dish_uvw_rate_m_s=rate, interval_s=obs.interval_s, dtype=obs.dtype,
                                       to_host=False)  # queued on the device; returns at once
         if ready is not None:

@@ -24,6 +24,7 @@ from srcnet_sim.constants import SPEED_OF_LIGHT_M_S
 from srcnet_sim.simulate.vecmath import exp_nonpositive, sincos_turns
 
 GAUSS_ENVELOPE = np.pi**2 / (4.0 * np.log(2.0))
+SOURCE_CHUNK = 2048  # sources per kernel pass: every dish's phasors of a chunk stay in cache (1.5x faster here)
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ def baseline_pairs(n_dish: int, autocorrelations: bool) -> tuple[np.ndarray, np.
     return ant1.astype(np.int32), ant2.astype(np.int32)
 
 
-@numba.njit(parallel=True, fastmath=True, cache=True)
+@numba.njit(parallel=True, fastmath=True, cache=True, nogil=True)
 def _phasor_kernel(dish_uvw_m, l, m, n1, beams, dish_type, freq_hz, z_re, z_im):  # pragma: no cover - compiled
     """z[k, p, s] = beams[type(p), k, s] * exp(+2 pi i f_k (u_p l_s + v_p m_s + w_p n1_s) / c), in parts."""
     n_chan, n_dish, n_src = z_re.shape
@@ -80,7 +81,7 @@ def dish_phasors(dish_uvw_m: np.ndarray, terms: SourceTerms, dish_type: np.ndarr
     return z_re, z_im
 
 
-@numba.njit(parallel=True, fastmath=True, cache=True)
+@numba.njit(parallel=True, fastmath=True, cache=True, nogil=True)
 def _sincos_array(turns, sin_out, cos_out):  # pragma: no cover - compiled
     """sin and cos of 2 pi * turns for a 2-D array."""
     for i in numba.prange(turns.shape[0]):
@@ -88,7 +89,7 @@ def _sincos_array(turns, sin_out, cos_out):  # pragma: no cover - compiled
             sin_out[i, j], cos_out[i, j] = sincos_turns(turns[i, j])
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, cache=True, nogil=True)
 def _weighted_conjugate(z_re, z_im, weight, out):  # pragma: no cover - compiled
     """out[s, p] = sqrt(weight[s]) * conj(Z[p, s]): the Fortran-ordered operand of herk."""
     n_dish, n_src = z_re.shape
@@ -118,7 +119,7 @@ def _stokes_sums_blas(z_re: np.ndarray, z_im: np.ndarray, stokes: np.ndarray, n_
     return sums
 
 
-@numba.njit(parallel=True, fastmath=True, cache=True)
+@numba.njit(parallel=True, fastmath=True, cache=True, nogil=True)
 def _weighted_sums(z_re, z_im, stokes, n_stokes, ant1, ant2, bw_x, bw_sin, bw_cos, rate, freq_hz, interval_s,
                    uvw_m, gaussian, n_point, out):  # pragma: no cover - compiled
     """Per-baseline sums over all sources given, with baseline-dependent real weights.
@@ -247,12 +248,25 @@ def predict_time_step(
         else:
             bw_x = bw_sin = bw_cos = empty
         raw = np.zeros((len(ant1), n_chan, 4, 2))
-        _weighted_sums(np.ascontiguousarray(z_re[:, :, rest]), np.ascontiguousarray(z_im[:, :, rest]),
-                       np.ascontiguousarray(terms.stokes[:, :, rest], dtype=real_dtype), n_stokes, ant1, ant2,
-                       bw_x, bw_sin, bw_cos, np.ascontiguousarray(dish_delay_rate[:, rest]) if smear_time else empty,
-                       np.asarray(freq_hz, dtype=np.float64), float(interval_s), np.asarray(dish_uvw_m, dtype=np.float64),
-                       np.ascontiguousarray(terms.gaussian[max(terms.n_point, kernel_start):].T),
-                       max(terms.n_point - kernel_start, 0), raw)
+        stokes = terms.stokes.astype(real_dtype)
+        rate = dish_delay_rate if smear_time else None
+        freq64, uvw64 = np.asarray(freq_hz, dtype=np.float64), np.asarray(dish_uvw_m, dtype=np.float64)
+        # Sources in chunks whose phasors for every dish stay in the cores' caches while all baselines read them
+        # (one pass over all sources streams every dish's phasors from memory once per baseline).
+        for c0 in range(kernel_start, n_src, SOURCE_CHUNK):
+            c1 = min(c0 + SOURCE_CHUNK, n_src)
+            chunk, local = slice(c0, c1), slice(c0 - kernel_start, c1 - kernel_start)
+            n_point = min(max(terms.n_point - c0, 0), c1 - c0)
+
+            def part(array: np.ndarray) -> np.ndarray:
+                return np.ascontiguousarray(array[:, local]) if array.size else array
+
+            _weighted_sums(np.ascontiguousarray(z_re[:, :, chunk]), np.ascontiguousarray(z_im[:, :, chunk]),
+                           np.ascontiguousarray(stokes[:, :, chunk]), n_stokes, ant1, ant2,
+                           part(bw_x), part(bw_sin), part(bw_cos),
+                           np.ascontiguousarray(rate[:, chunk]) if smear_time else empty,
+                           freq64, float(interval_s), uvw64, np.ascontiguousarray(terms.gaussian[c0 + n_point:c1].T),
+                           n_point, raw)
         sums += raw[..., 0] + 1j * raw[..., 1]
     auto = ant1 == ant2
     if np.any(auto):  # sum_s X_s |Z_p|^2 is real: drop round-off imaginary parts

@@ -1,0 +1,96 @@
+"""Scaling benchmark: the whole `run --vis` over threads and Dask workers, the disk's write speed, and matvis,
+in one run on one machine.
+
+For each configuration it prints the wall time of the whole run (start-up included), the throughput in
+source-visibilities per second (sources x baselines x channels x time steps / wall time) and in MB/s of
+MS written, the peak resident memory of the largest process (a Dask worker or the run itself), and ratios:
+2 threads vs 1 (target >= 1.8 on 2 cores), the default run vs matvis's visibilities alone (target >= 3).
+The disk's sequential write speed is measured in the same run (256 MiB written and fsync'ed in TMPDIR).
+
+    python benchmarks/bench_scale.py                 # the default run (AA*, 10,000 sources, 24 x 4)
+    python benchmarks/bench_scale.py --curve 16      # threads 1..16 and Dask workers 1..16 (bigger nodes)
+    python benchmarks/bench_scale.py --times 240     # a run 10x the default
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_predict import child  # noqa: E402  (matvis beside us, same workload)
+
+from srcnet_sim.calibrate import disk_write_speed  # noqa: E402
+
+N_BASELINES_AASTAR = 144 * 143 // 2
+
+
+def whole_run(settings: dict[str, str]) -> dict:
+    """Wall time of `srcnet-sim run --vis` with `settings`, the MS size, the largest process's peak RSS."""
+    with tempfile.TemporaryDirectory() as work:
+        env = {**os.environ, "OUT_DIR": work, "TMPDIR": work, "OBS_ID": "bench-scale", **settings}
+        start = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "srcnet_sim.cli", "run", "--vis"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        parent, peak = psutil.Process(proc.pid), 0
+        while proc.poll() is None:
+            try:
+                for process in [parent, *parent.children(recursive=True)]:
+                    peak = max(peak, process.memory_info().rss)
+            except psutil.Error:
+                pass
+            time.sleep(0.05)
+        seconds = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise RuntimeError(proc.stderr.read())
+        staged = next(Path(work).rglob("*.ms.tar"))
+        return {"seconds": seconds, "ms_bytes": staged.stat().st_size, "peak_rss": peak}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sources", type=int, default=10_000)
+    parser.add_argument("--times", type=int, default=24)
+    parser.add_argument("--curve", type=int, default=0, help="also threads and Dask workers 1..N")
+    args = parser.parse_args()
+    cores = len(os.sched_getaffinity(0))
+    base = {"SYNTHETIC_SOURCES": str(args.sources), "NUM_TIME_STAMPS": str(args.times)}
+    samples = args.sources * N_BASELINES_AASTAR * 4 * args.times
+    whole_run({**base, "NUM_TIME_STAMPS": "2"})  # warm-up: numba compiles (or loads) its kernels into its cache
+    disk = disk_write_speed(Path(tempfile.gettempdir()), 256 * 2**20)
+    print(f"workload: AA* 144 dishes, {args.sources} sources, {args.times} time steps x 4 channels, bandwidth smearing; "
+          f"{cores} cores; disk sequential write {disk / 1e6:.0f} MB/s (256 MiB, fsync)")
+    configs = [("local, 1 thread", {"WORKER_THREADS": "1"}), (f"local, {cores} threads", {})]
+    configs += [("dask LocalCluster, 1 worker", {"EXECUTOR": "dask", "DASK_WORKERS": "1", "WORKER_THREADS": "1"}),
+                (f"dask LocalCluster, {cores} workers", {"EXECUTOR": "dask", "DASK_WORKERS": str(cores),
+                                                         "WORKER_THREADS": "1"})]
+    for n in range(1, args.curve + 1):
+        configs += [(f"curve: local, {n} threads", {"WORKER_THREADS": str(n)}),
+                    (f"curve: dask, {n} workers", {"EXECUTOR": "dask", "DASK_WORKERS": str(n), "WORKER_THREADS": "1"})]
+    results = {}
+    print(f"{'configuration':34s} {'wall s':>8s} {'Gsrc-vis/s':>11s} {'MS MB/s':>8s} {'peak RSS MB':>12s}")
+    for name, settings in configs:
+        r = whole_run({**base, **settings})
+        results[name] = r
+        print(f"{name:34s} {r['seconds']:8.2f} {samples / r['seconds'] / 1e9:11.2f} "
+              f"{r['ms_bytes'] / r['seconds'] / 1e6:8.1f} {r['peak_rss'] / 2**20:12.0f}")
+    theirs = child("matvis", args.sources, args.times)
+    print(f"{'matvis simulate_vis alone':34s} {theirs['seconds']:8.2f} {samples / theirs['seconds'] / 1e9:11.2f} "
+          f"{'-':>8s} {theirs['peak_rss_mb']:12.0f}")
+    one, all_cores = results["local, 1 thread"]["seconds"], results[f"local, {cores} threads"]["seconds"]
+    print(f"ratio: local {cores} threads vs 1: {one / all_cores:.2f}x (target >= 1.8 on 2 cores)")
+    print(f"ratio: whole run --vis ({cores} threads) vs matvis visibilities alone: {theirs['seconds'] / all_cores:.2f}x "
+          "(target >= 3)")
+    print(f"ratio: MS written at {results[f'local, {cores} threads']['ms_bytes'] / all_cores / disk:.2f} of the disk's "
+          "sequential speed over the whole run (compute-bound here)")
+
+
+if __name__ == "__main__":
+    main()
