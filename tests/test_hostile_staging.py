@@ -118,7 +118,10 @@ def test_a_killed_runs_claims_scratch_and_partial_files_are_taken_over_by_the_ne
 ])
 def test_sigterm_and_sigint_end_the_run_with_one_line_and_remove_its_files(dirs, tmp_path: Path, stop_signal, moment):
     out, tmp = dirs
-    proc = start(["--vis"], environment(out, tmp, **SLOW), tmp_path / "run.log")
+    # While simulating, the signal comes when the MS appears (its rows are allocated at once): enough sources
+    # keep the simulation going for seconds after that, so the run cannot finish before the signal arrives.
+    busy = {"SYNTHETIC_SOURCES": "3000"} if moment == "simulating" else {}
+    proc = start(["--vis"], environment(out, tmp, **SLOW, **busy), tmp_path / "run.log")
     if moment == "simulating":
         wait_for(lambda: any(tmp.glob("srcnet-resume-*/h_measurements.ms")), proc, "the MS")
     else:

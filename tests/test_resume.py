@@ -107,3 +107,31 @@ def test_restart_discards_an_interrupted_run_with_other_settings(tmp_path: Path)
     assert "continuing from there" not in restarted.stderr
     columns = staged_columns(out, tmp_path / "restarted-ms")
     assert len(set(columns["TIME"])) == 8
+
+
+def test_abandoned_states_are_swept_but_live_and_recent_ones_kept(tmp_path: Path):
+    """A state nobody touched for a week and no run holds is removed; a recent one and a locked old one stay."""
+    import fcntl
+    import os
+
+    from srcnet_sim import resume
+
+    def make_state(name: str, age_s: float) -> Path:
+        directory = tmp_path / f"{resume.STATE_PREFIX}{name}"
+        (directory / "measurements.ms").mkdir(parents=True)
+        for file in (resume.ALIVE, resume.JOURNAL, resume.STATE_FILE):
+            (directory / file).write_text("")
+        stamp = time.time() - age_s
+        for path in (directory / "measurements.ms", *(directory / f for f in (resume.ALIVE, resume.JOURNAL, resume.STATE_FILE)), directory):
+            os.utime(path, (stamp, stamp))
+        return directory
+
+    old, recent, held = make_state("old", 8 * 86400), make_state("recent", 3600), make_state("held", 8 * 86400)
+    fd = os.open(held / resume.ALIVE, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a live run holds it (flock is per open file description)
+    try:
+        removed = resume.sweep_abandoned(tmp_path)
+    finally:
+        os.close(fd)
+    assert removed == [old] and not old.exists()
+    assert recent.is_dir() and held.is_dir()

@@ -12,7 +12,9 @@ It outlives SIGKILL, SIGTERM (eviction) and a failure, and is adopted by the nex
 settings, which skips every time step already written; a run with other settings is refused with
 one line unless it is started with --restart, which removes it. It is removed when its run has staged
 its products. Its name does not start with scratch.SCRATCH_PREFIX: the sweep of dead scratch never
-removes it.
+removes it. A state no run has touched for ABANDONED_AFTER_S (its Job failed for good, or its names
+were never used again: a CronJob gives every run new names) is removed by the next run on that volume,
+so that abandoned states do not fill a persistent scratch volume.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,6 +40,7 @@ STATE_PREFIX = "srcnet-resume-"
 ALIVE = "ALIVE"
 STATE_FILE = "state.json"
 JOURNAL = "journal"
+ABANDONED_AFTER_S = 7 * 24 * 3600.0  # a week: far longer than any Job's retries
 # Settings that choose how the blocks are computed, never what they hold.
 EXECUTION_SETTINGS = ("executor", "dask_scheduler_address", "dask_workers", "memory_limit", "worker_threads")
 
@@ -200,6 +204,26 @@ def run_state(tmp_parent: Path, product_dir: Path, settings: Settings, ms_name: 
             lock_fd = run.lock_fd
         if lock_fd >= 0:
             os.close(lock_fd)
+
+
+def sweep_abandoned(tmp_parent: Path, max_age_s: float = ABANDONED_AFTER_S) -> list[Path]:
+    """Remove the states TMPDIR/srcnet-resume-* that no live run holds and nobody touched for `max_age_s`
+    (their journal, state and MS directory all older); log each with its size; return those removed."""
+    removed = []
+    now = time.time()
+    for directory in sorted(Path(tmp_parent).glob(f"{STATE_PREFIX}*")):
+        if directory.is_symlink() or not directory.is_dir():
+            continue
+        newest = max((p.lstat().st_mtime for p in (directory, *directory.iterdir())), default=0.0)
+        if now - newest < max_age_s or not livelock.is_dead(directory / ALIVE):
+            continue
+        size = sum(f.lstat().st_size for f in directory.rglob("*") if f.is_file() and not f.is_symlink())
+        shutil.rmtree(directory, ignore_errors=True)
+        if not directory.exists():
+            removed.append(directory)
+            logger.warning("removed %s (%.1f MiB): the resumable state of a run abandoned for over %.0f days",
+                           directory, size / 2**20, max_age_s / 86400)
+    return removed
 
 
 def _take(directory: Path) -> int:

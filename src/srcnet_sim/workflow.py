@@ -423,6 +423,7 @@ def run(settings: Settings, products: set[str], overwrite: bool = False, notific
     staging_directory(product_dir)
     try:
         scratch.sweep(scratch_parent, scratch.SCRATCH_PREFIX)
+        resume.sweep_abandoned(scratch_parent)
         scratch.sweep(product_dir, scratch.PARTIAL_PREFIX)
         claims.sweep(product_dir)
         with claims.claimed(product_dir, names):
