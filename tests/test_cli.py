@@ -136,4 +136,6 @@ def test_memory_does_not_grow_with_observation_length(tmp_path: Path):
         rss[steps] = peak_rss_bytes(["run", "--vis"], {"OUT_DIR": str(out), "SYNTHETIC_SOURCES": "200",
                                                         "FREQ_INC_HZ": "1e6", "END_FREQ_HZ": "1.368e9",
                                                         "NUM_TIME_STAMPS": str(steps)})
-    assert rss[30] < 1.2 * rss[3], rss
+    # Held in memory, the 27 extra steps would add ~570 MB (more than the whole 3-step run). Blocks grow with the run up
+    # to their cap (128 MiB of visibilities, at least 8 blocks a run; blocks.py), so the peak grows a little, then stops.
+    assert rss[30] < 1.5 * rss[3], rss

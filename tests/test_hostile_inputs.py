@@ -106,7 +106,9 @@ RUN = [
     ("cell-past-horizon", ["--dirty"], {"IMAGING_CELLSIZE": "0.05"}, "IMAGING_CELLSIZE"),
     ("cell-holds-no-baseline", ["--dirty"], {"IMAGING_CELLSIZE": "0.0005"}, "IMAGING_CELLSIZE"),
     ("cell-nan", ["--dirty"], {"IMAGING_CELLSIZE": "nan"}, "IMAGING_CELLSIZE"),
-    ("simulation-beyond-memory", ["--vis"], {"TELESCOPE": "SKA-MID-AA4", "FREQ_INC_HZ": "71"}, "FREQ_INC_HZ"),
+    # Blocks bound a run's memory: a million AA4 channels is a disk problem now (2.5 TiB), found before compute.
+    ("run-beyond-disk", ["--vis"], {"TELESCOPE": "SKA-MID-AA4", "FREQ_INC_HZ": "71"}, "OUT_DIR"),
+    ("memory-limit-below-one-block", ["--vis"], {"MEMORY_LIMIT": "50MiB"}, "MEMORY_LIMIT"),
     ("catalogue-nan-flux", ["--vis"], {"SKY_MODEL": "nan_flux"}, "SKY_MODEL"),
     ("catalogue-inf-flux", ["--vis"], {"SKY_MODEL": "inf_flux"}, "SKY_MODEL"),
     ("catalogue-nan-position", ["--vis"], {"SKY_MODEL": "nan_ra"}, "SKY_MODEL"),
