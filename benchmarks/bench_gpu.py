@@ -75,27 +75,13 @@ def run_srcnet(obs, backend: str, n_steps: int | None = None) -> float:
 
 def run_matvis(obs) -> float:
     import cupy
-    from astropy.coordinates import EarthLocation  # noqa: F401 - matvis needs astropy's site handling
-    from astropy.time import Time
     from matvis import simulate_vis
-    from pyuvdata.analytic_beam import GaussianBeam
+    from matvis_peer import simulate_vis_arguments
 
-    tel = obs.telescope
-    site = tel.site
-    lon, lat = site.lon.rad, site.lat.rad
-    axes = np.array([[-np.sin(lon), np.cos(lon), 0], [-np.sin(lat) * np.cos(lon), -np.sin(lat) * np.sin(lon), np.cos(lat)],
-                     [np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)]])
-    origin = np.array([c.value for c in site.to_geocentric()])
-    ants = {i: axes @ (x - origin) for i, x in enumerate(tel.itrf_m)}
-    sky = obs.sky
-    fluxes = sky.stokes_at(obs.freq_hz)[:, 0, :].T
-    times = Time(obs.times_s / 86400.0, format="mjd", scale="utc")
-    beams = [GaussianBeam(diameter=13.5), GaussianBeam(diameter=15.0)]
-    beam_idx = (tel.diameters_m == 15.0).astype(int)
+    arguments = simulate_vis_arguments(obs)
 
     def go():
-        simulate_vis(ants=ants, fluxes=fluxes, ra=sky.ra_rad, dec=sky.dec_rad, freqs=obs.freq_hz, times=times,
-                     beams=beams, beam_idx=beam_idx, telescope_loc=site, polarized=False, precision=1, use_gpu=True)
+        simulate_vis(**arguments, use_gpu=True)
         cupy.cuda.Device().synchronize()
 
     return timed(go)

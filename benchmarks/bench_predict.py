@@ -40,32 +40,19 @@ if which == "ours":
         pass
     print(json.dumps({"seconds": time.perf_counter() - t0}))
 else:
-    from astropy.coordinates import EarthLocation
-    from astropy.time import Time
+    sys.path.insert(0, sys.argv[4])  # benchmarks/: the peer's arguments
     from matvis import simulate_vis
-    from pyuvdata.analytic_beam import GaussianBeam
-    tel = obs.telescope
-    site = tel.site
-    # matvis wants east/north/up antenna positions relative to the array centre.
-    lon, lat = site.lon.rad, site.lat.rad
-    axes = np.array([[-np.sin(lon), np.cos(lon), 0], [-np.sin(lat)*np.cos(lon), -np.sin(lat)*np.sin(lon), np.cos(lat)],
-                     [np.cos(lat)*np.cos(lon), np.cos(lat)*np.sin(lon), np.sin(lat)]])
-    origin = np.array([c.value for c in site.to_geocentric()])
-    ants = {i: axes @ (x - origin) for i, x in enumerate(tel.itrf_m)}
-    sky = obs.sky
-    fluxes = sky.stokes_at(obs.freq_hz)[:, 0, :].T
-    times = Time(obs.times_s / 86400.0, format="mjd", scale="utc")
-    beams = [GaussianBeam(diameter=13.5), GaussianBeam(diameter=15.0)]
-    beam_idx = (tel.diameters_m == 15.0).astype(int)
+    from matvis_peer import simulate_vis_arguments
+    arguments = simulate_vis_arguments(obs)
     t0 = time.perf_counter()
-    simulate_vis(ants=ants, fluxes=fluxes, ra=sky.ra_rad, dec=sky.dec_rad, freqs=obs.freq_hz, times=times,
-                 beams=beams, beam_idx=beam_idx, telescope_loc=site, polarized=False, precision=1)
+    simulate_vis(**arguments)
     print(json.dumps({"seconds": time.perf_counter() - t0}))
 """
 
 
 def child(which: str, n_src: int, n_time: int) -> dict:
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, which, str(n_src), str(n_time)], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, which, str(n_src), str(n_time), os.path.dirname(__file__)],
+                            stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     _, status, usage = os.wait4(proc.pid, 0)
     out, err = proc.stdout.read(), proc.stderr.read()

@@ -24,6 +24,17 @@ def run_cli(args: list[str], env: dict[str, str] | None = None, cwd: Path | None
                           cwd=cwd, capture_output=True, text=True, timeout=900)
 
 
+def stop_processes(processes: list[subprocess.Popen]) -> None:
+    """Terminate the processes (last started first) and wait for each, killing one that does not end in 30 s."""
+    for process in reversed(processes):
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 def write_csv_sky(path: Path, rows: list[tuple[float, ...]], header: str = "ra_deg,dec_deg,i_jy") -> Path:
     """Write a CSV sky model with the given header and rows."""
     path.write_text(header + "\n" + "\n".join(",".join(repr(float(v)) for v in row) for row in rows) + "\n")

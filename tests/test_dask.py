@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from block_runs import assert_identical, environment, fresh_dirs, run, staged_columns
-from conftest import SRC
+from conftest import SRC, stop_processes
 
 DASK = Path(sys.executable).with_name("dask")
 
@@ -46,13 +46,7 @@ def dask_cluster(tmp_path: Path):
             client.wait_for_workers(2, timeout=60)
         yield address
     finally:
-        for process in reversed(processes):
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_processes(processes)
         logs.close()
 
 

@@ -17,7 +17,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from conftest import run_cli
+from conftest import run_cli, stop_processes
 from srcnet_sim.config import FIELDS, env_name, load_settings
 from srcnet_sim.k8s import DASK_JOB_NAME
 
@@ -453,10 +453,4 @@ def test_rendered_scheduler_and_worker_commands_make_a_real_dask_cluster(tmp_pat
             assert info["memory_limit"] == int(args[args.index("--memory-limit") + 1])
             assert client.submit(sum, [1, 2, 3]).result(timeout=30) == 6
     finally:
-        for process in reversed(processes):
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_processes(processes)

@@ -13,7 +13,6 @@ of several dumps is one putcol per column (see append_block).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import numpy as np
 from casacore.tables import default_ms, makearrcoldesc, makescacoldesc, maketabdesc, table
 
 from srcnet_sim.ms.observatory import ARRAY_NAME_COLUMN, ms_telescope_name
+from srcnet_sim.durable import fsync_path
 from srcnet_sim.telescope import Telescope
 
 # casacore Stokes enumeration: XX=9, XY=10, YX=11, YY=12.
@@ -117,11 +117,7 @@ class MeasurementSetWriter:
         self._main.flush()
         for path in self.path.iterdir():
             if path.is_file():
-                fd = os.open(path, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+                fsync_path(path)
 
     def put_rows(
         self,
@@ -134,40 +130,38 @@ class MeasurementSetWriter:
         data: np.ndarray,
         sigma: np.ndarray,
         chan_start: int = 0,
+        flag: np.ndarray | None = None,
     ) -> None:
-        """Write n_t consecutive time steps into allocated rows from `start_row` (rewriting is idempotent), DATA and
-        FLAG (all False) of channels [chan_start, chan_start + n_chan_block) only.
+        """Write n_t consecutive time steps into allocated rows from `start_row` (rewriting is idempotent): DATA and
+        FLAG of channels [chan_start, chan_start + n_chan_block), and, with the block that starts at channel 0, the
+        columns of the rows themselves (time, baseline, UVW, weights), which do not depend on the channel.
 
-        Args: as append_block; data (n_t, n_bl, n_chan_block, n_corr).
+        Args:
+            start_row: first row written (rows are time-major, baselines within a time step).
+            times_s: (n_t,) sample centres, MJD seconds UTC.
+            interval_s: sample length, seconds.
+            ant1, ant2: (n_bl,) antenna indices, the same for every time step.
+            uvw_m: (n_t, n_bl, 3) metres.
+            data: (n_t, n_bl, n_chan_block, n_corr) visibilities, Jy (complex64 is written without a copy).
+            sigma: (n_bl,) noise rms of one real component per correlation, Jy (WEIGHT = 1/sigma^2).
+            chan_start: first channel of `data`.
+            flag: (n_t, n_bl, n_chan_block, n_corr) bool, default all False.
         """
         times_s = np.asarray(times_s, dtype=np.float64)
         n_t, n_bl = len(times_s), len(ant1)
         n_chan, n_corr = data.shape[2:]
+        if data.shape[:2] != (n_t, n_bl) or np.shape(uvw_m) != (n_t, n_bl, 3):
+            raise ValueError(f"block of {n_t} steps x {n_bl} baselines: data {data.shape}, uvw {np.shape(uvw_m)}")
         n = n_t * n_bl
         main = self._main
         if start_row + n > main.nrows():
             raise ValueError(f"rows {start_row}..{start_row + n} beyond the {main.nrows()} allocated")
-        sigma_rows, weight_rows = self._weight_rows(sigma, n_corr)
-        time_rows = np.repeat(times_s, n_bl)
-        interval_rows = np.full(n, float(interval_s))
-        columns = {
-            "TIME": time_rows,
-            "TIME_CENTROID": time_rows,
-            "INTERVAL": interval_rows,
-            "EXPOSURE": interval_rows,
-            "ANTENNA1": np.tile(np.asarray(ant1, dtype=np.int32), n_t),
-            "ANTENNA2": np.tile(np.asarray(ant2, dtype=np.int32), n_t),
-            "UVW": np.ascontiguousarray(uvw_m, dtype=np.float64).reshape(n, 3),
-            "SIGMA": np.tile(sigma_rows, (n_t, 1)),
-            "WEIGHT": np.tile(weight_rows, (n_t, 1)),
-            "SCAN_NUMBER": np.ones(n, dtype=np.int32),
-            "STATE_ID": np.full(n, -1, dtype=np.int32),
-            "PROCESSOR_ID": np.full(n, -1, dtype=np.int32),
-        }
-        for name, values in columns.items():
-            main.putcol(name, values, startrow=start_row, nrow=n)
+        if chan_start == 0:
+            for name, values in self._row_columns(times_s, interval_s, ant1, ant2, uvw_m, sigma, n_corr).items():
+                main.putcol(name, values, startrow=start_row, nrow=n)
         cells = {"DATA": np.ascontiguousarray(data, dtype=np.complex64).reshape(n, n_chan, n_corr),
-                 "FLAG": np.zeros((n, n_chan, n_corr), dtype=bool)}
+                 "FLAG": (np.zeros((n, n_chan, n_corr), dtype=bool) if flag is None
+                          else np.ascontiguousarray(flag, dtype=bool).reshape(n, n_chan, n_corr))}
         all_channels = chan_start == 0 and n_chan == int(main.getcoldesc("DATA")["shape"][0])
         for name, values in cells.items():
             if all_channels:
@@ -213,30 +207,20 @@ class MeasurementSetWriter:
         sigma: np.ndarray,
         flag: np.ndarray | None = None,
     ) -> None:
-        """Append n_t consecutive time steps with one putcol per column; rows are time-major as `append` writes them.
-
-        Args:
-            times_s: (n_t,) sample centres, MJD seconds UTC.
-            interval_s: sample length, seconds.
-            ant1, ant2: (n_bl,) antenna indices, the same for every time step.
-            uvw_m: (n_t, n_bl, 3) metres.
-            data: (n_t, n_bl, n_chan, n_corr) visibilities, Jy (complex64 is written without a copy).
-            sigma: (n_bl,) noise rms of one real component per correlation, Jy (WEIGHT = 1/sigma^2).
-            flag: (n_t, n_bl, n_chan, n_corr) bool, default all False.
-        """
-        times_s = np.asarray(times_s, dtype=np.float64)
-        n_t, n_bl = len(times_s), len(ant1)
-        n_chan, n_corr = data.shape[2:]
-        if data.shape[:2] != (n_t, n_bl) or np.shape(uvw_m) != (n_t, n_bl, 3):
-            raise ValueError(f"block of {n_t} steps x {n_bl} baselines: data {data.shape}, uvw {np.shape(uvw_m)}")
-        n = n_t * n_bl
+        """Append n_t consecutive time steps of all channels (new rows, then `put_rows`); args as `put_rows`."""
         start = self._n_rows
-        main = self._main
-        main.addrows(n)
+        self._main.addrows(len(times_s) * len(ant1))
+        self.put_rows(start, times_s, interval_s, ant1, ant2, uvw_m, data, sigma, flag=flag)
+
+    def _row_columns(self, times_s: np.ndarray, interval_s: float, ant1: np.ndarray, ant2: np.ndarray,
+                     uvw_m: np.ndarray, sigma: np.ndarray, n_corr: int) -> dict[str, np.ndarray]:
+        """The columns of n_t x n_bl rows that do not depend on the channel, by column name."""
+        n_t, n_bl = len(times_s), len(ant1)
+        n = n_t * n_bl
         sigma_rows, weight_rows = self._weight_rows(sigma, n_corr)
         time_rows = np.repeat(times_s, n_bl)
         interval_rows = np.full(n, float(interval_s))
-        columns = {
+        return {
             "TIME": time_rows,
             "TIME_CENTROID": time_rows,
             "INTERVAL": interval_rows,
@@ -244,18 +228,12 @@ class MeasurementSetWriter:
             "ANTENNA1": np.tile(np.asarray(ant1, dtype=np.int32), n_t),
             "ANTENNA2": np.tile(np.asarray(ant2, dtype=np.int32), n_t),
             "UVW": np.ascontiguousarray(uvw_m, dtype=np.float64).reshape(n, 3),
-            "DATA": np.ascontiguousarray(data, dtype=np.complex64).reshape(n, n_chan, n_corr),
-            "FLAG": (np.zeros((n, n_chan, n_corr), dtype=bool) if flag is None
-                     else np.ascontiguousarray(flag, dtype=bool).reshape(n, n_chan, n_corr)),
             "SIGMA": np.tile(sigma_rows, (n_t, 1)),
             "WEIGHT": np.tile(weight_rows, (n_t, 1)),
             "SCAN_NUMBER": np.ones(n, dtype=np.int32),
             "STATE_ID": np.full(n, -1, dtype=np.int32),
             "PROCESSOR_ID": np.full(n, -1, dtype=np.int32),
         }
-        for name, values in columns.items():
-            main.putcol(name, values, startrow=start, nrow=n)
-        self._n_rows += n
 
     def _weight_rows(self, sigma: np.ndarray, n_corr: int) -> tuple[np.ndarray, np.ndarray]:
         """(n_bl, n_corr) float32 SIGMA and WEIGHT = 1/SIGMA^2 rows, computed once while sigma stays the same."""

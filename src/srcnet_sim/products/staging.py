@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from srcnet_sim.durable import fsync_path
 from srcnet_sim.errors import UserInputError
 from srcnet_sim.products.naming import META_SUFFIX
 from srcnet_sim.stopping import deferred
@@ -38,13 +39,6 @@ _renameat2 = getattr(_libc, "renameat2", None)
 def meta_path(product: Path) -> Path:
     return product.with_name(product.name + META_SUFFIX)
 
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def rename_noreplace(source: Path, target: Path) -> None:
@@ -166,7 +160,7 @@ def _remove_previous(item: Prepared, overwrite: bool) -> None:
                 raise UserInputError("OUT_DIR", f"{path} was replaced by something other than a file during the run; "
                                      "remove it")
             path.unlink()
-    _fsync_dir(item.final.parent)
+    fsync_path(item.final.parent)
 
 
 def publish(item: Prepared, overwrite: bool) -> Path:
@@ -189,5 +183,5 @@ def publish(item: Prepared, overwrite: bool) -> Path:
             rename_noreplace(item.final, item.data)
         raise UserInputError("OUT_DIR", f"{target} appeared while this run held its claim: another program writes "
                              "the staging area without claims; nothing was replaced") from exc
-    _fsync_dir(item.final.parent)
+    fsync_path(item.final.parent)
     return item.final

@@ -121,27 +121,50 @@ def simulate(obs: Observation, time_indices: range | None = None, channels: slic
     if backend == "gpu":
         yield from _simulate_gpu(obs, time_indices, gpu_predictor, channels)
         return
-    ant1, ant2 = obs.baselines
-    _, dish_type = dish_types(obs.beam, obs.telescope.diameters_m)
-    terms = obs.source_terms(channels)
-    freq_hz = obs.freq_hz[channels]
-    first_channel = channels.indices(len(obs.freq_hz))[0]
-    sigma = obs.baseline_sigma()
+    run = _StepInputs.of(obs, channels)
     indices = range(len(obs.times_s)) if time_indices is None else time_indices
     times = obs.times_s[list(indices)]
     uvw_all = obs.dish_uvw_m[list(indices)]
-    smear_time = obs.smearing == "bandwidth+time"
-    if smear_time:
+    if run.smear_time:
         rate_all = obs.dish_uvw_rate_m_s[list(indices)]
-    width = obs.channel_width_hz if obs.smearing != "off" else 0.0
     for i, t_index in enumerate(indices):
         dish_uvw = uvw_all[i]
-        delay_rate = (rate_all[i] @ terms.lmn.T) / SPEED_OF_LIGHT_M_S if smear_time else None
-        vis = predict_time_step(dish_uvw, terms, dish_type, freq_hz, ant1, ant2, channel_width_hz=width,
-                                dish_delay_rate=delay_rate, interval_s=obs.interval_s, dtype=obs.dtype)
+        delay_rate = (rate_all[i] @ run.terms.lmn.T) / SPEED_OF_LIGHT_M_S if run.smear_time else None
+        vis = predict_time_step(dish_uvw, run.terms, run.dish_type, run.freq_hz, run.ant1, run.ant2,
+                                channel_width_hz=run.width_hz, dish_delay_rate=delay_rate, interval_s=obs.interval_s,
+                                dtype=obs.dtype)
+        yield run.step(obs, t_index, float(times[i]), dish_uvw, vis)
+
+
+@dataclass(frozen=True)
+class _StepInputs:
+    """What every time step of a `simulate` call shares: baselines, dish types, source terms of its channels,
+    noise and smearing choices."""
+
+    ant1: np.ndarray
+    ant2: np.ndarray
+    dish_type: np.ndarray
+    terms: SourceTerms
+    freq_hz: np.ndarray
+    first_channel: int
+    sigma: np.ndarray
+    width_hz: float  # channel width applied as bandwidth smearing, 0 when off
+    smear_time: bool
+
+    @classmethod
+    def of(cls, obs: Observation, channels: slice) -> "_StepInputs":
+        ant1, ant2 = obs.baselines
+        _, dish_type = dish_types(obs.beam, obs.telescope.diameters_m)
+        return cls(ant1=ant1, ant2=ant2, dish_type=dish_type, terms=obs.source_terms(channels),
+                   freq_hz=obs.freq_hz[channels], first_channel=channels.indices(len(obs.freq_hz))[0],
+                   sigma=obs.baseline_sigma(), width_hz=obs.channel_width_hz if obs.smearing != "off" else 0.0,
+                   smear_time=obs.smearing == "bandwidth+time")
+
+    def step(self, obs: Observation, t_index: int, time_s: float, dish_uvw: np.ndarray, vis: np.ndarray) -> TimeStep:
+        """The TimeStep of predicted `vis` (n_bl, n_chan, 4), noise added in place when the observation has it."""
         if obs.noise:
-            add_noise(vis, sigma, obs.seed, t_index, ant1 == ant2, first_channel)
-        yield TimeStep(index=t_index, time_s=float(times[i]), uvw_m=dish_uvw[ant1] - dish_uvw[ant2], vis=vis)
+            add_noise(vis, self.sigma, obs.seed, t_index, self.ant1 == self.ant2, self.first_channel)
+        return TimeStep(index=t_index, time_s=time_s, uvw_m=dish_uvw[self.ant1] - dish_uvw[self.ant2], vis=vis)
 
 
 GPU_BLOCK_BYTES = 256 << 20  # host memory for one block of GPU-predicted steps
@@ -176,32 +199,22 @@ def _simulate_gpu(obs: Observation, time_indices: range | None, predictor: GpuPr
         from srcnet_sim.simulate.predict_gpu import GpuPredictor
 
         predictor = GpuPredictor(cupy)
-    ant1, ant2 = obs.baselines
-    _, dish_type = dish_types(obs.beam, obs.telescope.diameters_m)
-    terms = obs.source_terms(channels)
-    freq_hz = obs.freq_hz[channels]
-    first_channel = channels.indices(len(obs.freq_hz))[0]
-    sigma = obs.baseline_sigma()
+    run = _StepInputs.of(obs, channels)
     indices = list(range(len(obs.times_s)) if time_indices is None else time_indices)
     per_block = gpu_steps_per_block(obs)
-    width = obs.channel_width_hz if obs.smearing != "off" else 0.0
-    smear_time = obs.smearing == "bandwidth+time"
 
     def steps_of(block: list[int], times: np.ndarray, dish_uvw: np.ndarray, vis: np.ndarray) -> Iterator[TimeStep]:
         for i, t_index in enumerate(block):
-            step_vis = np.ascontiguousarray(vis[i])
-            if obs.noise:
-                add_noise(step_vis, sigma, obs.seed, t_index, ant1 == ant2, first_channel)
-            yield TimeStep(index=t_index, time_s=float(times[i]), uvw_m=dish_uvw[i][ant1] - dish_uvw[i][ant2],
-                           vis=step_vis)
+            yield run.step(obs, t_index, float(times[i]), dish_uvw[i], np.ascontiguousarray(vis[i]))
 
     ready = None  # the previous block, on the host
     for start in range(0, len(indices), per_block):
         block = indices[start:start + per_block]
         times = obs.times_s[block]
         dish_uvw = obs.dish_uvw_m[block]
-        rate = obs.dish_uvw_rate_m_s[block] if smear_time else None
-        on_device = predictor.predict(dish_uvw, terms, dish_type, freq_hz, ant1, ant2, channel_width_hz=width,
+        rate = obs.dish_uvw_rate_m_s[block] if run.smear_time else None
+        on_device = predictor.predict(dish_uvw, run.terms, run.dish_type, run.freq_hz, run.ant1, run.ant2,
+                                      channel_width_hz=run.width_hz,
                                       dish_uvw_rate_m_s=rate, interval_s=obs.interval_s, dtype=obs.dtype,
                                       to_host=False)  # queued on the device; returns at once
         if ready is not None:

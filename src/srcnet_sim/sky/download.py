@@ -29,6 +29,7 @@ import warnings
 from pathlib import Path
 
 from srcnet_sim.config import MIGHTEE_L1_URL
+from srcnet_sim.durable import fsync_path
 from srcnet_sim.errors import UserInputError
 from srcnet_sim.progress import logger
 from srcnet_sim.resources import free_bytes, human
@@ -190,7 +191,7 @@ def _download(url: str, target: Path) -> None:
                 raise failed(problem)
             os.chmod(partial, 0o644)
             os.replace(partial, target)
-            _fsync_directory(target.parent)
+            fsync_path(target.parent)
         except OSError as exc:
             if exc.errno in CACHE_ERRNOS:
                 raise UserInputError(CACHE_ENV, f"cannot write the catalogue into {target.parent} ({exc.strerror}); "
@@ -235,13 +236,6 @@ def _reason(reason: object) -> str:
     text = str(reason).strip() or type(reason).__name__
     return text.splitlines()[0]
 
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def uses_download(sky_model: str, sky_model_path: str | None) -> bool:

@@ -68,22 +68,34 @@ class Telescope:
         return float(np.sqrt((diff**2).sum(-1)).max())
 
 
-def enu_to_itrf(enu_m: np.ndarray, site: EarthLocation) -> np.ndarray:
-    """Convert (n, 3) east/north/up offsets (m) from `site` into (n, 3) ITRF positions (m)."""
+def enu_axes(site: EarthLocation) -> np.ndarray:
+    """(3, 3) rows: the unit vectors east, north and up at `site`, expressed in ITRF."""
     lon = site.lon.to_value(u.rad)
     lat = site.lat.to_value(u.rad)
     sin_lon, cos_lon = np.sin(lon), np.cos(lon)
     sin_lat, cos_lat = np.sin(lat), np.cos(lat)
-    # Rows: unit vectors east, north, up expressed in ITRF.
-    enu_axes = np.array(
+    return np.array(
         [
             [-sin_lon, cos_lon, 0.0],
             [-sin_lat * cos_lon, -sin_lat * sin_lon, cos_lat],
             [cos_lat * cos_lon, cos_lat * sin_lon, sin_lat],
         ]
     )
-    origin = np.array([v.to_value(u.m) for v in site.to_geocentric()])
-    return origin + np.asarray(enu_m, dtype=np.float64) @ enu_axes
+
+
+def site_itrf_m(site: EarthLocation) -> np.ndarray:
+    """(3,) ITRF position of `site`, m."""
+    return np.array([v.to_value(u.m) for v in site.to_geocentric()])
+
+
+def enu_to_itrf(enu_m: np.ndarray, site: EarthLocation) -> np.ndarray:
+    """Convert (n, 3) east/north/up offsets (m) from `site` into (n, 3) ITRF positions (m)."""
+    return site_itrf_m(site) + np.asarray(enu_m, dtype=np.float64) @ enu_axes(site)
+
+
+def itrf_to_enu(itrf_m: np.ndarray, site: EarthLocation) -> np.ndarray:
+    """Convert (n, 3) ITRF positions (m) into (n, 3) east/north/up offsets (m) from `site` (inverse of enu_to_itrf)."""
+    return (np.asarray(itrf_m, dtype=np.float64) - site_itrf_m(site)) @ enu_axes(site).T
 
 
 def _read_ska_mid_csv() -> tuple[dict[str, float], list[dict[str, str]]]:
