@@ -40,8 +40,12 @@ def test_block_shape_fits_the_budget_and_the_large_case_fits_8_gib():
 
     # 1,440 dumps x 1,023 channels, AA* (144 dishes, 10,296 baselines), 10k sources, 8 GiB per worker.
     shape = block_shape(1440, 1023, 144, 10_000, 10_296, 8 * 2**30)
-    assert shape.worker_peak_bytes <= 8 * 2**30 and shape.n_channels < 1023
+    assert shape.worker_peak_bytes <= 8 * 2**30
     assert shape.worker_peak_bytes == worker_peak_bytes(shape.n_times, shape.n_channels, 144, 10_000, 10_296)
+    # A smaller budget splits the channels into equal ranges that fit.
+    small = block_shape(1440, 1023, 144, 10_000, 10_296, 2**30)
+    assert small.n_channels < 1023 and small.worker_peak_bytes <= 2**30
+    assert small.worker_peak_bytes == worker_peak_bytes(small.n_times, small.n_channels, 144, 10_000, 10_296)
     blocks = make_blocks(1440, 1023, shape)
     covered = np.zeros((1440, 1023), dtype=int)
     for block in blocks:
@@ -54,13 +58,13 @@ def test_block_shape_fits_the_budget_and_the_large_case_fits_8_gib():
 def test_estimate_reports_blocks_and_a_too_small_budget_is_one_line_before_any_work(tmp_path: Path):
     out, tmp = fresh_dirs(tmp_path, "estimate")
     env = environment(out, tmp, TELESCOPE="SKA-MID-AAstar", NUM_TIME_STAMPS="1440", FREQ_INC_HZ="69403.7",
-                      SYNTHETIC_SOURCES="10000", MEMORY_LIMIT="8GiB")
+                      SYNTHETIC_SOURCES="10000", MEMORY_LIMIT="1GiB")
     estimate = subprocess.run([sys.executable, "-m", "srcnet_sim.cli", "estimate"], env=env, capture_output=True,
                               text=True, timeout=120)
     assert estimate.returncode == 0, estimate.stderr
     lines = dict(line.split(None, 1) if False else (line[:24].strip(), line[24:]) for line in estimate.stdout.splitlines())
     assert lines["channels"] == "1023" and lines["time steps"] == "1440"
-    assert "x 341 channels (sized to MEMORY_LIMIT 8.0 GiB per worker)" in lines["blocks"]
+    assert "x 128 channels (sized to MEMORY_LIMIT 1.0 GiB per worker)" in lines["blocks"]
     assert lines["peak memory per worker"].endswith("(simulation, process included)")
     small = run(["--vis"], environment(out, tmp, MEMORY_LIMIT="50MiB"))
     assert small.returncode == 2

@@ -2,7 +2,7 @@
 and the computation of one block.
 
 A block's result depends only on the block: UVW per time step, the predictor's fixed summation
-order (one thread per baseline, sources summed in catalogue order), and noise seeded per
+order (tiles of sources and channels in catalogue order, whatever the threads), and noise seeded per
 (time step, channel). Any executor, any block shape and any number of threads therefore give the
 same bytes, and a resumed run equals an uninterrupted one.
 
@@ -27,8 +27,9 @@ from srcnet_sim.resources import PROCESS_BASELINE_BYTES, human
 STEP_BYTES_PER_VALUE = 16 + 16 + 16 + 8 + 16
 # Per source and channel: Stokes (4 float64), beams (2 dish types, float64), the kernel's Stokes copy.
 TERM_BYTES_PER_SOURCE_CHANNEL = 4 * 8 + 2 * 8 + 4 * 8
-# Per source and dish: bandwidth-smearing terms (x, sin, cos, delay rate) and the kernel's slices of them.
-SMEARING_BYTES_PER_SOURCE_DISH = 6 * 8
+# Per source and dish: the phasors of one channel (real and imaginary parts, BLAS path) or the delay rates
+# (time smearing) and their copy; the tiled smearing kernel needs only a tile of these.
+PHASOR_BYTES_PER_SOURCE_DISH = 2 * 8
 # Per source, the sky model and its derived arrays (positions, fluxes, shapes, direction cosines, offsets).
 SKY_BYTES_PER_SOURCE = 40 * 8
 # Finished blocks a worker may hold besides the one it computes: one queued for the writer, one being written.
@@ -87,12 +88,12 @@ def worker_peak_bytes(n_times: int, n_channels: int, n_dishes: int, n_sources: i
                       double_precision: bool = False) -> int:
     """Peak memory of a worker computing blocks of n_times x n_channels (process and sky model included), bytes.
 
-    The per-dish phasors Z (n_channels, n_dishes, n_sources) of one time step dominate with many sources;
-    one time step's sums with many baselines; finished results (RESULTS_HELD + 1) with long blocks.
+    The per-source terms of the block's channels dominate with many sources and channels; one time step's
+    sums with many baselines; finished results (RESULTS_HELD + 1) with long blocks. The per-dish phasors are
+    held for one channel at a time (n_dishes x n_sources), whatever the channels.
     """
-    real_bytes = 8 if double_precision else 4
-    phasors = 2 * n_channels * n_dishes * n_sources * real_bytes
-    terms = n_channels * n_sources * TERM_BYTES_PER_SOURCE_CHANNEL + n_dishes * n_sources * SMEARING_BYTES_PER_SOURCE_DISH
+    phasors = n_dishes * n_sources * PHASOR_BYTES_PER_SOURCE_DISH
+    terms = n_channels * n_sources * TERM_BYTES_PER_SOURCE_CHANNEL
     step = n_baselines * n_channels * N_CORRELATIONS * STEP_BYTES_PER_VALUE * (2 if double_precision else 1)
     results = (RESULTS_HELD + 1) * result_bytes(n_times, n_channels, n_baselines) * (2 if double_precision else 1)
     return PROCESS_BASELINE_BYTES + n_sources * SKY_BYTES_PER_SOURCE + phasors + terms + step + results
@@ -111,7 +112,7 @@ def _largest(limit: int, fits) -> int:
 
 def block_shape(n_times: int, n_channels: int, n_dishes: int, n_sources: int, n_baselines: int,
                 memory_limit_bytes: int, double_precision: bool = False) -> BlockShape:
-    """The block shape for a worker memory budget: as many channels as fit (fewer phasor passes), then as many
+    """The block shape for a worker memory budget: as many channels as fit (fewer passes over the sky), then as many
     time steps as fit, at most TARGET_BLOCK_BYTES of results and n_times / MIN_BLOCKS steps.
 
     Raises UserInputError (MEMORY_LIMIT) when one time step of one channel does not fit.

@@ -1,0 +1,229 @@
+"""Per-baseline source sums with baseline-dependent weights (bandwidth and time smearing, Gaussian envelopes).
+
+V_pq[k, x] = sum_s W_pq[k, s] X[k, x, s] Z[k, p, s] conj(Z[k, q, s]), with Z[k, p, s] = E_p exp(+2 pi i f_k tau_p(s))
+the per-dish phasor and W the product of the real weights that depend on the baseline:
+- bandwidth smearing sinc(x_p - x_q), x_p = pi * channel_width * tau_p (the same for every channel);
+- time smearing sinc(pi f_k interval (dtau_p/dt - dtau_q/dt));
+- a Gaussian source's envelope exp(-pi^2 / (4 ln 2) (major^2 a^2 + minor^2 c^2)) at the baseline's (u, v) in
+  wavelengths, rotated by the position angle.
+
+The work is cut into tiles of SOURCE_TILE sources x CHANNEL_TILE channels. For one tile the per-dish terms of
+every dish (phasors, the Stokes-weighted phasors, smearing phases) are packed first, a few kB per dish, so that
+every baseline reads them from the core's own cache; baselines are then taken in pairs that share their first
+dish, so that the first dish's terms are loaded once for two baselines. A tile's sums go to float64
+accumulators in a fixed order, so the result does not depend on the number of threads.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from srcnet_sim.constants import SPEED_OF_LIGHT_M_S
+from srcnet_sim.simulate.vecmath import exp_nonpositive, sincos_turns
+
+GAUSS_ENVELOPE = np.pi**2 / (4.0 * np.log(2.0))
+SOURCE_TILE = 256  # sources per tile: the packed terms of all 144 AA* dishes (~1.7 MB with 4 channels) stay in cache
+CHANNEL_TILE = 4  # channels per tile: the bandwidth-smearing weight is shared by the tile's channels
+Q_FIELDS = 4  # per-dish rows before the phasors: x, sin x, cos x, delay rate (s/s)
+TAYLOR_SINC = (1.0, 1.0 / 6.0, 1.0 / 120.0, 0.05)  # sinc(d) = 1 - d^2/6 + d^4/120 below |d| = 0.05
+
+
+@numba.njit(parallel=True, fastmath=True, error_model="numpy", cache=True, nogil=True)
+def _pack_tile(dish_uvw_m, l, m, n1, beams, dish_type, freq_hz, stokes, n_stokes, bw_turns_per_m, rate,
+               q_terms, p_terms):  # pragma: no cover - compiled
+    """Per-dish terms of one tile (all arguments already cut to the tile's sources and channels).
+
+    q_terms: (n_dish, Q_FIELDS + 2 n_k, n_s): x, sin x, cos x, rate, then Re Z and Im Z of each channel.
+    p_terms: (n_dish, 2 n_k n_stokes, n_s): Re and Im of X[k, x] Z[k] for Stokes x and channel k.
+    """
+    n_dish, _, n_s = q_terms.shape
+    n_k = len(freq_hz)
+    for p in numba.prange(n_dish):
+        u, v, w = dish_uvw_m[p, 0], dish_uvw_m[p, 1], dish_uvw_m[p, 2]
+        t = dish_type[p]
+        x, sin_x, cos_x, rate_p = q_terms[p, 0], q_terms[p, 1], q_terms[p, 2], q_terms[p, 3]
+        for s in range(n_s):
+            turns = bw_turns_per_m * (u * l[s] + v * m[s] + w * n1[s])
+            sin_x[s], cos_x[s] = sincos_turns(turns)
+            x[s] = 2.0 * np.pi * turns
+        for s in range(n_s):
+            rate_p[s] = rate[p, s] if rate.shape[0] > 0 else 0.0
+        for k in range(n_k):
+            scale = freq_hz[k] / SPEED_OF_LIGHT_M_S
+            z_re, z_im = q_terms[p, Q_FIELDS + k], q_terms[p, Q_FIELDS + n_k + k]
+            for s in range(n_s):
+                sin_, cos_ = sincos_turns(scale * (u * l[s] + v * m[s] + w * n1[s]))
+                z_re[s] = beams[t, k, s] * cos_
+                z_im[s] = beams[t, k, s] * sin_
+            for x_ in range(n_stokes):
+                y_re, y_im = p_terms[p, 2 * (x_ * n_k + k)], p_terms[p, 2 * (x_ * n_k + k) + 1]
+                for s in range(n_s):
+                    y_re[s] = stokes[k, x_, s] * z_re[s]
+                    y_im[s] = stokes[k, x_, s] * z_im[s]
+
+
+@numba.njit(inline="always", fastmath=True, error_model="numpy")
+def _bandwidth_weight(xp, sp, cp, xq, sq, cq, taylor, out):  # pragma: no cover - compiled
+    """out[s] = sinc(x_p - x_q), the sine of the difference expanded so that no sine is evaluated here;
+    a short Taylor series below |d| = taylor[3] where the difference of products cancels (and 1 when d = 0).
+    taylor: TAYLOR_SINC in the precision of the terms, so that no constant promotes float32 to float64."""
+    for s in range(out.shape[0]):
+        d = xp[s] - xq[s]
+        d2 = d * d
+        series = taylor[0] - d2 * (taylor[1] - d2 * taylor[2])
+        out[s] = series if abs(d) < taylor[3] else (sp[s] * cq[s] - cp[s] * sq[s]) / d
+
+
+@numba.njit(inline="always", fastmath=True, error_model="numpy")
+def _gaussian_exponent(du_m, dv_m, gaussian, out):  # pragma: no cover - compiled
+    """out[s] = ln(envelope) / f^2 of each source for a baseline (du, dv) in metres (0 for point sources).
+
+    gaussian: (4, n_s) [major^2, minor^2, sin pa, cos pa]; the envelope at frequency f is exp(out[s] * f^2).
+    """
+    for s in range(out.shape[0]):
+        a = (du_m * gaussian[2, s] + dv_m * gaussian[3, s]) / SPEED_OF_LIGHT_M_S
+        c = (du_m * gaussian[3, s] - dv_m * gaussian[2, s]) / SPEED_OF_LIGHT_M_S
+        out[s] = -GAUSS_ENVELOPE * (gaussian[0, s] * a * a + gaussian[1, s] * c * c)
+
+
+@numba.njit(inline="always", fastmath=True, error_model="numpy")
+def _channel_weight(base, rate_p, rate_q, half_interval_f, exponent, f2, smear_time, gaussians, out):  # pragma: no cover
+    """out[s] = base[s] * time-smearing sinc * Gaussian envelope, for one baseline and channel.
+
+    half_interval_f = 0.5 * interval * f; exponent: _gaussian_exponent of the baseline, f2 = f^2 in Hz^2;
+    smear_time, gaussians: which of the two factors apply.
+    """
+    for s in range(out.shape[0]):
+        weight = base[s]
+        if smear_time:
+            y = half_interval_f * (rate_p[s] - rate_q[s])  # turns: pi y_rad = 2 pi y
+            sin_, _ = sincos_turns(y)
+            weight *= sin_ / (2.0 * np.pi * y) if abs(y) > 1e-5 else 1.0
+        if gaussians:
+            weight *= exp_nonpositive(exponent[s] * f2)
+        out[s] = weight
+
+
+@numba.njit(parallel=True, fastmath=True, error_model="numpy", cache=True, nogil=True)
+def _tile_sums(q_terms, p_terms, n_stokes, pairs, ant1, ant2, uvw_m, freq_hz, half_interval, gaussian,
+               k0, taylor, scratch, out):  # pragma: no cover - compiled
+    """Add one tile's sums to out[b, k0 + k, x] for every baseline.
+
+    pairs: (n_pair, 2) baseline indices sharing ant1; the second is -1 when the row has no partner.
+    half_interval: half the integration time, s, with time smearing, else 0.
+    gaussian: (4, n_s) [major^2, minor^2, sin pa, cos pa] of the tile's sources, or (0, 0) when all are points.
+    taylor: TAYLOR_SINC in the precision of the terms.
+    scratch: (threads, 6, n_s) weight buffers per thread. out: (n_baseline, n_chan, 4, 2) float64.
+    """
+    n_s = q_terms.shape[2]
+    n_k = len(freq_hz)
+    zero = q_terms[0, 0, 0] - q_terms[0, 0, 0]  # not `* 0`: float32 * int is float64 in numba
+    smear_time = half_interval > 0
+    gaussians = gaussian.shape[0] > 0
+    for i in numba.prange(pairs.shape[0]):
+        b1 = pairs[i, 0]
+        b2 = pairs[i, 1] if pairs[i, 1] >= 0 else b1
+        p, q1, q2 = ant1[b1], ant2[b1], ant2[b2]
+        buffers = scratch[numba.get_thread_id()]
+        w1, w2, k1, k2 = buffers[0, :n_s], buffers[1, :n_s], buffers[2, :n_s], buffers[3, :n_s]
+        g1, g2 = buffers[4, :n_s], buffers[5, :n_s]
+        _bandwidth_weight(q_terms[p, 0], q_terms[p, 1], q_terms[p, 2], q_terms[q1, 0], q_terms[q1, 1], q_terms[q1, 2], taylor, w1)
+        _bandwidth_weight(q_terms[p, 0], q_terms[p, 1], q_terms[p, 2], q_terms[q2, 0], q_terms[q2, 1], q_terms[q2, 2], taylor, w2)
+        if gaussians:
+            _gaussian_exponent(uvw_m[p, 0] - uvw_m[q1, 0], uvw_m[p, 1] - uvw_m[q1, 1], gaussian, g1)
+            _gaussian_exponent(uvw_m[p, 0] - uvw_m[q2, 0], uvw_m[p, 1] - uvw_m[q2, 1], gaussian, g2)
+        for k in range(n_k):
+            if smear_time or gaussians:
+                f = freq_hz[k]
+                _channel_weight(w1, q_terms[p, 3], q_terms[q1, 3], half_interval * f, g1, f * f, smear_time, gaussians, k1)
+                _channel_weight(w2, q_terms[p, 3], q_terms[q2, 3], half_interval * f, g2, f * f, smear_time, gaussians, k2)
+            else:
+                k1, k2 = w1, w2
+            q1_re, q1_im = q_terms[q1, Q_FIELDS + k], q_terms[q1, Q_FIELDS + n_k + k]
+            q2_re, q2_im = q_terms[q2, Q_FIELDS + k], q_terms[q2, Q_FIELDS + n_k + k]
+            for x in range(n_stokes):
+                y_re, y_im = p_terms[p, 2 * (x * n_k + k)], p_terms[p, 2 * (x * n_k + k) + 1]
+                a1_re = zero
+                a1_im = zero
+                a2_re = zero
+                a2_im = zero
+                for s in range(n_s):
+                    yr = y_re[s]
+                    yi = y_im[s]
+                    a1_re += k1[s] * (yr * q1_re[s] + yi * q1_im[s])
+                    a1_im += k1[s] * (yi * q1_re[s] - yr * q1_im[s])
+                    a2_re += k2[s] * (yr * q2_re[s] + yi * q2_im[s])
+                    a2_im += k2[s] * (yi * q2_re[s] - yr * q2_im[s])
+                out[b1, k0 + k, x, 0] += a1_re
+                out[b1, k0 + k, x, 1] += a1_im
+                if b2 != b1:
+                    out[b2, k0 + k, x, 0] += a2_re
+                    out[b2, k0 + k, x, 1] += a2_im
+
+
+def baseline_pairs_sharing_ant1(ant1: np.ndarray) -> np.ndarray:
+    """(n_pair, 2) indices of consecutive baselines with the same first dish; -1 where a row has an odd one out."""
+    pairs = []
+    b = 0
+    while b < len(ant1):
+        if b + 1 < len(ant1) and ant1[b + 1] == ant1[b]:
+            pairs.append((b, b + 1))
+            b += 2
+        else:
+            pairs.append((b, -1))
+            b += 1
+    return np.array(pairs, dtype=np.int64).reshape(-1, 2)
+
+
+def weighted_baseline_sums(dish_uvw_m: np.ndarray, lmn: np.ndarray, beams: np.ndarray, dish_type: np.ndarray,
+                           freq_hz: np.ndarray, stokes: np.ndarray, n_stokes: int, ant1: np.ndarray, ant2: np.ndarray,
+                           channel_width_hz: float, dish_delay_rate: np.ndarray | None, interval_s: float,
+                           gaussian: np.ndarray, real_dtype: type) -> np.ndarray:
+    """Stokes sums per baseline, (n_baseline, n_chan, 4) complex128 (Stokes beyond n_stokes are zero).
+
+    Args:
+        dish_uvw_m: (n_dish, 3) per-dish UVW, metres. lmn: (n_src, 3) direction cosines (l, m, n - 1).
+        beams: (n_type, n_chan, n_src) voltage beams; dish_type: (n_dish,) index into beams.
+        freq_hz: (n_chan,) channel centres. stokes: (n_chan, 4, n_src) Jy; the first n_stokes are used.
+        ant1, ant2: (n_baseline,) dish indices, ordered by ant1 (pairs sharing ant1 are found in that order).
+        channel_width_hz: > 0 applies bandwidth smearing. dish_delay_rate: (n_dish, n_src) d(tau)/dt, with
+            interval_s > 0 applies time smearing, or None.
+        gaussian: (n_src, 4) [major^2, minor^2, sin pa, cos pa] (FWHM in rad), zero rows for point sources.
+        real_dtype: float32 or float64, the precision of the per-tile sums.
+    """
+    n_dish, n_src, n_chan = len(dish_uvw_m), len(lmn), len(freq_hz)
+    uvw64 = np.ascontiguousarray(dish_uvw_m, dtype=np.float64)
+    l, m, n1 = (np.ascontiguousarray(lmn[:, axis], dtype=np.float64) for axis in range(3))
+    beams64 = np.asarray(beams, dtype=np.float64)
+    stokes_real = np.asarray(stokes, dtype=real_dtype)
+    types = np.asarray(dish_type, dtype=np.int64)
+    freq64 = np.asarray(freq_hz, dtype=np.float64)
+    smear_time = dish_delay_rate is not None and interval_s > 0
+    rate = np.asarray(dish_delay_rate, dtype=np.float64) if smear_time else np.zeros((0, 0))
+    gaussian_rows = np.ascontiguousarray(np.asarray(gaussian, dtype=np.float64).T)  # (4, n_src)
+    pairs = baseline_pairs_sharing_ant1(ant1)
+    taylor = np.array(TAYLOR_SINC, dtype=real_dtype)
+    scratch = np.empty((numba.config.NUMBA_NUM_THREADS, 6, SOURCE_TILE), dtype=real_dtype)
+    out = np.zeros((len(ant1), n_chan, 4, 2))
+    bw_turns_per_m = 0.5 * channel_width_hz / SPEED_OF_LIGHT_M_S  # x / (2 pi) per metre of delay
+    for k0 in range(0, n_chan, CHANNEL_TILE):
+        channels = slice(k0, min(k0 + CHANNEL_TILE, n_chan))
+        n_k = channels.stop - k0
+        q_terms = np.empty((n_dish, Q_FIELDS + 2 * n_k, SOURCE_TILE), dtype=real_dtype)
+        p_terms = np.empty((n_dish, 2 * n_k * n_stokes, SOURCE_TILE), dtype=real_dtype)
+        for s0 in range(0, n_src, SOURCE_TILE):
+            sources = slice(s0, min(s0 + SOURCE_TILE, n_src))
+            n_s = sources.stop - s0
+            tile_q, tile_p = q_terms[:, :, :n_s], p_terms[:, :, :n_s]
+            if n_s < SOURCE_TILE:
+                tile_q, tile_p = np.ascontiguousarray(tile_q), np.ascontiguousarray(tile_p)
+            _pack_tile(uvw64, l[sources], m[sources], n1[sources], np.ascontiguousarray(beams64[:, channels, sources]),
+                       types, freq64[channels], np.ascontiguousarray(stokes_real[channels, :, sources]), n_stokes,
+                       bw_turns_per_m, np.ascontiguousarray(rate[:, sources]) if smear_time else rate, tile_q, tile_p)
+            tile_gaussian = np.ascontiguousarray(gaussian_rows[:, sources])
+            if not np.any(tile_gaussian[0]):
+                tile_gaussian = np.zeros((0, 0))
+            _tile_sums(tile_q, tile_p, n_stokes, pairs, ant1, ant2, uvw64, freq64[channels],
+                       0.5 * interval_s if smear_time else 0.0, tile_gaussian, k0, taylor, scratch, out)
+    return out[..., 0] + 1j * out[..., 1]
