@@ -1,14 +1,15 @@
 """Scaling benchmark: the whole `run --vis` over threads and Dask workers, the disk's write speed, and matvis,
 in one run on one machine.
 
-For each configuration it prints the wall time of the whole run (start-up included), the throughput in
-source-visibilities per second (sources x baselines x channels x time steps / wall time) and in MB/s of
-MS written, the peak resident memory of the largest process (a Dask worker or the run itself), and ratios:
+For each configuration it prints the wall time of the whole run (start-up included), the time of its simulate
+phase alone (blocks computed and written, as the run logs it), the throughput in source-visibilities per
+second (sources x baselines x channels x time steps / wall time) and in MB/s of MS written, the peak resident
+memory of the largest process (a Dask worker or the run itself), and ratios:
 2 threads vs 1 (target >= 1.8 on 2 cores), the default run vs matvis's visibilities alone (target >= 3).
 The disk's sequential write speed is measured in the same run (256 MiB written and fsync'ed in TMPDIR).
 
     python benchmarks/bench_scale.py                 # the default run (AA*, 10,000 sources, 24 x 4)
-    python benchmarks/bench_scale.py --curve 16      # threads 1..16 and Dask workers 1..16 (bigger nodes)
+    python benchmarks/bench_scale.py --curve 16      # threads and Dask workers 1, 2, 4, 8, 16 (bigger nodes)
     python benchmarks/bench_scale.py --times 240     # a run 10x the default
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -33,7 +35,8 @@ N_BASELINES_AASTAR = 144 * 143 // 2
 
 
 def whole_run(settings: dict[str, str]) -> dict:
-    """Wall time of `srcnet-sim run --vis` with `settings`, the MS size, the largest process's peak RSS."""
+    """Wall time of `srcnet-sim run --vis` with `settings`, of its simulate phase, the MS size, the largest
+    process's peak RSS."""
     with tempfile.TemporaryDirectory() as work:
         env = {**os.environ, "OUT_DIR": work, "TMPDIR": work, "OBS_ID": "bench-scale", **settings}
         start = time.perf_counter()
@@ -48,17 +51,24 @@ def whole_run(settings: dict[str, str]) -> dict:
                 pass
             time.sleep(0.05)
         seconds = time.perf_counter() - start
+        log = proc.stderr.read()
         if proc.returncode != 0:
-            raise RuntimeError(proc.stderr.read())
+            raise RuntimeError(log)
         staged = next(Path(work).rglob("*.ms.tar"))
-        return {"seconds": seconds, "ms_bytes": staged.stat().st_size, "peak_rss": peak}
+        simulate = float(re.search(r"simulate: \d+ blocks in ([0-9.]+) s", log).group(1))
+        return {"seconds": seconds, "simulate_seconds": simulate, "ms_bytes": staged.stat().st_size, "peak_rss": peak}
+
+
+def curve_points(most: int) -> list[int]:
+    """1, 2, 4, ... up to `most`, and `most` itself (none for 0)."""
+    return sorted({2**k for k in range(most.bit_length())} | {most}) if most > 0 else []
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sources", type=int, default=10_000)
     parser.add_argument("--times", type=int, default=24)
-    parser.add_argument("--curve", type=int, default=0, help="also threads and Dask workers 1..N")
+    parser.add_argument("--curve", type=int, default=0, help="also threads and Dask workers 1, 2, 4, ... N")
     args = parser.parse_args()
     cores = len(os.sched_getaffinity(0))
     base = {"SYNTHETIC_SOURCES": str(args.sources), "NUM_TIME_STAMPS": str(args.times)}
@@ -71,21 +81,23 @@ def main() -> None:
     configs += [("dask LocalCluster, 1 worker", {"EXECUTOR": "dask", "DASK_WORKERS": "1", "WORKER_THREADS": "1"}),
                 (f"dask LocalCluster, {cores} workers", {"EXECUTOR": "dask", "DASK_WORKERS": str(cores),
                                                          "WORKER_THREADS": "1"})]
-    for n in range(1, args.curve + 1):
+    for n in curve_points(args.curve):
         configs += [(f"curve: local, {n} threads", {"WORKER_THREADS": str(n)}),
                     (f"curve: dask, {n} workers", {"EXECUTOR": "dask", "DASK_WORKERS": str(n), "WORKER_THREADS": "1"})]
     results = {}
-    print(f"{'configuration':34s} {'wall s':>8s} {'Gsrc-vis/s':>11s} {'MS MB/s':>8s} {'peak RSS MB':>12s}")
+    print(f"{'configuration':34s} {'wall s':>8s} {'simulate s':>10s} {'Gsrc-vis/s':>11s} {'MS MB/s':>8s} {'peak RSS MB':>12s}")
     for name, settings in configs:
         r = whole_run({**base, **settings})
         results[name] = r
-        print(f"{name:34s} {r['seconds']:8.2f} {samples / r['seconds'] / 1e9:11.2f} "
-              f"{r['ms_bytes'] / r['seconds'] / 1e6:8.1f} {r['peak_rss'] / 2**20:12.0f}")
+        print(f"{name:34s} {r['seconds']:8.2f} {r['simulate_seconds']:10.2f} {samples / r['seconds'] / 1e9:11.2f} "
+              f"{r['ms_bytes'] / r['seconds'] / 1e6:8.1f} {r['peak_rss'] / 2**20:12.0f}", flush=True)
     theirs = child("matvis", args.sources, args.times)
-    print(f"{'matvis simulate_vis alone':34s} {theirs['seconds']:8.2f} {samples / theirs['seconds'] / 1e9:11.2f} "
+    print(f"{'matvis simulate_vis alone':34s} {theirs['seconds']:8.2f} {'-':>10s} {samples / theirs['seconds'] / 1e9:11.2f} "
           f"{'-':>8s} {theirs['peak_rss_mb']:12.0f}")
     one, all_cores = results["local, 1 thread"]["seconds"], results[f"local, {cores} threads"]["seconds"]
-    print(f"ratio: local {cores} threads vs 1: {one / all_cores:.2f}x (target >= 1.8 on 2 cores)")
+    print(f"ratio: local {cores} threads vs 1: {one / all_cores:.2f}x whole run (target >= 1.8 on 2 cores), "
+          f"{results['local, 1 thread']['simulate_seconds'] / results[f'local, {cores} threads']['simulate_seconds']:.2f}x "
+          "simulate phase")
     print(f"ratio: whole run --vis ({cores} threads) vs matvis visibilities alone: {theirs['seconds'] / all_cores:.2f}x "
           "(target >= 3)")
     print(f"ratio: MS written at {results[f'local, {cores} threads']['ms_bytes'] / all_cores / disk:.2f} of the disk's "

@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 OUT=${OUT:-$(mktemp -d)}
 PY=${PYTHON:-python3}
-GPU_SITE=${GPU_SITE:-/tmp/srcnet-site}
+source benchmarks/node_site.sh
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/gpu_check.log") 2>&1
 export PYTHONUNBUFFERED=1
@@ -27,13 +27,7 @@ step() { echo; echo "=== $(date -u +%H:%M:%S) $*"; }
 fail() { echo "FAILED: $*"; STATUS=1; }
 
 step "1. dependencies from .whl/site.tar.xz into $GPU_SITE"
-if [ -f .whl/site.tar.xz ]; then
-  rm -rf "$GPU_SITE" && mkdir -p "$GPU_SITE" && tar -xJf .whl/site.tar.xz -C "$GPU_SITE" || fail "unpacking the wheelhouse"
-else
-  echo "no .whl/site.tar.xz: using what $PY already has"
-fi
-export PYTHONPATH="$ROOT/src:$ROOT/tests:$GPU_SITE${PYTHONPATH:+:$PYTHONPATH}"
-export PATH="$GPU_SITE/bin:$PATH"
+use_node_site "$ROOT" || fail "unpacking the wheelhouse"
 
 step "2. device and versions"
 nvidia-smi || echo "(no nvidia-smi)"

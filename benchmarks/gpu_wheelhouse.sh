@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=.whl
 PY=${PYTHON:-python3}
-# Packages srcnet-sim, its benchmark and tests import on the GPU node, with their Requires-Dist closure
+# Packages srcnet-sim, its benchmarks (bench_gpu, bench_scale with Dask) and tests import on the GPU node, with their Requires-Dist closure
 # minus what the GPU image already has.
 PACKAGES=(
   python-casacore ducc0
@@ -20,6 +20,7 @@ PACKAGES=(
   pydantic pydantic-core annotated-types typing-inspection
   jsonschema jsonschema-specifications referencing rpds-py
   matvis pyuvdata docstring-parser line-profiler "setuptools-scm<8.2"
+  dask distributed cloudpickle toolz partd locket fsspec msgpack tornado zict tblib jinja2 markupsafe urllib3
 )
 GPU_IMAGE_HAS="numpy scipy numba numba-cuda llvmlite cupy-cuda13x attrs typing-extensions packaging pyyaml tqdm psutil
 rich click h5py six idna charset-normalizer sortedcontainers setuptools pytest matplotlib"

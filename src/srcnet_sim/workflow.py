@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import numpy as np
 from astropy.time import Time
 
 from srcnet_sim import __version__, resume, validation
-from srcnet_sim.blocks import BlockResult, BlockShape, make_blocks
+from srcnet_sim.blocks import BlockResult, BlockShape, make_blocks, result_bytes
 from srcnet_sim.executors import executor_options, run_blocks
 from srcnet_sim.config import Settings
 from srcnet_sim.errors import QAError, UserInputError, is_disk_full
@@ -243,10 +244,16 @@ def write_measurement_set(run_plan: Plan, state: resume.RunState, backend: str =
         state.record(block.time_start, block.time_stop, block.chan_start, block.chan_stop)
         progress.advance(block.n_times * block.n_channels)
 
+    started = time.perf_counter()
     try:
         run_blocks(obs, blocks, write, options)
     finally:
         writer.close()
+    seconds = time.perf_counter() - started
+    samples = sum(b.n_times * b.n_channels for b in blocks) * n_bl * len(obs.sky)
+    written = sum(result_bytes(b.n_times, b.n_channels, n_bl) for b in blocks)
+    logger.info("simulate: %d blocks in %.2f s (%.2f G source-visibilities/s, %.0f MB/s of visibilities written)",
+                len(blocks), seconds, samples / max(seconds, 1e-9) / 1e9, written / max(seconds, 1e-9) / 1e6)
     return path
 
 
