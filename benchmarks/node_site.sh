@@ -4,12 +4,12 @@
 GPU_SITE=${GPU_SITE:-/tmp/srcnet-site}
 use_node_site() {
   local root=$1 status=0
+  export PYTHONPATH="$root/src:$root/tests${PYTHONPATH:+:$PYTHONPATH}"
   if [ -f "$root/.whl/site.tar.xz" ]; then
     rm -rf "$GPU_SITE" && mkdir -p "$GPU_SITE" && tar -xJf "$root/.whl/site.tar.xz" -C "$GPU_SITE" || status=1
+    export PYTHONPATH="$PYTHONPATH:$GPU_SITE" PATH="$GPU_SITE/bin:$PATH"
   else
     echo "no .whl/site.tar.xz: using what ${PY:-python3} already has"
   fi
-  export PYTHONPATH="$root/src:$root/tests:$GPU_SITE${PYTHONPATH:+:$PYTHONPATH}"
-  export PATH="$GPU_SITE/bin:$PATH"
   return $status
 }
