@@ -164,16 +164,12 @@ def _tile_sums(q_terms, p_terms, n_stokes, pairs, ant1, ant2, uvw_m, freq_hz, ha
 
 def baseline_pairs_sharing_ant1(ant1: np.ndarray) -> np.ndarray:
     """(n_pair, 2) indices of consecutive baselines with the same first dish; -1 where a row has an odd one out."""
-    pairs = []
-    b = 0
-    while b < len(ant1):
-        if b + 1 < len(ant1) and ant1[b + 1] == ant1[b]:
-            pairs.append((b, b + 1))
-            b += 2
-        else:
-            pairs.append((b, -1))
-            b += 1
-    return np.array(pairs, dtype=np.int64).reshape(-1, 2)
+    index = np.arange(len(ant1))
+    row_start = np.maximum.accumulate(np.where(np.r_[True, ant1[1:] != ant1[:-1]], index, 0))
+    first = index[(index - row_start) % 2 == 0]
+    second = first + 1
+    partnered = (second < len(ant1)) & (ant1[np.minimum(second, len(ant1) - 1)] == ant1[first])
+    return np.stack([first, np.where(partnered, second, -1)], axis=-1).astype(np.int64)
 
 
 def weighted_baseline_sums(dish_uvw_m: np.ndarray, lmn: np.ndarray, beams: np.ndarray, dish_type: np.ndarray,
