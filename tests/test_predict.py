@@ -149,6 +149,30 @@ def test_matches_direct_dft_with_beams_polarisation_and_gaussians(dtype, rtol, s
     np.testing.assert_allclose(got, ref, rtol=0, atol=rtol * np.abs(ref).max())
 
 
+@pytest.mark.parametrize("dtype, rtol", [(np.complex128, 1e-10), (np.complex64, 2e-5)])
+def test_tiles_of_sources_and_channels_add_up_to_the_direct_dft(dtype, rtol):
+    """More sources and channels than one tile of the smearing kernel (partial last tiles, a tile of points and
+    Gaussians mixed), rows of baselines of odd and even length (no autocorrelations)."""
+    from srcnet_sim.simulate.baseline_kernel import CHANNEL_TILE, SOURCE_TILE
+
+    rng = np.random.default_rng(3)
+    n_dish, n_src, n_chan = 8, 2 * SOURCE_TILE + 88, CHANNEL_TILE + 2
+    freq = 1.3e9 + 17.75e6 * np.arange(n_chan)
+    uvw = random_layout(rng, n_dish, scale=5000.0)
+    lmn = lmn_of(rng.normal(0, 0.01, n_src), rng.normal(0, 0.01, n_src))
+    beams = rng.uniform(0.3, 1.0, (2, n_chan, n_src))
+    dish_type = rng.integers(0, 2, n_dish)
+    g = np.zeros((n_src, 4))
+    first_gaussian = 2 * SOURCE_TILE - 12
+    pa = rng.uniform(0, np.pi, n_src - first_gaussian)
+    g[first_gaussian:] = np.stack([np.full(len(pa), 2e-5**2), np.full(len(pa), 1e-5**2), np.sin(pa), np.cos(pa)], -1)
+    t = terms_for(lmn, rng.random(n_src), n_chan=n_chan, q=rng.normal(0, 0.1, n_src), v=0.01, gaussian=g, beams=beams)
+    a1, a2 = baseline_pairs(n_dish, False)
+    got = predict_time_step(uvw, t, dish_type, freq, a1, a2, channel_width_hz=17.75e6, dtype=dtype)
+    ref = direct_dft(uvw, lmn, t.stokes, freq, a1, a2, beams, dish_type, 17.75e6, g)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=rtol * np.abs(ref).max())
+
+
 def test_agrees_with_matvis():
     """matvis (an independent simulator) on the same dish UVW and source directions, beam off.
 
