@@ -13,9 +13,10 @@ from pathlib import Path
 
 from block_runs import SMALL, assert_identical, environment, fresh_dirs, run, staged_columns
 
-# AA2 (2,016 baselines), 64 dumps x 16 channels; a MEMORY_LIMIT that leaves room for blocks of 2 dumps: about
-# 32 blocks of some 30 ms each, each journaled once written.
-LONGER = {"TELESCOPE": "SKA-MID-AA2", "NUM_TIME_STAMPS": "64", "WORKER_THREADS": "1", "MEMORY_LIMIT": "352MiB"}
+# AA2 (2,016 baselines), 64 dumps x 16 channels, 1,200 sources; a MEMORY_LIMIT that leaves room for blocks of 2
+# dumps: 32 blocks of some 40 ms each, each journaled once written (enough work that no attempt ends before its kill).
+LONGER = {"TELESCOPE": "SKA-MID-AA2", "NUM_TIME_STAMPS": "64", "SYNTHETIC_SOURCES": "1200", "WORKER_THREADS": "1",
+          "MEMORY_LIMIT": "352MiB"}
 
 
 def start(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen:
