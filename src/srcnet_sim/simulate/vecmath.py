@@ -33,6 +33,28 @@ def sincos_turns(turns: float) -> tuple[float, float]:  # pragma: no cover - com
     return s, (-c if folded else c)
 
 
+SINGLE = np.float32
+S3, S5, S7, S9, S11 = (SINGLE(c) for c in (-1.0 / 6, 1.0 / 120, -1.0 / 5040, 1.0 / 362880, -1.0 / 39916800))
+C2, C4, C6, C8, C10, C12 = (SINGLE(c) for c in (-0.5, 1.0 / 24, -1.0 / 720, 1.0 / 40320, -1.0 / 3628800, 1.0 / 479001600))
+
+
+@numba.njit(inline="always", fastmath=True)
+def sincos_turns_single(turns: float) -> tuple[np.float32, np.float32]:  # pragma: no cover - compiled
+    """(sin, cos) of 2 pi * turns in float32, absolute error below 3e-7 for any finite `turns`.
+
+    The reduction to [-0.5, 0.5] turns is exact in float64 (as in sincos_turns); the series, to degree 11
+    (sine) and 12 (cosine), is evaluated in float32 with twice the SIMD lanes of float64.
+    """
+    x = turns - np.floor(turns + 0.5)
+    half = 0.5 if x > 0 else -0.5
+    folded = abs(x) > 0.25
+    a = SINGLE(TWO_PI * (half - x if folded else x))
+    a2 = a * a
+    s = a * (SINGLE(1) + a2 * (S3 + a2 * (S5 + a2 * (S7 + a2 * (S9 + a2 * S11)))))
+    c = SINGLE(1) + a2 * (C2 + a2 * (C4 + a2 * (C6 + a2 * (C8 + a2 * (C10 + a2 * C12)))))
+    return s, (-c if folded else c)
+
+
 EXP_SQUARINGS = 6
 EXP_FLOOR = -40.0  # exp(-40) = 4e-18: treated as 0
 
