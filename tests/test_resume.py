@@ -4,6 +4,7 @@ refused with one line unless --restart."""
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import subprocess
@@ -20,18 +21,20 @@ LONGER = {"TELESCOPE": "SKA-MID-AA2", "NUM_TIME_STAMPS": "64", "SYNTHETIC_SOURCE
 
 
 def start(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen:
+    """The run in a process group of its own (with its Dask workers, if any), as a pod's processes are."""
     with open(log, "w") as stderr:
         return subprocess.Popen([sys.executable, "-m", "srcnet_sim.cli", "run", "--vis", *args], env=env, stderr=stderr,
-                                stdout=subprocess.DEVNULL)
+                                stdout=subprocess.DEVNULL, start_new_session=True)
 
 
 def journal_lines(tmp: Path) -> int:
     return sum(len(p.read_text().splitlines()) for p in tmp.glob("srcnet-resume-*/journal"))
 
 
-def interrupt_after(env: dict[str, str], tmp: Path, log: Path, blocks: int, delay_s: float, stop: int) -> str:
-    """Start a run, wait until the journal has `blocks` lines more than now, wait `delay_s`, send `stop`;
-    the run's stderr (or '' when it finished first)."""
+def interrupt_after(env: dict[str, str], tmp: Path, log: Path, blocks: int, delay_s: float, stop: int,
+                    whole_group: bool = False) -> str:
+    """Start a run, wait until the journal has `blocks` lines more than now, wait `delay_s`, send `stop` (to every
+    process of the run with `whole_group`, as an eviction does); the run's stderr (or '' when it finished first)."""
     before = journal_lines(tmp)
     proc = start(env, log)
     deadline = time.monotonic() + 120
@@ -40,7 +43,10 @@ def interrupt_after(env: dict[str, str], tmp: Path, log: Path, blocks: int, dela
         time.sleep(0.001)
     time.sleep(delay_s)
     if proc.poll() is None:
-        proc.send_signal(stop)
+        if whole_group:
+            os.killpg(proc.pid, stop)
+        else:
+            proc.send_signal(stop)
     proc.wait(timeout=60)
     return log.read_text() if proc.returncode != 0 else ""
 
@@ -71,6 +77,23 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_ms(tmp_pa
     assert written > 0
     assert sorted(p.name for p in tmp.iterdir()) == []  # the state is removed once staged
     assert_identical(expected, staged_columns(out, tmp_path / "resumed-ms"))
+
+
+def test_a_dask_run_killed_with_its_workers_resumes_to_the_uninterrupted_ms(tmp_path: Path):
+    """EXECUTOR=dask on a LocalCluster of two worker processes: SIGKILL to the run and its workers at once (a node
+    lost), then the same settings again: the blocks already written are skipped and the MS equals the local run's."""
+    expected = reference(tmp_path)
+    out, tmp = fresh_dirs(tmp_path, "dask-killed")
+    env = environment(out, tmp, **{**LONGER, "EXECUTOR": "dask", "DASK_WORKERS": "2"})
+    stderr = interrupt_after(env, tmp, tmp_path / "dask-killed.log", 4, 0.0, signal.SIGKILL, whole_group=True)
+    assert stderr != "" or not (out / "blocks" / "b_measurements.ms.tar").exists(), "the run ended before its kill"
+    written = journal_lines(tmp)
+    assert 4 <= written < 32
+    resumed = run(["--vis"], env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "continuing from there" in resumed.stderr and "left by a run that was killed" in resumed.stderr
+    assert sorted(p.name for p in tmp.iterdir()) == []
+    assert_identical(expected, staged_columns(out, tmp_path / "dask-resumed-ms"))
 
 
 def test_sigterm_keeps_the_state_the_next_pod_resumes_it_and_other_settings_are_refused(tmp_path: Path):

@@ -20,7 +20,9 @@ import tempfile
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
+from srcnet_sim import scratch
 from srcnet_sim.blocks import Block, BlockResult, compute_block
 from srcnet_sim.overlap import write_behind
 from srcnet_sim.progress import logger
@@ -99,9 +101,10 @@ def _client(options: ExecutorOptions, local_directory: str):
 def _run_dask(observation, blocks: list[Block], write: Callable[[BlockResult], None], options: ExecutorOptions) -> None:
     import dask
 
-    with tempfile.TemporaryDirectory(prefix="srcnet-sim-dask-") as local_directory, \
-            dask.config.set({"temporary-directory": local_directory}):
-        _run_on_cluster(observation, blocks, write, options, local_directory)
+    # A scratch directory with its run's lock, so that the next run removes it if this one is killed with its workers.
+    with scratch.live_directory(Path(tempfile.gettempdir()), scratch.SCRATCH_PREFIX + "dask-") as local_directory, \
+            dask.config.set({"temporary-directory": str(local_directory)}):
+        _run_on_cluster(observation, blocks, write, options, str(local_directory))
 
 
 def _run_on_cluster(observation, blocks: list[Block], write: Callable[[BlockResult], None], options: ExecutorOptions,
