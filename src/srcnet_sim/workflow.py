@@ -20,7 +20,7 @@ from srcnet_sim.executors import executor_options, run_blocks
 from srcnet_sim.config import Settings
 from srcnet_sim.errors import QAError, UserInputError, is_disk_full
 from srcnet_sim.imaging.clean import CleanParameters
-from srcnet_sim import scratch
+from srcnet_sim import scratch, stopping
 from srcnet_sim.diskguard import DiskGuard
 from srcnet_sim.products import claims, naming, obscore, sidecar, staging
 from srcnet_sim.ms.writer import MeasurementSetWriter, MSDescription
@@ -459,6 +459,7 @@ def run(settings: Settings, products: set[str], overwrite: bool = False, notific
                         (logger.error if "qa" in run_plan.products else logger.warning)("%s", exc)
                 products_made = run_plan.products - ({"qa"} if qa_error else set())
                 staged = stage_products(run_plan, made, private_dir, overwrite, notification, products_made)
+                stopping.work_complete()  # staged: a signal from here (an eviction) no longer fails the run
                 if preview_dir is not None:
                     write_previews(made, run_plan.products, preview_dir)
                 if state is not None:

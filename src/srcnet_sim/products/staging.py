@@ -171,17 +171,17 @@ def publish(item: Prepared, overwrite: bool) -> Path:
     replaced: that stops the run with the product unpublished.
     """
     target = item.final
-    try:
-        with deferred():  # a product and its sidecar go in together, or neither
+    with deferred():  # a product and its sidecar go in together, or neither (also when a signal comes)
+        try:
             _remove_previous(item, overwrite)
             rename_noreplace(item.data, target)
             if item.meta is not None:
                 target = meta_path(item.final)
                 rename_noreplace(item.meta, target)
-    except FileExistsError as exc:
-        if target != item.final:  # the data went in, its sidecar could not: take the data back out
-            rename_noreplace(item.final, item.data)
-        raise UserInputError("OUT_DIR", f"{target} appeared while this run held its claim: another program writes "
-                             "the staging area without claims; nothing was replaced") from exc
+        except FileExistsError as exc:
+            if target != item.final:  # the data went in, its sidecar could not: take the data back out
+                rename_noreplace(item.final, item.data)
+            raise UserInputError("OUT_DIR", f"{target} appeared while this run held its claim: another program "
+                                 "writes the staging area without claims; nothing was replaced") from exc
     fsync_path(item.final.parent)
     return item.final
