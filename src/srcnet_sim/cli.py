@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from srcnet_sim.errors import DiskFullError, QAError, ServiceError, UserInputError, is_disk_full
 from srcnet_sim.progress import configure_logging
-from srcnet_sim.runtime import configure_process
+from srcnet_sim.runtime import configure_process, importing
 from srcnet_sim.stopping import Stopped, stop_on_signals
 
 if TYPE_CHECKING:
@@ -69,7 +69,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from srcnet_sim.workflow import run
+    with importing():
+        from srcnet_sim.workflow import run
 
     run(settings_from_args(args), chosen_products(args), overwrite=args.overwrite, notification=args.notification,
         preview_dir=Path(args.preview_dir) if args.preview_dir else None, restart=args.restart)
@@ -363,7 +364,8 @@ def add_image_parser(commands: argparse._SubParsersAction) -> None:
 def main(argv: list[str] | None = None) -> int:
     configure_process()  # before anything imports numpy or numba
     configure_logging()
-    args = build_parser().parse_args(argv)
+    with importing():
+        args = build_parser().parse_args(argv)
     try:
         with stop_on_signals():
             return args.handler(args)

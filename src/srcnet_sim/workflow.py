@@ -18,7 +18,6 @@ from srcnet_sim.blocks import BlockResult, BlockShape, make_blocks
 from srcnet_sim.executors import executor_options, run_blocks
 from srcnet_sim.config import Settings
 from srcnet_sim.errors import QAError, UserInputError, is_disk_full
-from srcnet_sim.imaging.clean import CleanParameters
 from srcnet_sim import scratch
 from srcnet_sim.diskguard import DiskGuard
 from srcnet_sim.products import claims, naming, obscore, sidecar, staging
@@ -39,8 +38,8 @@ MS_ARCHIVE_SUFFIX = ".tar"
 ARCHIVED = ("vis", "qa")  # directories, staged as tar files
 QA_PRODUCT_BYTES = 4 * 2**20  # JSON, four PNGs and PyBDSF's source list
 NOTIFICATION_NAME = "notification.json"
-# The seed's WSClean cleaning: -niter 50000 -mgain 0.8 -auto-threshold 3, uniform weighting.
-SEED_CLEAN = CleanParameters(gain=0.1, mgain=0.8, niter=50_000, auto_threshold=3.0)
+# The seed's WSClean cleaning: -niter 50000 -mgain 0.8 -auto-threshold 3, uniform weighting (CleanParameters fields).
+SEED_CLEAN = {"gain": 0.1, "mgain": 0.8, "niter": 50_000, "auto_threshold": 3.0}
 SEED_DISH_DIAMETER_M = 15.0
 FILTER_RADIUS_FWHM = 3.0
 HORIZON_CHECK_POINTS = 1441  # elevation is smooth: at most one check a minute over a day
@@ -260,13 +259,14 @@ def make_images(run_plan: Plan, ms_path: Path, scratch: Path) -> dict[str, Path]
 
     Returns {"dirty": path, "clean": path} of the FITS files made (with PNG quick-looks beside them).
     """
+    from srcnet_sim.imaging.clean import CleanParameters
     from srcnet_sim.imaging.imager import ImagingParameters
     from srcnet_sim.imaging.pipeline import image_measurement_set
 
     params = ImagingParameters(npix=run_plan.settings.imaging_npixel, cell_rad=run_plan.cell_rad(), allow_uv_cut=True)
     kinds = {"dirty": "dirty", "clean": "cleaned"}
     paths = {kinds[p]: scratch / run_plan.file_name(p) for p in kinds if p in run_plan.made}
-    written = image_measurement_set(ms_path, params, SEED_CLEAN if "clean" in run_plan.made else None, paths,
+    written = image_measurement_set(ms_path, params, CleanParameters(**SEED_CLEAN) if "clean" in run_plan.made else None, paths,
                                     run_plan.settings.obs_id, previews=[kinds[p] for p in kinds if p in run_plan.products],
                                     cell_setting="IMAGING_CELLSIZE")
     return {product: written[kind] for product, kind in kinds.items() if kind in written}
