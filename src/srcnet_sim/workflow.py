@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from astropy.time import Time
 
 from srcnet_sim import __version__, resume, validation
 from srcnet_sim.blocks import BlockResult, BlockShape, make_blocks
@@ -129,8 +128,7 @@ def plan(settings: Settings, products: set[str] | frozenset[str] = frozenset({"v
     validation.check_sidecar_values(settings, identity(settings), {p: staged_file_name(settings.file_prefix, p) for p in PRODUCTS})
     telescope = load_telescope(settings.telescope)
     ra0, dec0 = settings.phase_centre_rad
-    start = Time(settings.start_datetime, scale="utc")
-    times_s = geometry.mjd_seconds(geometry.sample_times(start, settings.length_s, settings.num_time_stamps))
+    times_s = geometry.sample_times_s(settings.start_datetime, settings.length_s, settings.num_time_stamps)
     start_s, end_s = times_s[0] - settings.interval_s / 2, times_s[-1] + settings.interval_s / 2
     check_s = np.linspace(start_s, end_s, min(len(times_s) + 2, HORIZON_CHECK_POINTS))
     elevation = np.degrees(geometry.elevation_rad(telescope.itrf_m.mean(axis=0), check_s, ra0, dec0))
