@@ -32,8 +32,7 @@ print("RESULT " + json.dumps({"code": code, "modules": sorted(sys.modules)}))
 # Imported by the default run only if something is wrong: each is the business of another command or product.
 NOT_FOR_THE_DEFAULT_RUN = (
     "scipy.signal", "scipy.optimize", "scipy.stats", "scipy.spatial", "scipy.ndimage", "scipy.interpolate",
-    "matplotlib", "ducc0", "astropy.coordinates", "astropy.table", "astropy.time", "astropy.utils.iers", "astropy.wcs",
-    "astropy.visualization", "dask", "distributed", "bdsf", "casatools",
+    "matplotlib", "ducc0", "astropy", "dask", "distributed", "bdsf", "casatools",
     "casatasks", "cupy", "numba.cuda", "tqdm", "rucio", "ska_src_mm_notification",
     "srcnet_sim.imaging.clean", "srcnet_sim.imaging.multiscale", "srcnet_sim.imaging.gridding",
     "srcnet_sim.imaging.imager", "srcnet_sim.imaging.msdata", "srcnet_sim.imaging.pipeline",
@@ -43,7 +42,7 @@ NOT_FOR_THE_DEFAULT_RUN = (
     "srcnet_sim.dask_plugin", "srcnet_sim.simulate.predict_gpu", "srcnet_sim.simulate.gpu_kernel",
     "srcnet_sim.sky.download",
 )
-# What parsing the command line may import: the settings (pydantic, numpy, astropy.units for the constants).
+# What parsing the command line may import: the settings (pydantic, numpy).
 NOT_FOR_HELP = ("numba", "scipy", "casacore", "erfa", "jsonschema", "psutil",
                 "srcnet_sim.workflow", "srcnet_sim.simulate", "srcnet_sim.ms", "srcnet_sim.products")
 
