@@ -248,8 +248,9 @@ def write_measurement_set(run_plan: Plan, state: resume.RunState, backend: str =
 
 
 def _allocated_bytes(directory: Path) -> int:
-    """Disk space taken by the files under `directory` (blocks allocated, not apparent sizes)."""
-    return sum(p.lstat().st_blocks * 512 for p in directory.rglob("*") if p.is_file() and not p.is_symlink())
+    """Disk space taken by the files under `directory` (blocks allocated, not apparent sizes; links not followed)."""
+    return sum(os.lstat(os.path.join(root, name)).st_blocks * 512
+               for root, _, names in os.walk(directory) for name in names)
 
 
 def make_images(run_plan: Plan, ms_path: Path, scratch: Path) -> dict[str, Path]:
@@ -264,7 +265,8 @@ def make_images(run_plan: Plan, ms_path: Path, scratch: Path) -> dict[str, Path]
     params = ImagingParameters(npix=run_plan.settings.imaging_npixel, cell_rad=run_plan.cell_rad(), allow_uv_cut=True)
     kinds = {"dirty": "dirty", "clean": "cleaned"}
     paths = {kinds[p]: scratch / run_plan.file_name(p) for p in kinds if p in run_plan.made}
-    written = image_measurement_set(ms_path, params, CleanParameters(**SEED_CLEAN) if "clean" in run_plan.made else None, paths,
+    clean = CleanParameters(**SEED_CLEAN) if "clean" in run_plan.made else None
+    written = image_measurement_set(ms_path, params, clean, paths,
                                     run_plan.settings.obs_id, previews=[kinds[p] for p in kinds if p in run_plan.products],
                                     cell_setting="IMAGING_CELLSIZE")
     return {product: written[kind] for product, kind in kinds.items() if kind in written}
