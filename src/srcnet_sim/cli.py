@@ -7,6 +7,7 @@ Precedence: command line > environment > TOML file (--config or SRCNET_SIM_CONFI
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import tempfile
@@ -391,6 +392,8 @@ def main(argv: list[str] | None = None) -> int:
     except Stopped as stop:
         print(f"srcnet-sim: stopped by {stop.name}; its scratch and partial files were removed", file=sys.stderr)
         return stop.exit_code
+    finally:
+        gc.freeze()  # the process ends next: its teardown need not search the run's objects for cycles either
 
 
 if __name__ == "__main__":
