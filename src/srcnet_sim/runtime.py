@@ -45,7 +45,7 @@ def configure_process() -> dict[str, str]:
 def importing() -> Iterator[None]:
     """Import the modules of a command without the cyclic garbage collector, then freeze what exists (gc.freeze).
 
-    The libraries' objects (numba's, astropy's, scipy's: over 200,000) live as long as the process; collecting
+    The libraries' objects (numba's, scipy's, pydantic's: over 200,000) live as long as the process; collecting
     while they are created, and every later full collection (the process's exit included), would search them all
     for cycles in vain: about 0.2 s of a run. Collection resumes afterwards as before for everything made later.
     """

@@ -88,4 +88,3 @@ def direction_cosines(ra_rad: np.ndarray, dec_rad: np.ndarray, ra0_rad: float, d
     # n - 1 without cancellation for sources near the phase centre.
     n_minus_one = -(l**2 + m**2) / (1.0 + n)
     return np.stack([l, m, n_minus_one], axis=-1)
-

@@ -2,4 +2,4 @@
 
 from srcnet_sim.telescope.array import Site, Telescope, load_telescope, KNOWN_TELESCOPES
 
-__all__ = ["Telescope", "load_telescope", "KNOWN_TELESCOPES"]
+__all__ = ["Site", "Telescope", "load_telescope", "KNOWN_TELESCOPES"]
