@@ -27,7 +27,7 @@ def simulate_vis_arguments(obs) -> dict:
         "times": Time(obs.times_s / SECONDS_PER_DAY, format="mjd", scale="utc"),
         "beams": [GaussianBeam(diameter=13.5), GaussianBeam(diameter=15.0)],
         "beam_idx": (tel.diameters_m == 15.0).astype(int),
-        "telescope_loc": tel.site,
+        "telescope_loc": tel.site.earth_location(),
         "polarized": False,
         "precision": 1,
     }

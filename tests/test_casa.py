@@ -26,7 +26,7 @@ from conftest import run_cli, unpack_ms, write_csv_sky
 from srcnet_sim.imaging.imager import ImagingParameters, make_images
 from srcnet_sim.imaging.msdata import MeasurementSetSource
 from srcnet_sim.ms.observatory import ms_telescope_name
-from srcnet_sim.telescope import load_telescope
+from srcnet_sim.telescope import Site, load_telescope
 
 CASA_TIMEOUT_S = 300
 NPIX = 512
@@ -117,8 +117,8 @@ def test_listobs_reports_what_we_wrote(casa_home: Path, small_run):
     # CASA's position for the observatory is the SKA-Mid site (within 100 m).
     lon, lat = np.degrees(casa["observatory_lon_lat_rad"])
     assert casa["observatory"] == "MeerKAT"
-    casa_site = EarthLocation.from_geodetic(lon, lat, tel.site.height)
-    assert np.linalg.norm([(a - b).to_value("m") for a, b in zip(casa_site.to_geocentric(), tel.site.to_geocentric())]) < 100
+    casa_site = EarthLocation.from_geodetic(lon, lat, tel.site.height_m)
+    assert np.linalg.norm([c.to_value("m") for c in casa_site.to_geocentric()] - tel.site.itrf_m()) < 100
     text = listing.read_text()
     assert "Antennas: 64" in text and "Observation: MeerKAT" in text
     assert "26-Apr-2020/16:36:00.0   to   26-Apr-2020/20:36:00.0 (UTC)" in text
@@ -133,7 +133,7 @@ def test_listobs_reports_what_we_wrote(casa_home: Path, small_run):
 def test_only_an_array_at_a_casa_observatory_takes_its_name():
     ska_mid = load_telescope("SKA-MID-AA0.5")
     assert ms_telescope_name(ska_mid.name, ska_mid.site) == "MeerKAT"
-    elsewhere = EarthLocation.from_geodetic(21.4439 + 0.2, -30.7132, 1000.0)  # about 19 km east of MeerKAT
+    elsewhere = Site(21.4439 + 0.2, -30.7132, 1000.0)  # about 19 km east of MeerKAT
     assert ms_telescope_name("my-array", elsewhere) == "my-array"
 
 

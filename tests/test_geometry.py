@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import numpy as np
 import pytest
 from astropy import units as u
@@ -19,14 +21,27 @@ RA0, DEC0 = np.radians(150.12), np.radians(2.21)
 
 @pytest.fixture(scope="module")
 def default_times():
-    start = Time("2020-04-26T16:36", scale="utc")
-    return geometry.mjd_seconds(geometry.sample_times(start, 4 * 3600.0, 24))
+    return geometry.sample_times_s(datetime(2020, 4, 26, 16, 36, tzinfo=timezone.utc), 4 * 3600.0, 24)
 
 
 def test_sample_times_are_interval_centres(default_times):
     assert np.diff(default_times) == pytest.approx(np.full(23, 600.0))
     start_s = Time("2020-04-26T16:36", scale="utc").mjd * 86400.0
     assert default_times[0] - start_s == pytest.approx(300.0, abs=1e-3)
+
+
+@pytest.mark.parametrize("start, length_s, n_samples", [
+    ("2020-04-26T16:36:00", 4 * 3600.0, 24),
+    ("2016-12-31T23:00:00", 7200.0, 720),  # across the leap second 2016-12-31T23:59:60
+    ("2026-11-26T05:17:42.123456", 36000.0, 1440),
+    ("1999-03-01T00:00:00.5", 86400.0 * 3, 7),
+])
+def test_sample_times_are_astropys(start: str, length_s: float, n_samples: int):
+    """UTC MJD seconds as astropy's Time arithmetic gives them (elapsed seconds count a leap second), to 1 us."""
+    first = Time(start, scale="utc")
+    expected = (first + (np.arange(n_samples) + 0.5) * (length_s / n_samples) * u.s).utc.mjd * 86400.0
+    ours = geometry.sample_times_s(datetime.fromisoformat(start).replace(tzinfo=timezone.utc), length_s, n_samples)
+    np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-6)
 
 
 def test_longest_baseline_uvw_matches_casacore_to_1cm(default_times):

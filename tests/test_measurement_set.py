@@ -53,7 +53,7 @@ def test_pyuvdata_reads_it_and_agrees_with_the_simulation(small_run):
     assert uv.telescope.name == "MeerKAT"
     site = run_plan.observation.telescope.site
     assert np.linalg.norm([(a - b).to_value("m") for a, b in zip(uv.telescope.location.to_geocentric(),
-                                                                  site.to_geocentric())]) < 1e-3
+                                                                  site.earth_location().to_geocentric())]) < 1e-3
     np.testing.assert_allclose(uv.freq_array.ravel(), settings.freq_hz)
     np.testing.assert_allclose(uv.channel_width, settings.freq_inc_hz)
     expected_jd = np.array([s.time_s for s in steps]) / 86400.0 + 2400000.5

@@ -20,7 +20,7 @@ CLI_SETTINGS = {"OPENBLAS_THREAD_TIMEOUT": "4", "NUMBA_THREADING_LAYER": "workqu
 # own modules are judged here.
 IMPORT_EVERYTHING = r"""
 import json, os, pkgutil, sys
-import matplotlib, numba, numpy, scipy, astropy, casacore.tables, ducc0, pydantic, tqdm, psutil, jsonschema, yaml
+import matplotlib, numba, numpy, scipy, astropy, casacore.tables, ducc0, pydantic, psutil, jsonschema, yaml
 before = {"env": dict(os.environ), "layer": numba.config.THREADING_LAYER,
           "backend": repr(dict.__getitem__(matplotlib.rcParams, "backend"))}
 import srcnet_sim

@@ -7,6 +7,7 @@ Precedence: command line > environment > TOML file (--config or SRCNET_SIM_CONFI
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import tempfile
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from srcnet_sim.errors import DiskFullError, QAError, ServiceError, UserInputError, is_disk_full
 from srcnet_sim.progress import configure_logging
-from srcnet_sim.runtime import configure_process
+from srcnet_sim.runtime import configure_process, importing
 from srcnet_sim.stopping import Stopped, stop_on_signals
 
 if TYPE_CHECKING:
@@ -69,7 +70,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from srcnet_sim.workflow import run
+    with importing():
+        from srcnet_sim.workflow import run
 
     run(settings_from_args(args), chosen_products(args), overwrite=args.overwrite, notification=args.notification,
         preview_dir=Path(args.preview_dir) if args.preview_dir else None, restart=args.restart)
@@ -363,7 +365,8 @@ def add_image_parser(commands: argparse._SubParsersAction) -> None:
 def main(argv: list[str] | None = None) -> int:
     configure_process()  # before anything imports numpy or numba
     configure_logging()
-    args = build_parser().parse_args(argv)
+    with importing():
+        args = build_parser().parse_args(argv)
     try:
         with stop_on_signals():
             return args.handler(args)
@@ -389,6 +392,8 @@ def main(argv: list[str] | None = None) -> int:
     except Stopped as stop:
         print(f"srcnet-sim: stopped by {stop.name}; its scratch and partial files were removed", file=sys.stderr)
         return stop.exit_code
+    finally:
+        gc.freeze()  # the process ends next: its teardown need not search the run's objects for cycles either
 
 
 if __name__ == "__main__":

@@ -1,18 +1,17 @@
 """Physical constants and unit conversions, defined once (SI inside; these convert at the edges).
 
-Values from astropy (CODATA 2018; the speed of light, Boltzmann's constant and the jansky are exact in SI).
+The speed of light and Boltzmann's constant are exact in the SI (since 2019, CODATA 2018) and the jansky is
+defined as 1e-26 W m^-2 Hz^-1, so they are written out: importing astropy.units for them would cost every run
+about 0.1 s. tests/test_constants.py checks them against astropy's.
 """
 
 from __future__ import annotations
 
 import math
 
-from astropy import constants as _constants
-from astropy import units as _units
-
-SPEED_OF_LIGHT_M_S: float = float(_constants.c.si.value)  # 299 792 458 m/s
-BOLTZMANN_J_K: float = float(_constants.k_B.si.value)  # 1.380649e-23 J/K
-JANSKY_W_M2_HZ: float = float((1 * _units.Jy).si.value)  # 1e-26 W m^-2 Hz^-1
+SPEED_OF_LIGHT_M_S: float = 299_792_458.0
+BOLTZMANN_J_K: float = 1.380649e-23
+JANSKY_W_M2_HZ: float = 1e-26
 SECONDS_PER_DAY: float = 86400.0  # MJD days <-> MJD seconds (UTC, as casacore's TIME)
 SECONDS_PER_HOUR: float = 3600.0
 ARCSEC_PER_DEG: float = 3600.0

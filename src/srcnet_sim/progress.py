@@ -5,12 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Iterable, Iterator
-from typing import TypeVar
 
-from tqdm import tqdm
-
-T = TypeVar("T")
 logger = logging.getLogger("srcnet_sim")
 
 
@@ -23,21 +18,6 @@ def configure_logging(level: int = logging.INFO) -> None:
     logger.handlers[:] = [handler]
     logger.setLevel(level)
     logger.propagate = False
-
-
-def track(items: Iterable[T], total: int, description: str, every_s: float = 30.0) -> Iterator[T]:
-    """Iterate with a tqdm bar on a TTY, or log 'description: 42 % (n/total), ETA 1m05s' lines otherwise."""
-    if sys.stderr.isatty():
-        yield from tqdm(items, total=total, desc=description, unit="step")
-        return
-    start = last = time.monotonic()
-    for done, item in enumerate(items, start=1):
-        yield item
-        now = time.monotonic()
-        if now - last >= every_s or done == total:
-            last = now
-            eta = (now - start) / done * (total - done)
-            logger.info("%s: %d %% (%d/%d), ETA %s", description, 100 * done // total, done, total, duration(eta))
 
 
 class Progress:

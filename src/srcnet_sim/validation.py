@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import psutil
-from scipy.spatial import cKDTree
 
 from srcnet_sim.config import MIN_NPIXEL, Settings
 from srcnet_sim.errors import UserInputError
@@ -100,6 +99,8 @@ def check_image_grid(settings: Settings, telescope: Telescope, times_s: np.ndarr
     The uv grid holds |u|, |v| < 1 / (2 cell); the shortest projected baseline (nearest pair of dishes in the
     uv plane, at the lowest frequency) is found at up to UV_CHECK_TIMES times of the observation.
     """
+    from scipy.spatial import cKDTree
+
     check_horizon("IMAGING_CELLSIZE", settings.imaging_npixel, cell_rad)
     picks = np.unique(np.linspace(0, len(times_s) - 1, min(len(times_s), UV_CHECK_TIMES)).round().astype(int))
     dish_uvw = geometry.dish_uvw(telescope.itrf_m, times_s[picks], *settings.phase_centre_rad)

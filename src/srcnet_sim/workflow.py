@@ -12,14 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from astropy.time import Time
 
 from srcnet_sim import __version__, resume, validation
 from srcnet_sim.blocks import BlockResult, BlockShape, make_blocks, result_bytes
 from srcnet_sim.executors import executor_options, run_blocks
 from srcnet_sim.config import Settings
 from srcnet_sim.errors import QAError, UserInputError, is_disk_full
-from srcnet_sim.imaging.clean import CleanParameters
 from srcnet_sim import scratch, stopping
 from srcnet_sim.diskguard import DiskGuard
 from srcnet_sim.products import claims, naming, obscore, sidecar, staging
@@ -40,8 +38,8 @@ MS_ARCHIVE_SUFFIX = ".tar"
 ARCHIVED = ("vis", "qa")  # directories, staged as tar files
 QA_PRODUCT_BYTES = 4 * 2**20  # JSON, four PNGs and PyBDSF's source list
 NOTIFICATION_NAME = "notification.json"
-# The seed's WSClean cleaning: -niter 50000 -mgain 0.8 -auto-threshold 3, uniform weighting.
-SEED_CLEAN = CleanParameters(gain=0.1, mgain=0.8, niter=50_000, auto_threshold=3.0)
+# The seed's WSClean cleaning: -niter 50000 -mgain 0.8 -auto-threshold 3, uniform weighting (CleanParameters fields).
+SEED_CLEAN = {"gain": 0.1, "mgain": 0.8, "niter": 50_000, "auto_threshold": 3.0}
 SEED_DISH_DIAMETER_M = 15.0
 FILTER_RADIUS_FWHM = 3.0
 HORIZON_CHECK_POINTS = 1441  # elevation is smooth: at most one check a minute over a day
@@ -131,8 +129,7 @@ def plan(settings: Settings, products: set[str] | frozenset[str] = frozenset({"v
     validation.check_sidecar_values(settings, identity(settings), {p: staged_file_name(settings.file_prefix, p) for p in PRODUCTS})
     telescope = load_telescope(settings.telescope)
     ra0, dec0 = settings.phase_centre_rad
-    start = Time(settings.start_datetime, scale="utc")
-    times_s = geometry.mjd_seconds(geometry.sample_times(start, settings.length_s, settings.num_time_stamps))
+    times_s = geometry.sample_times_s(settings.start_datetime, settings.length_s, settings.num_time_stamps)
     start_s, end_s = times_s[0] - settings.interval_s / 2, times_s[-1] + settings.interval_s / 2
     check_s = np.linspace(start_s, end_s, min(len(times_s) + 2, HORIZON_CHECK_POINTS))
     elevation = np.degrees(geometry.elevation_rad(telescope.itrf_m.mean(axis=0), check_s, ra0, dec0))
@@ -258,8 +255,9 @@ def write_measurement_set(run_plan: Plan, state: resume.RunState, backend: str =
 
 
 def _allocated_bytes(directory: Path) -> int:
-    """Disk space taken by the files under `directory` (blocks allocated, not apparent sizes)."""
-    return sum(p.lstat().st_blocks * 512 for p in directory.rglob("*") if p.is_file() and not p.is_symlink())
+    """Disk space taken by the files under `directory` (blocks allocated, not apparent sizes; links not followed)."""
+    return sum(os.lstat(os.path.join(root, name)).st_blocks * 512
+               for root, _, names in os.walk(directory) for name in names)
 
 
 def make_images(run_plan: Plan, ms_path: Path, scratch: Path) -> dict[str, Path]:
@@ -267,13 +265,15 @@ def make_images(run_plan: Plan, ms_path: Path, scratch: Path) -> dict[str, Path]
 
     Returns {"dirty": path, "clean": path} of the FITS files made (with PNG quick-looks beside them).
     """
+    from srcnet_sim.imaging.clean import CleanParameters
     from srcnet_sim.imaging.imager import ImagingParameters
     from srcnet_sim.imaging.pipeline import image_measurement_set
 
     params = ImagingParameters(npix=run_plan.settings.imaging_npixel, cell_rad=run_plan.cell_rad(), allow_uv_cut=True)
     kinds = {"dirty": "dirty", "clean": "cleaned"}
     paths = {kinds[p]: scratch / run_plan.file_name(p) for p in kinds if p in run_plan.made}
-    written = image_measurement_set(ms_path, params, SEED_CLEAN if "clean" in run_plan.made else None, paths,
+    clean = CleanParameters(**SEED_CLEAN) if "clean" in run_plan.made else None
+    written = image_measurement_set(ms_path, params, clean, paths,
                                     run_plan.settings.obs_id, previews=[kinds[p] for p in kinds if p in run_plan.products],
                                     cell_setting="IMAGING_CELLSIZE")
     return {product: written[kind] for product, kind in kinds.items() if kind in written}

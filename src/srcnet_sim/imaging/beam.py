@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import least_squares
-from scipy.signal import fftconvolve
 
 FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 FIT_BOX_BEAMS = 10.0  # fit box side in units of the estimated FWHM, as WSClean
@@ -47,6 +45,8 @@ def _fit_in_box(psf: np.ndarray, box: int, sigma0: float, mode: str) -> tuple[fl
 
     mode "wsclean" compares the model with the PSF only where x >= 0 and y >= 0 (see BEAM_FITS).
     """
+    from scipy.optimize import least_squares
+
     n = psf.shape[0]
     start = (n - box) // 2
     cut = psf[start : start + box, start : start + box].astype(np.float64)
@@ -96,6 +96,8 @@ def fit_beam(psf: np.ndarray, cell_rad: float, estimate_fwhm_rad: float, mode: s
 
 def restore(model: np.ndarray, residual: np.ndarray, beam: Beam, cell_rad: float) -> np.ndarray:
     """Restored image = model convolved with the unit-peak beam (Jy/beam) + residual."""
+    from scipy.signal import fftconvolve
+
     if not np.any(model):
         return residual.copy()
     return (fftconvolve(model, beam.kernel(cell_rad), mode="same") + residual).astype(np.float32)

@@ -12,9 +12,12 @@ OBSERVATION table, where our readers (imaging, ObsCore sidecars) take it from.
 
 from __future__ import annotations
 
-import astropy.units as u
+from typing import TYPE_CHECKING
+
 import numpy as np
-from astropy.coordinates import EarthLocation
+
+if TYPE_CHECKING:
+    from srcnet_sim.telescope import Site
 
 ARRAY_NAME_COLUMN = "ARRAY_NAME"
 CASA_SITE_RADIUS_M = 10_000.0
@@ -22,9 +25,9 @@ CASA_SITE_RADIUS_M = 10_000.0
 CASA_OBSERVATORIES = {"MeerKAT": (21.4439, -30.7132, 1050.0)}
 
 
-def casa_observatory(site: EarthLocation) -> str | None:
+def casa_observatory(site: Site) -> str | None:
     """Name of the CASA observatory within CASA_SITE_RADIUS_M of `site` (horizontal distance), if any."""
-    here = _horizontal_unit_vector(site.lon.to_value(u.deg), site.lat.to_value(u.deg))
+    here = _horizontal_unit_vector(site.lon_deg, site.lat_deg)
     for name, (lon_deg, lat_deg, _) in CASA_OBSERVATORIES.items():
         there = _horizontal_unit_vector(lon_deg, lat_deg)
         distance_m = 6_371_000.0 * float(np.arccos(np.clip(here @ there, -1.0, 1.0)))
@@ -33,7 +36,7 @@ def casa_observatory(site: EarthLocation) -> str | None:
     return None
 
 
-def ms_telescope_name(array_name: str, site: EarthLocation) -> str:
+def ms_telescope_name(array_name: str, site: Site) -> str:
     """What OBSERVATION.TELESCOPE_NAME holds: the CASA observatory at the site, else the array's name."""
     return casa_observatory(site) or array_name
 

@@ -314,8 +314,7 @@ class MeasurementSetWriter:
             obs.putcol("RELEASE_DATE", np.array([d.time_range_s[1]]))
             # Array reference point (ITRF, m): not in the MS v2 standard, read by pyuvdata.
             obs.addcols(makearrcoldesc("TELESCOPE_LOCATION", 0.0, valuetype="double", shape=[3], options=5))
-            site = np.array([v.to_value("m") for v in tel.site.to_geocentric()])
-            obs.putcol("TELESCOPE_LOCATION", site[None, :])
+            obs.putcol("TELESCOPE_LOCATION", tel.site.itrf_m()[None, :])
         n_hist = len(d.history)
         with self._subtable("HISTORY", n_hist) as hist:
             if n_hist:

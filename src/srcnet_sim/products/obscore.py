@@ -6,9 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from astropy.io import fits
-from astropy.time import Time
-from astropy.wcs import WCS
 
 from srcnet_sim.constants import ARCSEC_PER_DEG, SECONDS_PER_DAY, SPEED_OF_LIGHT_M_S
 from srcnet_sim.ms.reader import read_metadata, scan_main_table
@@ -84,6 +81,10 @@ def visibility_record(ms_path: Path, identity: Identity, name: str, size_bytes: 
 
 def image_record(fits_path: Path, identity: Identity, name: str) -> dict:
     """ObsCore of a FITS image (calib_level 3, dataproduct_type image)."""
+    from astropy.io import fits
+    from astropy.time import Time
+    from astropy.wcs import WCS
+
     with fits.open(fits_path) as hdul:
         head = hdul[0].header
     wcs = WCS(head).celestial
@@ -122,6 +123,8 @@ def truth_record(fits_path: Path, identity: Identity, name: str) -> dict:
     Everything comes from the catalogue's header: phase centre, band, observation times, filter radius.
     Its positions are exact, so s_resolution is null.
     """
+    from astropy.io import fits
+
     from srcnet_sim.products.truth import EXTNAME
 
     with fits.open(fits_path) as hdul:
@@ -150,6 +153,8 @@ def qa_record(summary_path: Path, identity: Identity, name: str, size_bytes: int
     """ObsCore of the QA report (dataproduct_type measurements, subtype qa-report, calib_level 4), from its JSON
     summary, which repeats the facts of the image it assessed."""
     import json
+
+    from astropy.time import Time
 
     summary = json.loads(summary_path.read_text())
     image = summary["image_header"]

@@ -26,9 +26,19 @@ def build(namespace: str, name: str, lifetime_s: int, meta: dict, dataset_name: 
     return sidecar
 
 
+@cache
+def validator() -> jsonschema.Draft202012Validator:
+    """The validator of the schema, which is checked once (as jsonschema.validate would on every call)."""
+    jsonschema.Draft202012Validator.check_schema(schema())
+    return jsonschema.Draft202012Validator(schema())
+
+
 def validate(sidecar: dict) -> None:
-    """Raise jsonschema.ValidationError when `sidecar` does not follow the schema."""
-    jsonschema.validate(sidecar, schema(), cls=jsonschema.Draft202012Validator)
+    """Raise jsonschema.ValidationError (the most relevant error, as jsonschema.validate) when `sidecar` does not
+    follow the schema."""
+    error = jsonschema.exceptions.best_match(validator().iter_errors(sidecar))
+    if error is not None:
+        raise error
 
 
 def problem(sidecar: object) -> str | None:

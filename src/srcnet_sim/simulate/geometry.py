@@ -9,20 +9,28 @@ UVW = position(ANTENNA1) - position(ANTENNA2), as CASA writes it.
 
 from __future__ import annotations
 
+from datetime import datetime
+
+import erfa
 import numpy as np
-from astropy import units as u
-from astropy.time import Time
 from casacore.measures import measures
 from casacore.quanta import quantity
 
 from srcnet_sim.constants import SECONDS_PER_DAY
 
 
+def sample_times_s(start: datetime, length_s: float, n_samples: int) -> np.ndarray:
+    """(n_samples,) centres of equal sample intervals covering [start, start + length_s], as UTC MJD seconds (the MS
+    TIME column).
 
-def sample_times(start: Time, length_s: float, n_samples: int) -> Time:
-    """(n_samples,) centres of equal sample intervals covering [start, start + length_s] (UTC)."""
+    `start` is a UTC datetime. Elapsed time counts leap seconds: UTC -> TAI, add, TAI -> UTC with erfa, as
+    astropy's Time arithmetic does it.
+    """
     interval_s = length_s / n_samples
-    return start + (np.arange(n_samples) + 0.5) * interval_s * u.s
+    tai = erfa.utctai(*erfa.dtf2d("UTC", start.year, start.month, start.day, start.hour, start.minute,
+                                  start.second + start.microsecond / 1e6))
+    utc = erfa.taiutc(tai[0], tai[1] + (np.arange(n_samples) + 0.5) * (interval_s / SECONDS_PER_DAY))
+    return ((utc[0] - erfa.DJM0) + utc[1]) * SECONDS_PER_DAY
 
 
 def _frame(itrf_ref_m: np.ndarray, ra_rad: float, dec_rad: float) -> measures:
@@ -80,8 +88,3 @@ def direction_cosines(ra_rad: np.ndarray, dec_rad: np.ndarray, ra0_rad: float, d
     # n - 1 without cancellation for sources near the phase centre.
     n_minus_one = -(l**2 + m**2) / (1.0 + n)
     return np.stack([l, m, n_minus_one], axis=-1)
-
-
-def mjd_seconds(times: Time) -> np.ndarray:
-    """(n,) UTC times as MJD seconds, the unit of the MS TIME column."""
-    return np.asarray(times.utc.mjd, dtype=np.float64) * SECONDS_PER_DAY

@@ -1,5 +1,5 @@
 """Telescope descriptions: dish positions, dish diameters and the site."""
 
-from srcnet_sim.telescope.array import Telescope, load_telescope, KNOWN_TELESCOPES
+from srcnet_sim.telescope.array import Site, Telescope, load_telescope, KNOWN_TELESCOPES
 
-__all__ = ["Telescope", "load_telescope", "KNOWN_TELESCOPES"]
+__all__ = ["Site", "Telescope", "load_telescope", "KNOWN_TELESCOPES"]

@@ -11,12 +11,15 @@ import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import erfa
 import numpy as np
-from astropy import units as u
-from astropy.coordinates import EarthLocation
 
 from srcnet_sim.errors import UserInputError
+
+if TYPE_CHECKING:
+    from astropy.coordinates import EarthLocation
 
 CONFIG_FILE = "ska_mid_array_configs.csv"
 SKA_MID_ASSEMBLIES = {
@@ -31,6 +34,26 @@ KNOWN_TELESCOPES = ("SKA-MID-AA0.5", "SKA-MID-AA1", "SKA-MID-AA2", "SKA-MID-AAst
 # (offsets within its diameter) and no two dishes closer than their diameter (they would collide).
 SITE_HEIGHT_RANGE_M = (-1_000.0, 10_000.0)
 MAX_OFFSET_M = 1.3e7
+
+
+@dataclass(frozen=True)
+class Site:
+    """A point on the Earth: WGS84 geodetic longitude and latitude (degrees) and height above the ellipsoid (m)."""
+
+    lon_deg: float
+    lat_deg: float
+    height_m: float
+
+    def itrf_m(self) -> np.ndarray:
+        """(3,) ITRF (geocentric X, Y, Z) position, m: erfa's WGS84 conversion, as astropy's EarthLocation makes it."""
+        return erfa.gd2gc(erfa.WGS84, math.radians(self.lon_deg), math.radians(self.lat_deg), self.height_m)
+
+    def earth_location(self) -> EarthLocation:
+        """The site as an astropy EarthLocation (astropy.coordinates is imported only here)."""
+        from astropy import units as u
+        from astropy.coordinates import EarthLocation
+
+        return EarthLocation.from_geodetic(self.lon_deg * u.deg, self.lat_deg * u.deg, self.height_m * u.m)
 
 
 @dataclass(frozen=True)
@@ -51,7 +74,7 @@ class Telescope:
     dish_types: tuple[str, ...]
     diameters_m: np.ndarray
     itrf_m: np.ndarray
-    site: EarthLocation
+    site: Site
 
     @property
     def n_dish(self) -> int:
@@ -68,10 +91,10 @@ class Telescope:
         return float(np.sqrt((diff**2).sum(-1)).max())
 
 
-def enu_axes(site: EarthLocation) -> np.ndarray:
+def enu_axes(site: Site) -> np.ndarray:
     """(3, 3) rows: the unit vectors east, north and up at `site`, expressed in ITRF."""
-    lon = site.lon.to_value(u.rad)
-    lat = site.lat.to_value(u.rad)
+    lon = math.radians(site.lon_deg)
+    lat = math.radians(site.lat_deg)
     sin_lon, cos_lon = np.sin(lon), np.cos(lon)
     sin_lat, cos_lat = np.sin(lat), np.cos(lat)
     return np.array(
@@ -83,19 +106,14 @@ def enu_axes(site: EarthLocation) -> np.ndarray:
     )
 
 
-def site_itrf_m(site: EarthLocation) -> np.ndarray:
-    """(3,) ITRF position of `site`, m."""
-    return np.array([v.to_value(u.m) for v in site.to_geocentric()])
-
-
-def enu_to_itrf(enu_m: np.ndarray, site: EarthLocation) -> np.ndarray:
+def enu_to_itrf(enu_m: np.ndarray, site: Site) -> np.ndarray:
     """Convert (n, 3) east/north/up offsets (m) from `site` into (n, 3) ITRF positions (m)."""
-    return site_itrf_m(site) + np.asarray(enu_m, dtype=np.float64) @ enu_axes(site)
+    return site.itrf_m() + np.asarray(enu_m, dtype=np.float64) @ enu_axes(site)
 
 
-def itrf_to_enu(itrf_m: np.ndarray, site: EarthLocation) -> np.ndarray:
+def itrf_to_enu(itrf_m: np.ndarray, site: Site) -> np.ndarray:
     """Convert (n, 3) ITRF positions (m) into (n, 3) east/north/up offsets (m) from `site` (inverse of enu_to_itrf)."""
-    return (np.asarray(itrf_m, dtype=np.float64) - site_itrf_m(site)) @ enu_axes(site).T
+    return (np.asarray(itrf_m, dtype=np.float64) - site.itrf_m()) @ enu_axes(site).T
 
 
 def _read_ska_mid_csv() -> tuple[dict[str, float], list[dict[str, str]]]:
@@ -116,9 +134,7 @@ def _read_ska_mid_csv() -> tuple[dict[str, float], list[dict[str, str]]]:
 def load_ska_mid(assembly: str) -> Telescope:
     """Load one SKA-Mid array assembly ("AA0.5", "AA1", "AA2", "AAstar", "AA4")."""
     ref, rows = _read_ska_mid_csv()
-    site = EarthLocation.from_geodetic(
-        lon=ref["longitude"] * u.deg, lat=ref["latitude"] * u.deg, height=ref["height"] * u.m
-    )
+    site = Site(ref["longitude"], ref["latitude"], ref["height"])
     rows = [row for row in rows if row["array"] == assembly]
     enu = np.array([[float(r["east_m"]), float(r["north_m"]), float(r["up_m"])] for r in rows])
     label = assembly.replace("star", "*")
@@ -146,7 +162,7 @@ def load_oskar_telescope(path: Path, default_diameter_m: float = 15.0) -> Telesc
     position = _read_numeric_rows(position_file)[0]
     height = position[2] if len(position) > 2 else 0.0
     _check_site(position_file, position[0], position[1] if len(position) > 1 else math.nan, height)
-    site = EarthLocation.from_geodetic(lon=position[0] * u.deg, lat=position[1] * u.deg, height=height * u.m)
+    site = Site(position[0], position[1], height)
     layout = _read_numeric_rows(layout_file)
     enu = np.zeros((len(layout), 3))
     for i, row in enumerate(layout):
