@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
-from scipy.linalg import blas
 
 from srcnet_sim.constants import SPEED_OF_LIGHT_M_S
 from srcnet_sim.simulate.baseline_kernel import weighted_baseline_sums
@@ -98,6 +97,7 @@ def _stokes_sums_blas(z_re: np.ndarray, z_im: np.ndarray, stokes: np.ndarray, n_
 
     herk needs non-negative weights, so X is split into its positive and negative parts.
     """
+    from scipy.linalg import blas  # only runs without smearing come here: the default run does not load scipy.linalg
     herk = blas.cherk if complex_dtype == np.complex64 else blas.zherk
     n_dish, n_src = z_re.shape
     sums = []
