@@ -113,17 +113,21 @@ def _channel_weight(base, rate_p, rate_q, half_interval_f, exponent, f2, smear_t
     """out[s] = base[s] * time-smearing sinc * Gaussian envelope, for one baseline and channel.
 
     half_interval_f = 0.5 * interval * f; exponent: _gaussian_exponent of the baseline, f2 = f^2 in Hz^2;
-    smear_time, gaussians: which of the two factors apply.
+    smear_time, gaussians: which of the two factors apply (one loop each: a branch inside the loop stops
+    it vectorising).
     """
-    for s in range(out.shape[0]):
-        weight = base[s]
-        if smear_time:
+    n_s = out.shape[0]
+    if smear_time:
+        for s in range(n_s):
             y = half_interval_f * (rate_p[s] - rate_q[s])  # turns: pi y_rad = 2 pi y
             sin_, _ = sincos_turns(y)
-            weight *= sin_ / (2.0 * np.pi * y) if abs(y) > 1e-5 else 1.0
-        if gaussians:
-            weight *= exp_nonpositive(exponent[s] * f2)
-        out[s] = weight
+            out[s] = base[s] * (sin_ / (2.0 * np.pi * y) if abs(y) > 1e-5 else 1.0)
+    else:
+        for s in range(n_s):  # (a slice assignment here is lost inside numba's prange body)
+            out[s] = base[s]
+    if gaussians:
+        for s in range(n_s):
+            out[s] *= exp_nonpositive(exponent[s] * f2)
 
 
 @numba.njit(parallel=True, fastmath=True, error_model="numpy", cache=True, nogil=True)
