@@ -42,6 +42,9 @@ def test_block_shape_fits_the_budget_and_the_large_case_fits_8_gib():
     shape = block_shape(1440, 1023, 144, 10_000, 10_296, 8 * 2**30)
     assert shape.worker_peak_bytes <= 8 * 2**30
     assert shape.worker_peak_bytes == worker_peak_bytes(shape.n_times, shape.n_channels, 144, 10_000, 10_296)
+    # Every Dask worker gets blocks: at least two per worker where the time steps allow.
+    assert block_shape(96, 4, 144, 10_000, 10_296, 8 * 2**30).n_times == 12
+    assert block_shape(96, 4, 144, 10_000, 10_296, 8 * 2**30, workers=16).n_times == 3
     # A smaller budget splits the channels into equal ranges that fit.
     small = block_shape(1440, 1023, 144, 10_000, 10_296, 2**30)
     assert small.n_channels < 1023 and small.worker_peak_bytes <= 2**30

@@ -35,9 +35,11 @@ SKY_BYTES_PER_SOURCE = 40 * 8
 # Finished blocks a worker may hold besides the one it computes: one queued for the writer, one being written.
 RESULTS_HELD = 2
 # A block's visibilities are at most this size (several blocks give the writer and the workers work to
-# overlap), and a run is at least MIN_BLOCKS blocks where it has that many time steps.
+# overlap), and a run is at least MIN_BLOCKS blocks, and BLOCKS_PER_WORKER per Dask worker, where it has that
+# many time steps.
 TARGET_BLOCK_BYTES = 128 * 2**20
 MIN_BLOCKS = 8
+BLOCKS_PER_WORKER = 2
 N_CORRELATIONS = 4
 
 
@@ -111,9 +113,10 @@ def _largest(limit: int, fits) -> int:
 
 
 def block_shape(n_times: int, n_channels: int, n_dishes: int, n_sources: int, n_baselines: int,
-                memory_limit_bytes: int, double_precision: bool = False) -> BlockShape:
+                memory_limit_bytes: int, double_precision: bool = False, workers: int = 1) -> BlockShape:
     """The block shape for a worker memory budget: as many channels as fit (fewer passes over the sky), then as many
-    time steps as fit, at most TARGET_BLOCK_BYTES of results and n_times / MIN_BLOCKS steps.
+    time steps as fit, at most TARGET_BLOCK_BYTES of results and n_times / max(MIN_BLOCKS, BLOCKS_PER_WORKER x
+    workers) steps, so that every worker has blocks to compute.
 
     Raises UserInputError (MEMORY_LIMIT) when one time step of one channel does not fit.
     """
@@ -127,7 +130,8 @@ def block_shape(n_times: int, n_channels: int, n_dishes: int, n_sources: int, n_
                              f"{human(peak(1, 1))}; give a worker at least that much")
     channels = math.ceil(n_channels / math.ceil(n_channels / channels))  # equal channel ranges
     per_step = max(1, result_bytes(1, channels, n_baselines))
-    most_steps = min(n_times, max(1, TARGET_BLOCK_BYTES // per_step), max(1, math.ceil(n_times / MIN_BLOCKS)))
+    min_blocks = max(MIN_BLOCKS, BLOCKS_PER_WORKER * workers)
+    most_steps = min(n_times, max(1, TARGET_BLOCK_BYTES // per_step), max(1, math.ceil(n_times / min_blocks)))
     steps = _largest(most_steps, lambda t: peak(t, channels) <= memory_limit_bytes)
     return BlockShape(steps, channels, peak(steps, channels))
 

@@ -54,10 +54,11 @@ class Estimate:
 
 
 def estimate(n_channels: int, n_times: int, n_dishes: int, autocorrelations: bool, n_sources: int,
-             npixel: int, double_precision: bool = False, memory_limit_bytes: int | None = None) -> Estimate:
+             npixel: int, double_precision: bool = False, memory_limit_bytes: int | None = None,
+             workers: int = 1) -> Estimate:
     """Sizes of the MS (the seed's minimum and the expected actual size), one image (the seed's minimum and
-    the MFS FITS file), the block shape for a worker's `memory_limit_bytes` (default: default_memory_limit()),
-    and peak memory of simulating (one worker) or imaging, whichever is larger.
+    the MFS FITS file), the block shape for `workers` workers of `memory_limit_bytes` each (default:
+    default_memory_limit()), and peak memory of simulating (one worker) or imaging, whichever is larger.
 
     Raises UserInputError (MEMORY_LIMIT) when the budget does not hold one time step of one channel."""
     from srcnet_sim.blocks import block_shape
@@ -71,7 +72,7 @@ def estimate(n_channels: int, n_times: int, n_dishes: int, autocorrelations: boo
     row_bytes = values * bytes_per_vis + (values + 7) // 8 + ROW_OVERHEAD_BYTES
     ms_expected = int(rows * row_bytes * 1.1) + FIXED_MS_BYTES
     # One worker computing blocks (blocks.worker_peak_bytes: phasors of a block's channels, sums, results held).
-    shape = block_shape(n_times, n_channels, n_dishes, n_sources, n_baselines, limit, double_precision)
+    shape = block_shape(n_times, n_channels, n_dishes, n_sources, n_baselines, limit, double_precision, workers)
     simulate_peak = shape.worker_peak_bytes - PROCESS_BASELINE_BYTES
     n_blocks = -(-n_times // shape.n_times) * -(-n_channels // shape.n_channels)
     # Imaging reads chunks of at most CHUNK_SAMPLES (rows x channels): DATA, FLAG and weights of all correlations,

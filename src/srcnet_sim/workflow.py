@@ -151,8 +151,11 @@ def plan(settings: Settings, products: set[str] | frozenset[str] = frozenset({"v
         noise=settings.noise == "on", seed=settings.seed,
         dtype=np.complex128 if settings.precision == "double" else np.complex64,
     )
+    workers = executor_options(settings.executor, settings.dask_scheduler_address, settings.dask_workers,
+                               settings.worker_threads, None).workers
     sizes = estimate(settings.n_channels, settings.num_time_stamps, telescope.n_dish, observation.autocorrelations,
-                     len(sky), settings.imaging_npixel, settings.precision == "double", worker_memory_limit(settings))
+                     len(sky), settings.imaging_npixel, settings.precision == "double", worker_memory_limit(settings),
+                     workers)
     run_plan = Plan(settings, telescope, observation, sizes, Path(settings.out_dir) / settings.rucio_namespace,
                     frozenset(products))
     if "dirty" in run_plan.made:
