@@ -230,6 +230,20 @@ def test_cupy_with_a_device_means_gpu_and_names_it(monkeypatch):
     assert resolve_backend("cpu").name == "cpu"
 
 
+def test_auto_keeps_a_short_run_on_the_cpu_when_the_gpu_start_costs_more(monkeypatch):
+    from srcnet_sim.simulate.backend import GPU_START_S, cpu_seconds
+
+    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(1))
+    cores = os.cpu_count() or 1
+    default_run = 10_000 * 10_296 * 4 * 24.0  # sources x baselines x channels x time steps
+    assert cpu_seconds(default_run, cores) < GPU_START_S
+    short = resolve_backend("auto", default_run)
+    assert short.name == "cpu" and "Test GPU" in short.device and "not used" in short.device
+    assert resolve_backend("gpu", default_run).name == "gpu"  # asked for: used
+    long_run = default_run * 1000 * cores
+    assert cpu_seconds(long_run, cores) > GPU_START_S and resolve_backend("auto", long_run).name == "gpu"
+
+
 def test_checkov_finds_nothing_in_the_gpu_job_and_image(tmp_path: Path):
     """The same checks as the CPU manifests and Dockerfile (tests/test_deploy.py), on their GPU variants."""
     import shutil

@@ -412,15 +412,15 @@ def run(settings: Settings, products: set[str], overwrite: bool = False, notific
     settings = resume.adopt_obs_id(settings, scratch_parent, Path(settings.out_dir) / settings.rucio_namespace)
     logger.info("plan: telescope %s, sky %s, products %s", settings.telescope, settings.sky_model,
                 ", ".join(p for p in PRODUCTS if p in products) or "none")
-    backend = resolve_backend(settings.backend)
     run_plan = plan(settings, products)
+    sizes = run_plan.estimate
+    backend = resolve_backend(settings.backend, float(sizes.n_sources) * sizes.n_baselines * sizes.n_channels * sizes.n_times)
     if backend.name == "gpu":
         steps, need = gpu_block_device_bytes(run_plan.observation)
         logger.info("predictor: GPU backend on %s; a block of %d steps needs about %s of device memory "
                     "(sources are chunked to what is free)", backend.device, steps, human(need))
     else:
         logger.info("predictor: CPU backend (%s)", backend.device)
-    sizes = run_plan.estimate
     logger.info("plan: %d dishes, %d baselines, %d sources, %d time steps x %d channels; MS about %s",
                 run_plan.telescope.n_dish, sizes.n_baselines, sizes.n_sources, sizes.n_times, sizes.n_channels,
                 human(sizes.ms_expected_bytes))
