@@ -97,7 +97,8 @@ class Settings(BaseModel):
     memory_limit: int | None = Field(None, ge=1, description="memory budget of one worker, bytes or e.g. 8GiB (default: 0.8 x the memory available here, container limit included)")
     worker_threads: int | None = Field(None, ge=1, le=1024, description="threads computing one block (default: all cores; EXECUTOR=dask: cores / DASK_WORKERS)")
     backend: Literal["auto", "cpu", "gpu"] = Field("auto", description="predictor: the GPU when CuPy sees a CUDA device "
-                                                   "(auto), or cpu, or gpu (an error without a device)")
+                                                   "and the run is longer than the GPU kernel's compilation (auto), "
+                                                   "or cpu, or gpu (an error without a device)")
 
     @field_validator("imaging_cellsize", "sky_model_path", "sky_model_cache", "dask_scheduler_address", "dask_workers",
                      "memory_limit", "worker_threads", mode="before")
