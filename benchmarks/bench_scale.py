@@ -1,8 +1,8 @@
 """Scaling benchmark: the whole `run --vis` over threads and Dask workers, the disk's write speed, and matvis,
 in one run on one machine.
 
-For each configuration it prints the wall time of the whole run (start-up included), the time of its simulate
-phase alone (blocks computed and written, as the run logs it), the throughput in source-visibilities per
+For each configuration (the median of --repeat runs, 3 by default) it prints the wall time of the whole run
+(start-up included), the time of its simulate phase alone (blocks computed and written, as the run logs it), the throughput in source-visibilities per
 second (sources x baselines x channels x time steps / wall time) and in MB/s of MS written, the peak resident
 memory of the largest process (a Dask worker or the run itself), and ratios:
 2 threads vs 1 (target >= 1.8 on 2 cores), the default run vs matvis's visibilities alone (target >= 3).
@@ -69,6 +69,7 @@ def main() -> None:
     parser.add_argument("--sources", type=int, default=10_000)
     parser.add_argument("--times", type=int, default=24)
     parser.add_argument("--curve", type=int, default=0, help="also threads and Dask workers 1, 2, 4, ... N")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each configuration; the median is printed")
     args = parser.parse_args()
     cores = len(os.sched_getaffinity(0))
     # The CPU predictor's scaling: BACKEND=cpu, also on a node with a GPU (where auto could take the GPU).
@@ -88,11 +89,12 @@ def main() -> None:
     results = {}
     print(f"{'configuration':34s} {'wall s':>8s} {'simulate s':>10s} {'Gsrc-vis/s':>11s} {'MS MB/s':>8s} {'peak RSS MB':>12s}")
     for name, settings in configs:
-        r = whole_run({**base, **settings})
-        results[name] = r
+        runs = sorted((whole_run({**base, **settings}) for _ in range(args.repeat)), key=lambda run: run["seconds"])
+        r = results[name] = runs[len(runs) // 2]
         print(f"{name:34s} {r['seconds']:8.2f} {r['simulate_seconds']:10.2f} {samples / r['seconds'] / 1e9:11.2f} "
               f"{r['ms_bytes'] / r['seconds'] / 1e6:8.1f} {r['peak_rss'] / 2**20:12.0f}", flush=True)
-    theirs = child("matvis", args.sources, args.times)
+    theirs = sorted((child("matvis", args.sources, args.times) for _ in range(args.repeat)),
+                    key=lambda run: run["seconds"])[args.repeat // 2]
     print(f"{'matvis simulate_vis alone':34s} {theirs['seconds']:8.2f} {'-':>10s} {samples / theirs['seconds'] / 1e9:11.2f} "
           f"{'-':>8s} {theirs['peak_rss_mb']:12.0f}")
     one, all_cores = results["local, 1 thread"]["seconds"], results[f"local, {cores} threads"]["seconds"]
