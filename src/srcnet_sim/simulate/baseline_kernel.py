@@ -20,31 +20,13 @@ import numba
 import numpy as np
 
 from srcnet_sim.constants import SPEED_OF_LIGHT_M_S
-from srcnet_sim.simulate.vecmath import exp_nonpositive, sincos_turns, sincos_turns_single
+from srcnet_sim.simulate.vecmath import exp_nonpositive, phasor_row_double, phasor_row_single, sincos_turns
 
 GAUSS_ENVELOPE = np.pi**2 / (4.0 * np.log(2.0))
 SOURCE_TILE = 256  # sources per tile: the packed terms of all 144 AA* dishes (~1.7 MB with 4 channels) stay in cache
 CHANNEL_TILE = 4  # channels per tile: the bandwidth-smearing weight is shared by the tile's channels
 Q_FIELDS = 4  # per-dish rows before the phasors: x, sin x, cos x, delay rate (s/s)
 TAYLOR_SINC = (1.0, 1.0 / 6.0, 1.0 / 120.0, 0.05)  # sinc(d) = 1 - d^2/6 + d^4/120 below |d| = 0.05
-
-
-def _phasor_rows(sincos):
-    """A compiled row filler with the given (sin, cos)-of-turns function (float32 or float64 series)."""
-
-    @numba.njit(inline="always", fastmath=True, error_model="numpy")
-    def fill(u, v, w, l, m, n1, turns_per_m, gain, sin_out, cos_out):  # pragma: no cover - compiled
-        """sin_out[s], cos_out[s] = gain[s] * (sin, cos)(2 pi turns_per_m (u l + v m + w n1)); gain None for 1."""
-        for s in range(sin_out.shape[0]):
-            sin_, cos_ = sincos(turns_per_m * (u * l[s] + v * m[s] + w * n1[s]))
-            g = 1.0 if gain is None else gain[s]
-            sin_out[s] = g * sin_
-            cos_out[s] = g * cos_
-
-    return fill
-
-
-_rows_single, _rows_double = _phasor_rows(sincos_turns_single), _phasor_rows(sincos_turns)
 
 
 @numba.njit(parallel=True, fastmath=True, error_model="numpy", cache=True, nogil=True)
@@ -64,9 +46,9 @@ def _pack_tile(dish_uvw_m, l, m, n1, beams, dish_type, freq_hz, stokes, n_stokes
         t = dish_type[p]
         x, sin_x, cos_x, rate_p = q_terms[p, 0], q_terms[p, 1], q_terms[p, 2], q_terms[p, 3]
         if single:
-            _rows_single(u, v, w, l, m, n1, bw_turns_per_m, None, sin_x, cos_x)
+            phasor_row_single(u, v, w, l, m, n1, bw_turns_per_m, None, sin_x, cos_x)
         else:
-            _rows_double(u, v, w, l, m, n1, bw_turns_per_m, None, sin_x, cos_x)
+            phasor_row_double(u, v, w, l, m, n1, bw_turns_per_m, None, sin_x, cos_x)
         for s in range(n_s):
             x[s] = 2.0 * np.pi * bw_turns_per_m * (u * l[s] + v * m[s] + w * n1[s])
             rate_p[s] = rate[p, s] if rate.shape[0] > 0 else 0.0
@@ -74,9 +56,9 @@ def _pack_tile(dish_uvw_m, l, m, n1, beams, dish_type, freq_hz, stokes, n_stokes
             scale = freq_hz[k] / SPEED_OF_LIGHT_M_S
             z_re, z_im = q_terms[p, Q_FIELDS + k], q_terms[p, Q_FIELDS + n_k + k]
             if single:
-                _rows_single(u, v, w, l, m, n1, scale, beams[t, k], z_im, z_re)
+                phasor_row_single(u, v, w, l, m, n1, scale, beams[t, k], z_im, z_re)
             else:
-                _rows_double(u, v, w, l, m, n1, scale, beams[t, k], z_im, z_re)
+                phasor_row_double(u, v, w, l, m, n1, scale, beams[t, k], z_im, z_re)
             for x_ in range(n_stokes):
                 y_re, y_im = p_terms[p, 2 * (x_ * n_k + k)], p_terms[p, 2 * (x_ * n_k + k) + 1]
                 for s in range(n_s):

@@ -21,7 +21,7 @@ import numpy as np
 
 from srcnet_sim.constants import SPEED_OF_LIGHT_M_S
 from srcnet_sim.simulate.baseline_kernel import weighted_baseline_sums
-from srcnet_sim.simulate.vecmath import sincos_turns
+from srcnet_sim.simulate.vecmath import phasor_row_double
 
 
 
@@ -59,12 +59,7 @@ def _phasor_kernel(dish_uvw_m, l, m, n1, beams, dish_type, freq_hz, z_re, z_im):
         u, v, w = dish_uvw_m[p, 0], dish_uvw_m[p, 1], dish_uvw_m[p, 2]
         t = dish_type[p]
         for k in range(n_chan):
-            scale = freq_hz[k] / SPEED_OF_LIGHT_M_S
-            for s in range(n_src):
-                sin_, cos_ = sincos_turns(scale * (u * l[s] + v * m[s] + w * n1[s]))
-                e = beams[t, k, s]
-                z_re[k, p, s] = e * cos_
-                z_im[k, p, s] = e * sin_
+            phasor_row_double(u, v, w, l, m, n1, freq_hz[k] / SPEED_OF_LIGHT_M_S, beams[t, k], z_im[k, p], z_re[k, p])
 
 
 def dish_phasors(dish_uvw_m: np.ndarray, lmn: np.ndarray, beams: np.ndarray, dish_type: np.ndarray, freq_hz: np.ndarray,

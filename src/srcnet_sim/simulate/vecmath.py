@@ -14,16 +14,23 @@ TWO_PI = 2.0 * np.pi
 
 
 @numba.njit(inline="always", fastmath=True)
-def sincos_turns(turns: float) -> tuple[float, float]:  # pragma: no cover - compiled
-    """(sin, cos) of 2 pi * turns, absolute error below 1e-13 for any finite `turns`.
-
-    Reduce to x in [-0.5, 0.5], fold to |x| <= 0.25 with sin(pi - a) = sin(a), cos(pi - a) = -cos(a),
-    then Taylor series in a = 2 pi x, |a| <= pi/2, to degree 17 (sine) and 18 (cosine).
-    """
+def _folded_turns(turns: float) -> tuple[float, bool]:  # pragma: no cover - compiled
+    """(x, folded): turns reduced exactly to [-0.5, 0.5], then folded to |x| <= 0.25 with sin(pi - a) = sin(a),
+    cos(pi - a) = -cos(a) (folded: the cosine changes sign)."""
     x = turns - np.floor(turns + 0.5)
     half = 0.5 if x > 0 else -0.5
     folded = abs(x) > 0.25
-    x = half - x if folded else x
+    return (half - x if folded else x), folded
+
+
+@numba.njit(inline="always", fastmath=True)
+def sincos_turns(turns: float) -> tuple[float, float]:  # pragma: no cover - compiled
+    """(sin, cos) of 2 pi * turns, absolute error below 1e-13 for any finite `turns`.
+
+    Reduce and fold (_folded_turns), then Taylor series in a = 2 pi x, |a| <= pi/2, to degree 17 (sine) and
+    18 (cosine).
+    """
+    x, folded = _folded_turns(turns)
     a = TWO_PI * x
     a2 = a * a
     s = a * (1.0 + a2 * (-1.0 / 6 + a2 * (1.0 / 120 + a2 * (-1.0 / 5040 + a2 * (1.0 / 362880 + a2 * (
@@ -45,14 +52,31 @@ def sincos_turns_single(turns: float) -> tuple[np.float32, np.float32]:  # pragm
     The reduction to [-0.5, 0.5] turns is exact in float64 (as in sincos_turns); the series, to degree 11
     (sine) and 12 (cosine), is evaluated in float32 with twice the SIMD lanes of float64.
     """
-    x = turns - np.floor(turns + 0.5)
-    half = 0.5 if x > 0 else -0.5
-    folded = abs(x) > 0.25
-    a = SINGLE(TWO_PI * (half - x if folded else x))
+    x, folded = _folded_turns(turns)
+    a = SINGLE(TWO_PI * x)
     a2 = a * a
     s = a * (SINGLE(1) + a2 * (S3 + a2 * (S5 + a2 * (S7 + a2 * (S9 + a2 * S11)))))
     c = SINGLE(1) + a2 * (C2 + a2 * (C4 + a2 * (C6 + a2 * (C8 + a2 * (C10 + a2 * C12)))))
     return s, (-c if folded else c)
+
+
+def _phasor_rows(sincos):
+    """A compiled row filler with the given (sin, cos)-of-turns function (float32 or float64 series)."""
+
+    @numba.njit(inline="always", fastmath=True, error_model="numpy")
+    def fill(u, v, w, l, m, n1, turns_per_m, gain, sin_out, cos_out):  # pragma: no cover - compiled
+        """sin_out[s], cos_out[s] = gain[s] * (sin, cos)(2 pi turns_per_m (u l + v m + w n1)); gain None for 1."""
+        for s in range(sin_out.shape[0]):
+            sin_, cos_ = sincos(turns_per_m * (u * l[s] + v * m[s] + w * n1[s]))
+            g = 1.0 if gain is None else gain[s]
+            sin_out[s] = g * sin_
+            cos_out[s] = g * cos_
+
+    return fill
+
+
+# One dish's phasor parts (or smearing sines) for a row of sources: float32 series and float64 series.
+phasor_row_single, phasor_row_double = _phasor_rows(sincos_turns_single), _phasor_rows(sincos_turns)
 
 
 EXP_SQUARINGS = 6
