@@ -59,6 +59,17 @@ def whole_run(settings: dict[str, str]) -> dict:
         return {"seconds": seconds, "simulate_seconds": simulate, "ms_bytes": staged.stat().st_size, "peak_rss": peak}
 
 
+def local_config(n: int, cores: int) -> tuple[str, dict[str, str]]:
+    """(name, settings) of EXECUTOR=local with n threads (the default, all cores, when n == cores)."""
+    return f"local, {n} thread{'s' if n > 1 else ''}", ({"WORKER_THREADS": str(n)} if n < cores else {})
+
+
+def dask_config(n: int) -> tuple[str, dict[str, str]]:
+    """(name, settings) of EXECUTOR=dask with a LocalCluster of n one-thread worker processes."""
+    return (f"dask LocalCluster, {n} worker{'s' if n > 1 else ''}",
+            {"EXECUTOR": "dask", "DASK_WORKERS": str(n), "WORKER_THREADS": "1"})
+
+
 def curve_points(most: int) -> list[int]:
     """1, 2, 4, ... up to `most`, and `most` itself (none for 0)."""
     return sorted({2**k for k in range(most.bit_length())} | {most}) if most > 0 else []
@@ -79,16 +90,12 @@ def main() -> None:
     disk = disk_write_speed(Path(tempfile.gettempdir()), 256 * 2**20)
     print(f"workload: AA* 144 dishes, {args.sources} sources, {args.times} time steps x 4 channels, bandwidth smearing; "
           f"{cores} cores; disk sequential write {disk / 1e6:.0f} MB/s (256 MiB, fsync)")
-    configs = [("local, 1 thread", {"WORKER_THREADS": "1"}), (f"local, {cores} threads", {})]
-    configs += [("dask LocalCluster, 1 worker", {"EXECUTOR": "dask", "DASK_WORKERS": "1", "WORKER_THREADS": "1"}),
-                (f"dask LocalCluster, {cores} workers", {"EXECUTOR": "dask", "DASK_WORKERS": str(cores),
-                                                         "WORKER_THREADS": "1"})]
-    for n in curve_points(args.curve):
-        configs += [(f"curve: local, {n} threads", {"WORKER_THREADS": str(n)}),
-                    (f"curve: dask, {n} workers", {"EXECUTOR": "dask", "DASK_WORKERS": str(n), "WORKER_THREADS": "1"})]
+    # 1 and all cores and the curve's points, each once: threads, then Dask workers.
+    points = sorted({1, cores, *curve_points(args.curve)})
+    configs = dict([local_config(n, cores) for n in points] + [dask_config(n) for n in points])
     results = {}
     print(f"{'configuration':34s} {'wall s':>8s} {'simulate s':>10s} {'Gsrc-vis/s':>11s} {'MS MB/s':>8s} {'peak RSS MB':>12s}")
-    for name, settings in configs:
+    for name, settings in configs.items():
         runs = sorted((whole_run({**base, **settings}) for _ in range(args.repeat)), key=lambda run: run["seconds"])
         r = results[name] = runs[len(runs) // 2]
         print(f"{name:34s} {r['seconds']:8.2f} {r['simulate_seconds']:10.2f} {samples / r['seconds'] / 1e9:11.2f} "
@@ -97,13 +104,14 @@ def main() -> None:
                     key=lambda run: run["seconds"])[args.repeat // 2]
     print(f"{'matvis simulate_vis alone':34s} {theirs['seconds']:8.2f} {'-':>10s} {samples / theirs['seconds'] / 1e9:11.2f} "
           f"{'-':>8s} {theirs['peak_rss_mb']:12.0f}")
-    one, all_cores = results["local, 1 thread"]["seconds"], results[f"local, {cores} threads"]["seconds"]
-    print(f"ratio: local {cores} threads vs 1: {one / all_cores:.2f}x whole run (target >= 1.8 on 2 cores), "
-          f"{results['local, 1 thread']['simulate_seconds'] / results[f'local, {cores} threads']['simulate_seconds']:.2f}x "
+    all_name = local_config(cores, cores)[0]
+    one, all_cores = results["local, 1 thread"]["seconds"], results[all_name]["seconds"]
+    print(f"ratio: {all_name} vs 1: {one / all_cores:.2f}x whole run (target >= 1.8 on 2 cores), "
+          f"{results['local, 1 thread']['simulate_seconds'] / results[all_name]['simulate_seconds']:.2f}x "
           "simulate phase")
     print(f"ratio: whole run --vis ({cores} threads) vs matvis visibilities alone: {theirs['seconds'] / all_cores:.2f}x "
           "(target >= 3)")
-    print(f"ratio: MS written at {results[f'local, {cores} threads']['ms_bytes'] / all_cores / disk:.2f} of the disk's "
+    print(f"ratio: MS written at {results[all_name]['ms_bytes'] / all_cores / disk:.2f} of the disk's "
           "sequential speed over the whole run (compute-bound here)")
 
 

@@ -149,11 +149,17 @@ def test_matches_direct_dft_with_beams_polarisation_and_gaussians(dtype, rtol, s
     np.testing.assert_allclose(got, ref, rtol=0, atol=rtol * np.abs(ref).max())
 
 
+@pytest.mark.parametrize("one_tile_per_group", [False, True])
 @pytest.mark.parametrize("dtype, rtol", [(np.complex128, 1e-10), (np.complex64, 2e-5)])
-def test_tiles_of_sources_and_channels_add_up_to_the_direct_dft(dtype, rtol):
+def test_tiles_of_sources_and_channels_add_up_to_the_direct_dft(dtype, rtol, one_tile_per_group, monkeypatch):
     """More sources and channels than one tile of the smearing kernel (partial last tiles, a tile of points and
-    Gaussians mixed), rows of baselines of odd and even length (no autocorrelations)."""
+    Gaussians mixed), rows of baselines of odd and even length (no autocorrelations); the tiles packed and summed
+    in one group, or in groups of one tile each."""
+    from srcnet_sim.simulate import baseline_kernel
     from srcnet_sim.simulate.baseline_kernel import CHANNEL_TILE, SOURCE_TILE
+
+    if one_tile_per_group:
+        monkeypatch.setattr(baseline_kernel, "PACKED_TERMS_BYTES", 1)
 
     rng = np.random.default_rng(3)
     n_dish, n_src, n_chan = 8, 2 * SOURCE_TILE + 88, CHANNEL_TILE + 2

@@ -30,6 +30,11 @@ TERM_BYTES_PER_SOURCE_CHANNEL = 4 * 8 + 2 * 8 + 4 * 8
 # Per source and dish: the phasors of one channel (real and imaginary parts, BLAS path) or the delay rates
 # (time smearing) and their copy; the tiled smearing kernel needs only a tile of these.
 PHASOR_BYTES_PER_SOURCE_DISH = 2 * 8
+# The smearing kernel's per-dish terms of a group of source tiles, packed together: at most PACKED_TERMS_BYTES,
+# and per source and dish 4 values, 2 per channel and 2 per channel and Stokes parameter (4 channels; float32
+# values, twice that in double precision).
+PACKED_TERMS_BYTES = 64 * 2**20
+PACKED_VALUES_PER_SOURCE_DISH = 4 + 2 * 4 + 2 * 4 * 4
 # Per source, the sky model and its derived arrays (positions, fluxes, shapes, direction cosines, offsets).
 SKY_BYTES_PER_SOURCE = 40 * 8
 # Finished blocks a worker may hold besides the one it computes: one queued for the writer, one being written.
@@ -92,13 +97,15 @@ def worker_peak_bytes(n_times: int, n_channels: int, n_dishes: int, n_sources: i
 
     The per-source terms of the block's channels dominate with many sources and channels; one time step's
     sums with many baselines; finished results (RESULTS_HELD + 1) with long blocks. The per-dish phasors are
-    held for one channel at a time (n_dishes x n_sources), whatever the channels.
+    held for one channel at a time (n_dishes x n_sources), whatever the channels, and the smearing kernel's packed
+    terms for a group of source tiles (at most PACKED_TERMS_BYTES).
     """
     phasors = n_dishes * n_sources * PHASOR_BYTES_PER_SOURCE_DISH
+    packed = min(PACKED_TERMS_BYTES, n_dishes * n_sources * PACKED_VALUES_PER_SOURCE_DISH * (8 if double_precision else 4))
     terms = n_channels * n_sources * TERM_BYTES_PER_SOURCE_CHANNEL
     step = n_baselines * n_channels * N_CORRELATIONS * STEP_BYTES_PER_VALUE * (2 if double_precision else 1)
     results = (RESULTS_HELD + 1) * result_bytes(n_times, n_channels, n_baselines) * (2 if double_precision else 1)
-    return PROCESS_BASELINE_BYTES + n_sources * SKY_BYTES_PER_SOURCE + phasors + terms + step + results
+    return PROCESS_BASELINE_BYTES + n_sources * SKY_BYTES_PER_SOURCE + phasors + packed + terms + step + results
 
 
 def _largest(limit: int, fits) -> int:

@@ -8,10 +8,13 @@ the per-dish phasor and W the product of the real weights that depend on the bas
   wavelengths, rotated by the position angle.
 
 The work is cut into tiles of SOURCE_TILE sources x CHANNEL_TILE channels. For one tile the per-dish terms of
-every dish (phasors, the Stokes-weighted phasors, smearing phases) are packed first, a few kB per dish, so that
-every baseline reads them from the core's own cache; baselines are then taken in pairs that share their first
-dish, so that the first dish's terms are loaded once for two baselines. A tile's sums go to float64
-accumulators in a fixed order, so the result does not depend on the number of threads.
+every dish (phasors, the Stokes-weighted phasors, smearing phases) are packed, a few kB per dish, so that every
+baseline reads them from cache; baselines are taken in pairs that share their first dish, so that the first
+dish's terms are loaded once for two baselines. Tiles are packed and summed in groups (up to
+blocks.PACKED_TERMS_BYTES of packed terms): one parallel call packs a group, one sums it, each thread going
+through the group's tiles for its own chunk of baseline pairs, so that threads meet twice per group rather than
+twice per tile, and no Python runs between tiles. A tile's sums go to float64 accumulators in a fixed
+order (tile after tile for each baseline), so the result does not depend on the number of threads.
 """
 
 from __future__ import annotations
@@ -19,59 +22,62 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from srcnet_sim.blocks import PACKED_TERMS_BYTES
 from srcnet_sim.constants import SPEED_OF_LIGHT_M_S
 from srcnet_sim.simulate.vecmath import exp_nonpositive, phasor_row_double, phasor_row_single, sincos_turns
 
 GAUSS_ENVELOPE = np.pi**2 / (4.0 * np.log(2.0))
-SOURCE_TILE = 256  # sources per tile: the packed terms of all 144 AA* dishes (~1.7 MB with 4 channels) stay in cache
+SOURCE_TILE = 256  # sources per tile: the packed terms of all 144 AA* dishes (~3 MB with 4 channels) stay in L3
 CHANNEL_TILE = 4  # channels per tile: the bandwidth-smearing weight is shared by the tile's channels
 Q_FIELDS = 4  # per-dish rows before the phasors: x, sin x, cos x, delay rate (s/s)
 TAYLOR_SINC = (1.0, 1.0 / 6.0, 1.0 / 120.0, 0.05)  # sinc(d) = 1 - d^2/6 + d^4/120 below |d| = 0.05
 
 
-@numba.njit(parallel=True, fastmath=True, error_model="numpy", cache=True, nogil=True)
-def _pack_tile(dish_uvw_m, l, m, n1, beams, dish_type, freq_hz, stokes, n_stokes, bw_turns_per_m, rate,
+@numba.njit(inline="always", fastmath=True, error_model="numpy")
+def _pack_dish(p, dish_uvw_m, l, m, n1, beams, dish_type, freq_hz, stokes, n_stokes, bw_turns_per_m, rate, s0, n_s,
                q_terms, p_terms):  # pragma: no cover - compiled
-    """Per-dish terms of one tile (all arguments already cut to the tile's sources and channels).
+    """Dish p's terms of the tile of sources [s0, s0 + n_s) (the tile's channels are all of freq_hz).
 
-    q_terms: (n_dish, Q_FIELDS + 2 n_k, n_s): x, sin x, cos x, rate, then Re Z and Im Z of each channel.
-    p_terms: (n_dish, 2 n_k n_stokes, n_s): Re and Im of X[k, x] Z[k] for Stokes x and channel k.
-    Sines and cosines are evaluated in the precision of q_terms (float32 series for float32 terms).
+    q_terms: (n_dish, Q_FIELDS + 2 n_k, SOURCE_TILE): x, sin x, cos x, rate, then Re Z and Im Z of each channel.
+    p_terms: (n_dish, 2 n_k n_stokes, SOURCE_TILE): Re and Im of X[k, x] Z[k] for Stokes x and channel k.
+    Only the first n_s sources of each row are written. Sines and cosines are evaluated in the precision of
+    q_terms (float32 series for float32 terms).
     """
-    n_dish, _, n_s = q_terms.shape
     n_k = len(freq_hz)
     single = q_terms.itemsize == 4
-    for p in numba.prange(n_dish):
-        u, v, w = dish_uvw_m[p, 0], dish_uvw_m[p, 1], dish_uvw_m[p, 2]
-        t = dish_type[p]
-        x, sin_x, cos_x, rate_p = q_terms[p, 0], q_terms[p, 1], q_terms[p, 2], q_terms[p, 3]
+    s1 = s0 + n_s
+    u, v, w = dish_uvw_m[p, 0], dish_uvw_m[p, 1], dish_uvw_m[p, 2]
+    t = dish_type[p]
+    tl, tm, tn = l[s0:s1], m[s0:s1], n1[s0:s1]
+    x, sin_x, cos_x, rate_p = q_terms[p, 0, :n_s], q_terms[p, 1, :n_s], q_terms[p, 2, :n_s], q_terms[p, 3, :n_s]
+    if single:
+        phasor_row_single(u, v, w, tl, tm, tn, bw_turns_per_m, None, sin_x, cos_x)
+    else:
+        phasor_row_double(u, v, w, tl, tm, tn, bw_turns_per_m, None, sin_x, cos_x)
+    for s in range(n_s):
+        x[s] = 2.0 * np.pi * bw_turns_per_m * (u * tl[s] + v * tm[s] + w * tn[s])
+        rate_p[s] = rate[p, s0 + s] if rate.shape[0] > 0 else 0.0
+    for k in range(n_k):
+        scale = freq_hz[k] / SPEED_OF_LIGHT_M_S
+        z_re, z_im = q_terms[p, Q_FIELDS + k, :n_s], q_terms[p, Q_FIELDS + n_k + k, :n_s]
         if single:
-            phasor_row_single(u, v, w, l, m, n1, bw_turns_per_m, None, sin_x, cos_x)
+            phasor_row_single(u, v, w, tl, tm, tn, scale, beams[t, k, s0:s1], z_im, z_re)
         else:
-            phasor_row_double(u, v, w, l, m, n1, bw_turns_per_m, None, sin_x, cos_x)
-        for s in range(n_s):
-            x[s] = 2.0 * np.pi * bw_turns_per_m * (u * l[s] + v * m[s] + w * n1[s])
-            rate_p[s] = rate[p, s] if rate.shape[0] > 0 else 0.0
-        for k in range(n_k):
-            scale = freq_hz[k] / SPEED_OF_LIGHT_M_S
-            z_re, z_im = q_terms[p, Q_FIELDS + k], q_terms[p, Q_FIELDS + n_k + k]
-            if single:
-                phasor_row_single(u, v, w, l, m, n1, scale, beams[t, k], z_im, z_re)
-            else:
-                phasor_row_double(u, v, w, l, m, n1, scale, beams[t, k], z_im, z_re)
-            for x_ in range(n_stokes):
-                y_re, y_im = p_terms[p, 2 * (x_ * n_k + k)], p_terms[p, 2 * (x_ * n_k + k) + 1]
-                for s in range(n_s):
-                    y_re[s] = stokes[k, x_, s] * z_re[s]
-                    y_im[s] = stokes[k, x_, s] * z_im[s]
+            phasor_row_double(u, v, w, tl, tm, tn, scale, beams[t, k, s0:s1], z_im, z_re)
+        for x_ in range(n_stokes):
+            y_re, y_im = p_terms[p, 2 * (x_ * n_k + k)], p_terms[p, 2 * (x_ * n_k + k) + 1]
+            weight = stokes[k, x_, s0:s1]
+            for s in range(n_s):
+                y_re[s] = weight[s] * z_re[s]
+                y_im[s] = weight[s] * z_im[s]
 
 
 @numba.njit(inline="always", fastmath=True, error_model="numpy")
-def _bandwidth_weight(xp, sp, cp, xq, sq, cq, taylor, out):  # pragma: no cover - compiled
+def _bandwidth_weight(xp, sp, cp, xq, sq, cq, taylor, n_s, out):  # pragma: no cover - compiled
     """out[s] = sinc(x_p - x_q), the sine of the difference expanded so that no sine is evaluated here;
     a short Taylor series below |d| = taylor[3] where the difference of products cancels (and 1 when d = 0).
     taylor: TAYLOR_SINC in the precision of the terms, so that no constant promotes float32 to float64."""
-    for s in range(out.shape[0]):
+    for s in range(n_s):
         d = xp[s] - xq[s]
         d2 = d * d
         series = taylor[0] - d2 * (taylor[1] - d2 * taylor[2])
@@ -79,26 +85,26 @@ def _bandwidth_weight(xp, sp, cp, xq, sq, cq, taylor, out):  # pragma: no cover 
 
 
 @numba.njit(inline="always", fastmath=True, error_model="numpy")
-def _gaussian_exponent(du_m, dv_m, gaussian, out):  # pragma: no cover - compiled
+def _gaussian_exponent(du_m, dv_m, gaussian, n_s, out):  # pragma: no cover - compiled
     """out[s] = ln(envelope) / f^2 of each source for a baseline (du, dv) in metres (0 for point sources).
 
-    gaussian: (4, n_s) [major^2, minor^2, sin pa, cos pa]; the envelope at frequency f is exp(out[s] * f^2).
+    gaussian: (4, >= n_s) [major^2, minor^2, sin pa, cos pa] of the tile's sources; the envelope at frequency f is
+    exp(out[s] * f^2).
     """
-    for s in range(out.shape[0]):
+    for s in range(n_s):
         a = (du_m * gaussian[2, s] + dv_m * gaussian[3, s]) / SPEED_OF_LIGHT_M_S
         c = (du_m * gaussian[3, s] - dv_m * gaussian[2, s]) / SPEED_OF_LIGHT_M_S
         out[s] = -GAUSS_ENVELOPE * (gaussian[0, s] * a * a + gaussian[1, s] * c * c)
 
 
 @numba.njit(inline="always", fastmath=True, error_model="numpy")
-def _channel_weight(base, rate_p, rate_q, half_interval_f, exponent, f2, smear_time, gaussians, out):  # pragma: no cover
+def _channel_weight(base, rate_p, rate_q, half_interval_f, exponent, f2, smear_time, gaussians, n_s, out):  # pragma: no cover
     """out[s] = base[s] * time-smearing sinc * Gaussian envelope, for one baseline and channel.
 
     half_interval_f = 0.5 * interval * f; exponent: _gaussian_exponent of the baseline, f2 = f^2 in Hz^2;
     smear_time, gaussians: which of the two factors apply (one loop each: a branch inside the loop stops
     it vectorising).
     """
-    n_s = out.shape[0]
     if smear_time:
         for s in range(n_s):
             y = half_interval_f * (rate_p[s] - rate_q[s])  # turns: pi y_rad = 2 pi y
@@ -112,61 +118,91 @@ def _channel_weight(base, rate_p, rate_q, half_interval_f, exponent, f2, smear_t
             out[s] *= exp_nonpositive(exponent[s] * f2)
 
 
-@numba.njit(parallel=True, fastmath=True, error_model="numpy", cache=True, nogil=True)
-def _tile_sums(q_terms, p_terms, n_stokes, pairs, ant1, ant2, uvw_m, freq_hz, half_interval, gaussian,
-               k0, taylor, scratch, out):  # pragma: no cover - compiled
-    """Add one tile's sums to out[b, k0 + k, x] for every baseline.
-
-    pairs: (n_pair, 2) baseline indices sharing ant1; the second is -1 when the row has no partner.
-    half_interval: half the integration time, s, with time smearing, else 0.
-    gaussian: (4, n_s) [major^2, minor^2, sin pa, cos pa] of the tile's sources, or (0, 0) when all are points.
-    taylor: TAYLOR_SINC in the precision of the terms.
-    scratch: (threads, 6, n_s) weight buffers per thread. out: (n_baseline, n_chan, 4, 2) float64.
-    """
-    n_s = q_terms.shape[2]
+@numba.njit(inline="always", fastmath=True, error_model="numpy")
+def _pair_sums(i, q_terms, p_terms, n_stokes, pairs, ant1, ant2, uvw_m, freq_hz, half_interval, gaussian, gaussians,
+               n_s, k0, taylor, buffers, out):  # pragma: no cover - compiled
+    """Add the sums of the tile's n_s sources to out[b, k0 + k, x] for the baselines of pair i."""
     n_k = len(freq_hz)
     zero = q_terms[0, 0, 0] - q_terms[0, 0, 0]  # not `* 0`: float32 * int is float64 in numba
     smear_time = half_interval > 0
-    gaussians = gaussian.shape[0] > 0
-    for i in numba.prange(pairs.shape[0]):
-        b1 = pairs[i, 0]
-        b2 = pairs[i, 1] if pairs[i, 1] >= 0 else b1
-        p, q1, q2 = ant1[b1], ant2[b1], ant2[b2]
+    b1 = pairs[i, 0]
+    b2 = pairs[i, 1] if pairs[i, 1] >= 0 else b1
+    p, q1, q2 = ant1[b1], ant2[b1], ant2[b2]
+    w1, w2, k1, k2 = buffers[0, :n_s], buffers[1, :n_s], buffers[2, :n_s], buffers[3, :n_s]
+    g1, g2 = buffers[4, :n_s], buffers[5, :n_s]
+    _bandwidth_weight(q_terms[p, 0], q_terms[p, 1], q_terms[p, 2], q_terms[q1, 0], q_terms[q1, 1], q_terms[q1, 2], taylor, n_s, w1)
+    _bandwidth_weight(q_terms[p, 0], q_terms[p, 1], q_terms[p, 2], q_terms[q2, 0], q_terms[q2, 1], q_terms[q2, 2], taylor, n_s, w2)
+    if gaussians:
+        _gaussian_exponent(uvw_m[p, 0] - uvw_m[q1, 0], uvw_m[p, 1] - uvw_m[q1, 1], gaussian, n_s, g1)
+        _gaussian_exponent(uvw_m[p, 0] - uvw_m[q2, 0], uvw_m[p, 1] - uvw_m[q2, 1], gaussian, n_s, g2)
+    for k in range(n_k):
+        if smear_time or gaussians:
+            f = freq_hz[k]
+            _channel_weight(w1, q_terms[p, 3], q_terms[q1, 3], half_interval * f, g1, f * f, smear_time, gaussians, n_s, k1)
+            _channel_weight(w2, q_terms[p, 3], q_terms[q2, 3], half_interval * f, g2, f * f, smear_time, gaussians, n_s, k2)
+        else:
+            k1, k2 = w1, w2
+        q1_re, q1_im = q_terms[q1, Q_FIELDS + k], q_terms[q1, Q_FIELDS + n_k + k]
+        q2_re, q2_im = q_terms[q2, Q_FIELDS + k], q_terms[q2, Q_FIELDS + n_k + k]
+        for x in range(n_stokes):
+            y_re, y_im = p_terms[p, 2 * (x * n_k + k)], p_terms[p, 2 * (x * n_k + k) + 1]
+            a1_re = zero
+            a1_im = zero
+            a2_re = zero
+            a2_im = zero
+            for s in range(n_s):
+                yr = y_re[s]
+                yi = y_im[s]
+                a1_re += k1[s] * (yr * q1_re[s] + yi * q1_im[s])
+                a1_im += k1[s] * (yi * q1_re[s] - yr * q1_im[s])
+                a2_re += k2[s] * (yr * q2_re[s] + yi * q2_im[s])
+                a2_im += k2[s] * (yi * q2_re[s] - yr * q2_im[s])
+            out[b1, k0 + k, x, 0] += a1_re
+            out[b1, k0 + k, x, 1] += a1_im
+            if b2 != b1:
+                out[b2, k0 + k, x, 0] += a2_re
+                out[b2, k0 + k, x, 1] += a2_im
+
+
+@numba.njit(parallel=True, fastmath=True, error_model="numpy", cache=True, nogil=True)
+def _pack_group(dish_uvw_m, l, m, n1, beams, dish_type, freq_hz, stokes, n_stokes, bw_turns_per_m, rate, g0,
+                q_terms, p_terms):  # pragma: no cover - compiled
+    """Pack the per-dish terms of a group of source tiles (sources from g0 on), in parallel over tiles x dishes.
+
+    l, m, n1: (n_src,) direction cosines. beams: (n_type, n_k, n_src); stokes: (n_k, 4, n_src) in the precision of
+    the terms; rate: (n_dish, n_src) delay rates, s/s, or (0, 0) without time smearing.
+    q_terms: (n_tiles, n_dish, Q_FIELDS + 2 n_k, SOURCE_TILE); p_terms: (n_tiles, n_dish, 2 n_k n_stokes, SOURCE_TILE)
+    (see _pack_dish).
+    """
+    n_tiles, n_dish, _, tile = q_terms.shape
+    for j in numba.prange(n_tiles * n_dish):
+        t, p = j // n_dish, j % n_dish
+        s0 = g0 + t * tile
+        _pack_dish(p, dish_uvw_m, l, m, n1, beams, dish_type, freq_hz, stokes, n_stokes, bw_turns_per_m, rate,
+                   s0, min(tile, len(l) - s0), q_terms[t], p_terms[t])
+
+
+@numba.njit(parallel=True, fastmath=True, error_model="numpy", cache=True, nogil=True)
+def _group_sums(q_terms, p_terms, n_src, n_stokes, pairs, chunks, ant1, ant2, uvw_m, freq_hz, half_interval,
+                gaussian, tile_has_gaussians, k0, taylor, scratch, out):  # pragma: no cover - compiled
+    """Add the sums of a packed group of source tiles to out[b, k0 + k, x] for every baseline.
+
+    Each thread takes a chunk of pairs of baselines (chunks: (n_chunk + 1,) boundaries into pairs) and goes
+    through the group tile by tile, so that no thread waits for another between tiles.
+    n_src: sources in the group (the last tile may be partial). pairs: (n_pair, 2) baseline indices sharing
+    ant1; the second is -1 when the row has no partner. half_interval: half the integration time, s, with time
+    smearing, else 0. gaussian: (n_tiles, 4, SOURCE_TILE) [major^2, minor^2, sin pa, cos pa] per tile;
+    tile_has_gaussians: (n_tiles,) whether a tile holds any Gaussian. taylor: TAYLOR_SINC in the precision of
+    the terms. scratch: (threads, 6, SOURCE_TILE) weight buffers per thread. out: (n_baseline, n_chan, 4, 2) float64.
+    """
+    n_tiles, _, _, tile = q_terms.shape
+    for c in numba.prange(len(chunks) - 1):
         buffers = scratch[numba.get_thread_id()]
-        w1, w2, k1, k2 = buffers[0, :n_s], buffers[1, :n_s], buffers[2, :n_s], buffers[3, :n_s]
-        g1, g2 = buffers[4, :n_s], buffers[5, :n_s]
-        _bandwidth_weight(q_terms[p, 0], q_terms[p, 1], q_terms[p, 2], q_terms[q1, 0], q_terms[q1, 1], q_terms[q1, 2], taylor, w1)
-        _bandwidth_weight(q_terms[p, 0], q_terms[p, 1], q_terms[p, 2], q_terms[q2, 0], q_terms[q2, 1], q_terms[q2, 2], taylor, w2)
-        if gaussians:
-            _gaussian_exponent(uvw_m[p, 0] - uvw_m[q1, 0], uvw_m[p, 1] - uvw_m[q1, 1], gaussian, g1)
-            _gaussian_exponent(uvw_m[p, 0] - uvw_m[q2, 0], uvw_m[p, 1] - uvw_m[q2, 1], gaussian, g2)
-        for k in range(n_k):
-            if smear_time or gaussians:
-                f = freq_hz[k]
-                _channel_weight(w1, q_terms[p, 3], q_terms[q1, 3], half_interval * f, g1, f * f, smear_time, gaussians, k1)
-                _channel_weight(w2, q_terms[p, 3], q_terms[q2, 3], half_interval * f, g2, f * f, smear_time, gaussians, k2)
-            else:
-                k1, k2 = w1, w2
-            q1_re, q1_im = q_terms[q1, Q_FIELDS + k], q_terms[q1, Q_FIELDS + n_k + k]
-            q2_re, q2_im = q_terms[q2, Q_FIELDS + k], q_terms[q2, Q_FIELDS + n_k + k]
-            for x in range(n_stokes):
-                y_re, y_im = p_terms[p, 2 * (x * n_k + k)], p_terms[p, 2 * (x * n_k + k) + 1]
-                a1_re = zero
-                a1_im = zero
-                a2_re = zero
-                a2_im = zero
-                for s in range(n_s):
-                    yr = y_re[s]
-                    yi = y_im[s]
-                    a1_re += k1[s] * (yr * q1_re[s] + yi * q1_im[s])
-                    a1_im += k1[s] * (yi * q1_re[s] - yr * q1_im[s])
-                    a2_re += k2[s] * (yr * q2_re[s] + yi * q2_im[s])
-                    a2_im += k2[s] * (yi * q2_re[s] - yr * q2_im[s])
-                out[b1, k0 + k, x, 0] += a1_re
-                out[b1, k0 + k, x, 1] += a1_im
-                if b2 != b1:
-                    out[b2, k0 + k, x, 0] += a2_re
-                    out[b2, k0 + k, x, 1] += a2_im
+        for t in range(n_tiles):
+            n_s = min(tile, n_src - t * tile)
+            for i in range(chunks[c], chunks[c + 1]):
+                _pair_sums(i, q_terms[t], p_terms[t], n_stokes, pairs, ant1, ant2, uvw_m, freq_hz, half_interval,
+                           gaussian[t], tile_has_gaussians[t], n_s, k0, taylor, buffers, out)
 
 
 def baseline_pairs_sharing_ant1(ant1: np.ndarray) -> np.ndarray:
@@ -203,30 +239,33 @@ def weighted_baseline_sums(dish_uvw_m: np.ndarray, lmn: np.ndarray, beams: np.nd
     types = np.asarray(dish_type, dtype=np.int64)
     freq64 = np.asarray(freq_hz, dtype=np.float64)
     smear_time = dish_delay_rate is not None and interval_s > 0
-    rate = np.asarray(dish_delay_rate, dtype=np.float64) if smear_time else np.zeros((0, 0))
-    gaussian_rows = np.ascontiguousarray(np.asarray(gaussian, dtype=np.float64).T)  # (4, n_src)
+    rate = np.ascontiguousarray(dish_delay_rate, dtype=np.float64) if smear_time else np.zeros((0, 0))
+    n_tiles = -(-n_src // SOURCE_TILE)
+    padded = np.zeros((n_tiles * SOURCE_TILE, 4))  # the last tile zero-padded
+    padded[:n_src] = gaussian
+    gaussian_tiles = np.ascontiguousarray(padded.reshape(n_tiles, SOURCE_TILE, 4).transpose(0, 2, 1))
     pairs = baseline_pairs_sharing_ant1(ant1)
     taylor = np.array(TAYLOR_SINC, dtype=real_dtype)
     scratch = np.empty((numba.config.NUMBA_NUM_THREADS, 6, SOURCE_TILE), dtype=real_dtype)
     out = np.zeros((len(ant1), n_chan, 4, 2))
     bw_turns_per_m = 0.5 * channel_width_hz / SPEED_OF_LIGHT_M_S  # x / (2 pi) per metre of delay
+    tile_has_gaussians = np.any(gaussian_tiles[:, 0], axis=1)
+    threads = numba.get_num_threads()
+    chunks = np.linspace(0, len(pairs), threads + 1).round().astype(np.int64)
     for k0 in range(0, n_chan, CHANNEL_TILE):
         channels = slice(k0, min(k0 + CHANNEL_TILE, n_chan))
         n_k = channels.stop - k0
-        q_terms = np.empty((n_dish, Q_FIELDS + 2 * n_k, SOURCE_TILE), dtype=real_dtype)
-        p_terms = np.empty((n_dish, 2 * n_k * n_stokes, SOURCE_TILE), dtype=real_dtype)
-        for s0 in range(0, n_src, SOURCE_TILE):
-            sources = slice(s0, min(s0 + SOURCE_TILE, n_src))
-            n_s = sources.stop - s0
-            tile_q, tile_p = q_terms[:, :, :n_s], p_terms[:, :, :n_s]
-            if n_s < SOURCE_TILE:
-                tile_q, tile_p = np.ascontiguousarray(tile_q), np.ascontiguousarray(tile_p)
-            _pack_tile(uvw64, l[sources], m[sources], n1[sources], np.ascontiguousarray(beams64[:, channels, sources]),
-                       types, freq64[channels], np.ascontiguousarray(stokes_real[channels, :, sources]), n_stokes,
-                       bw_turns_per_m, np.ascontiguousarray(rate[:, sources]) if smear_time else rate, tile_q, tile_p)
-            tile_gaussian = np.ascontiguousarray(gaussian_rows[:, sources])
-            if not np.any(tile_gaussian[0]):
-                tile_gaussian = np.zeros((0, 0))
-            _tile_sums(tile_q, tile_p, n_stokes, pairs, ant1, ant2, uvw64, freq64[channels],
-                       0.5 * interval_s if smear_time else 0.0, tile_gaussian, k0, taylor, scratch, out)
-    return out[..., 0] + 1j * out[..., 1]
+        q_fields, p_fields = Q_FIELDS + 2 * n_k, 2 * n_k * n_stokes
+        group = max(1, PACKED_TERMS_BYTES // (n_dish * (q_fields + p_fields) * SOURCE_TILE * np.dtype(real_dtype).itemsize))
+        beams_k, stokes_k = np.ascontiguousarray(beams64[:, channels]), np.ascontiguousarray(stokes_real[channels])
+        for t0 in range(0, n_tiles, group):
+            tiles = slice(t0, min(t0 + group, n_tiles))
+            g0, n_in_group = t0 * SOURCE_TILE, min(n_src - t0 * SOURCE_TILE, group * SOURCE_TILE)
+            q_terms = np.empty((tiles.stop - t0, n_dish, q_fields, SOURCE_TILE), dtype=real_dtype)
+            p_terms = np.empty((tiles.stop - t0, n_dish, p_fields, SOURCE_TILE), dtype=real_dtype)
+            _pack_group(uvw64, l, m, n1, beams_k, types, freq64[channels], stokes_k, n_stokes, bw_turns_per_m, rate, g0,
+                        q_terms, p_terms)
+            _group_sums(q_terms, p_terms, n_in_group, n_stokes, pairs, chunks, ant1, ant2, uvw64, freq64[channels],
+                        0.5 * interval_s if smear_time else 0.0, gaussian_tiles[tiles], tile_has_gaussians[tiles], k0,
+                        taylor, scratch, out)
+    return out.view(np.complex128).reshape(out.shape[:-1])

@@ -139,7 +139,14 @@ def predict_time_step(
     smear = channel_width_hz > 0 or smear_time
     # Point sources go through BLAS unless smearing makes every source baseline-dependent.
     kernel_start = n_src if not smear and terms.n_point == n_src else (0 if smear else terms.n_point)
-    sums = np.zeros((len(ant1), n_chan, 4), dtype=np.complex128)
+    if kernel_start < n_src:
+        rest = slice(kernel_start, n_src)
+        sums = weighted_baseline_sums(
+            dish_uvw_m, terms.lmn[rest], terms.beams[:, :, rest], dish_type, freq_hz, terms.stokes[:, :, rest], n_stokes,
+            ant1, ant2, channel_width_hz, dish_delay_rate[:, rest] if smear_time else None, interval_s,
+            terms.gaussian[rest], real_dtype)
+    else:
+        sums = np.zeros((len(ant1), n_chan, 4), dtype=np.complex128)
     if kernel_start > 0:
         points = slice(0, kernel_start)
         for k in range(n_chan):  # one channel's phasors at a time: memory does not grow with the channels
@@ -147,20 +154,24 @@ def predict_time_step(
                                       freq_hz[k:k + 1], real_dtype)
             matrices = _stokes_sums_blas(z_re[0], z_im[0], terms.stokes[k, :, points], n_stokes, dtype)
             for x, matrix in enumerate(matrices):
-                sums[:, k, x] = matrix[ant1, ant2]
-    if kernel_start < n_src:
-        rest = slice(kernel_start, n_src)
-        sums += weighted_baseline_sums(
-            dish_uvw_m, terms.lmn[rest], terms.beams[:, :, rest], dish_type, freq_hz, terms.stokes[:, :, rest], n_stokes,
-            ant1, ant2, channel_width_hz, dish_delay_rate[:, rest] if smear_time else None, interval_s,
-            terms.gaussian[rest], real_dtype)
-    auto = ant1 == ant2
-    if np.any(auto):  # sum_s X_s |Z_p|^2 is real: drop round-off imaginary parts
-        sums[auto] = sums[auto].real
-    return stokes_to_linear(sums).astype(dtype)
+                sums[:, k, x] += matrix[ant1, ant2]
+    vis = np.empty(sums.shape, dtype=dtype)
+    _linear_correlations(sums, ant1 == ant2, vis)
+    return vis
 
 
-def stokes_to_linear(sums: np.ndarray) -> np.ndarray:
-    """(..., 4) Stokes sums [I, Q, U, V] -> linear correlations [XX, XY, YX, YY]."""
-    i, q, u, v = (sums[..., x] for x in range(4))
-    return np.stack([i + q, u + 1j * v, u - 1j * v, i - q], axis=-1)
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _linear_correlations(sums, auto, out):  # pragma: no cover - compiled
+    """out[b, k] = [XX, XY, YX, YY] = [I + Q, U + iV, U - iV, I - Q] of the Stokes sums sums[b, k] = [I, Q, U, V]
+    (complex128, (n_baseline, n_chan, 4)), in the precision of out. Rows with auto[b] (autocorrelations) keep the
+    real parts of the sums only: sum_s X_s |Z_p|^2 is real, the imaginary parts are round-off."""
+    n_baseline, n_chan, _ = sums.shape
+    for b in numba.prange(n_baseline):
+        for k in range(n_chan):
+            i, q, u, v = sums[b, k, 0], sums[b, k, 1], sums[b, k, 2], sums[b, k, 3]
+            if auto[b]:
+                i, q, u, v = complex(i.real, 0.0), complex(q.real, 0.0), complex(u.real, 0.0), complex(v.real, 0.0)
+            out[b, k, 0] = i + q
+            out[b, k, 1] = complex(u.real - v.imag, u.imag + v.real)
+            out[b, k, 2] = complex(u.real + v.imag, u.imag - v.real)
+            out[b, k, 3] = i - q

@@ -43,7 +43,7 @@ DEFAULT_MEMORY_BYTES = 1 << 30  # without a device (NumPy in CI): the working-se
 
 
 def stokes_to_linear_xp(xp: ModuleType, sums):
-    """(..., 4) Stokes sums [I, Q, U, V] -> linear correlations [XX, XY, YX, YY] (see predict.stokes_to_linear)."""
+    """(..., 4) Stokes sums [I, Q, U, V] -> linear correlations [XX, XY, YX, YY] (as predict._linear_correlations)."""
     i, q, u, v = (sums[..., x] for x in range(4))
     return xp.stack([i + q, u + 1j * v, u - 1j * v, i - q], axis=-1)
 
