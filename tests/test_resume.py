@@ -27,18 +27,37 @@ def start(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen:
                                 stdout=subprocess.DEVNULL, start_new_session=True)
 
 
+LONGER_BLOCKS = "32 blocks of 2 time steps x 16 channels"
+BLOCK_UNITS = 2 * 16  # time steps x channels of one of LONGER's blocks
+
+
 def journal_lines(tmp: Path) -> int:
     return sum(len(p.read_text().splitlines()) for p in tmp.glob("srcnet-resume-*/journal"))
 
 
+def journal_units(tmp: Path) -> int:
+    """Time steps x channels that the journals say are written. Unlike their lines, this does not drop when a resumed
+    run compacts its journal into one line (for blocks of all channels, as LONGER's); a torn last line counts 0."""
+    units = 0
+    for path in tmp.glob("srcnet-resume-*/journal"):
+        for line in path.read_text().splitlines():
+            try:
+                t0, t1, c0, c1 = (int(field) for field in line.split())
+            except ValueError:
+                continue
+            units += (t1 - t0) * (c1 - c0)
+    return units
+
+
 def interrupt_after(env: dict[str, str], tmp: Path, log: Path, blocks: int, delay_s: float, stop: int,
                     whole_group: bool = False) -> str:
-    """Start a run, wait until the journal has `blocks` lines more than now, wait `delay_s`, send `stop` (to every
-    process of the run with `whole_group`, as an eviction does); the run's stderr (or '' when it finished first)."""
-    before = journal_lines(tmp)
+    """Start a run, wait until its journal says `blocks` more of LONGER's blocks are written than now, wait `delay_s`,
+    send `stop` (to every process of the run with `whole_group`, as an eviction does); the run's stderr (or '' when it
+    finished first)."""
+    before = journal_units(tmp)
     proc = start(env, log)
     deadline = time.monotonic() + 120
-    while journal_lines(tmp) < before + blocks and proc.poll() is None:
+    while journal_units(tmp) < before + blocks * BLOCK_UNITS and proc.poll() is None:
         assert time.monotonic() < deadline, log.read_text()
         time.sleep(0.001)
     time.sleep(delay_s)
@@ -55,6 +74,7 @@ def reference(tmp_path: Path) -> dict:
     out, tmp = fresh_dirs(tmp_path, "reference")
     result = run(["--vis"], environment(out, tmp, **LONGER))
     assert result.returncode == 0, result.stderr
+    assert LONGER_BLOCKS in result.stderr  # the block shape the kills are timed by
     return staged_columns(out, tmp_path / "reference-ms")
 
 
