@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -75,18 +76,26 @@ class Observation:
     def source_terms(self, channels: slice = slice(None)) -> SourceTerms:
         """Per-source inputs of the predictor (directions, fluxes per channel, beams, shapes) for `channels`."""
         freq_hz = self.freq_hz[channels]
-        sky = self.sky.select(np.argsort(self.sky.is_gaussian, kind="stable"))  # Gaussians last
+        sky, lmn, offset, gaussian = self._sky_terms
+        beams, _ = dish_beams(self.beam, offset, freq_hz, self.telescope.diameters_m)
+        return SourceTerms(lmn=lmn, stokes=sky.stokes_at(freq_hz), beams=beams, gaussian=gaussian,
+                           n_point=int(np.count_nonzero(~sky.is_gaussian)))
+
+    @cached_property
+    def _sky_terms(self) -> tuple[SkyModel, np.ndarray, np.ndarray, np.ndarray]:
+        """What the source terms of every block share, computed once per observation (a run's blocks all use the
+        same one): the sky with its Gaussians last, its (n_src, 3) direction cosines (l, m, n - 1), (n_src,)
+        distances from the phase centre (rad) and (n_src, 4) Gaussian shapes [major^2, minor^2, sin pa, cos pa]."""
+        sky = self.sky.select(np.argsort(self.sky.is_gaussian, kind="stable"))
         lmn = geometry.direction_cosines(sky.ra_rad, sky.dec_rad, self.ra_rad, self.dec_rad)
         offset = sky.angular_distance_rad(self.ra_rad, self.dec_rad)
-        beams, _ = dish_beams(self.beam, offset, freq_hz, self.telescope.diameters_m)
         gaussian = np.zeros((len(sky), 4))
         resolved = sky.is_gaussian
         gaussian[resolved, 0] = sky.major_fwhm_rad[resolved] ** 2
         gaussian[resolved, 1] = sky.minor_fwhm_rad[resolved] ** 2
         gaussian[resolved, 2] = np.sin(sky.position_angle_rad[resolved])
         gaussian[resolved, 3] = np.cos(sky.position_angle_rad[resolved])
-        return SourceTerms(lmn=lmn, stokes=sky.stokes_at(freq_hz), beams=beams, gaussian=gaussian,
-                           n_point=int(np.count_nonzero(~resolved)))
+        return sky, lmn, offset, gaussian
 
     def dish_uvw(self, times_s: np.ndarray) -> np.ndarray:
         """(n_time, n_dish, 3) per-dish UVW at the given times, metres."""
