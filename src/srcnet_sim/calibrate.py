@@ -3,8 +3,9 @@
 The CPU predictor's cost of a block is about k + steps x (a + b x channels): `k` the per-block work
 (source terms, beams), `a` the per-step work that does not depend on the channels (smearing terms,
 glue), `b` the per-channel work (phasors, the per-baseline sums, noise). They are measured by
-computing blocks of the run's own telescope and sky - 1 step x c1 channels, 1 step x c2 channels,
-CALIBRATION_STEPS steps x c1 channels - each the median of REPEATS after a warm-up that loads the
+computing blocks of the run's own telescope and sky - 1 step x c1 channels, CALIBRATION_STEPS steps x c1 and
+x c2 channels (the channel slope from blocks of several steps: single steps were too short to time it on a
+shared machine, and gave two thirds of it) - each the median of REPEATS after a warm-up that loads the
 compiled kernels, with the threads one block will use. The run's compute time follows for its block
 shape, divided by the workers; the write time is the MS size over the MS write path's speed, measured by writing
 WRITE_PROBE_STEPS time steps of the run's baselines (at most WRITE_PROBE_CHANNELS channels) into a
@@ -109,9 +110,9 @@ def predict(observation, n_times: int, n_channels: int, block_times: int, block_
     steps = min(CALIBRATION_STEPS, n_times)
     _time_block(obs, 1, 1, threads)  # warm-up: loads the compiled kernels
     t1 = _time_block(obs, 1, c1, threads)
-    t2 = _time_block(obs, 1, c2, threads) if c2 > c1 else t1
     t3 = _time_block(obs, steps, c1, threads) if steps > 1 else t1
-    per_channel = max((t2 - t1) / (c2 - c1), 0.0) if c2 > c1 else 0.0
+    t2 = _time_block(obs, steps, c2, threads) if c2 > c1 else t3
+    per_channel = max((t2 - t3) / (steps * (c2 - c1)), 0.0) if c2 > c1 else 0.0
     step_c1 = (t3 - t1) / (steps - 1) if steps > 1 else t1
     fixed = max(step_c1 - per_channel * c1, 0.0)
     per_block = max(t1 - step_c1, 0.0)

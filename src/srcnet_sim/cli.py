@@ -142,8 +142,9 @@ def duration_lines(run_plan) -> list[str]:
     p = predict(run_plan.observation, e.n_times, e.n_channels, e.block_times, e.block_channels, e.ms_expected_bytes,
                 options.threads,
                 options.workers if options.kind == "dask" else 1, available_cores())
-    where = f"{options.workers} Dask workers x {options.threads} threads" if options.kind == "dask" else \
-        f"this machine, {options.threads} threads"
+    threads = f"{options.threads} thread{'s' if options.threads > 1 else ''}"
+    where = f"{options.workers} Dask worker{'s' if options.workers > 1 else ''} x {threads}" if options.kind == "dask" \
+        else f"this machine, {threads}"
     return [
         f"simulation time         {duration(p.total_s)} ({where}): compute {duration(p.compute_s)}, "
         f"writing {duration(p.write_s)}",
