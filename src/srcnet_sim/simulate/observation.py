@@ -13,6 +13,7 @@ from srcnet_sim.constants import SPEED_OF_LIGHT_M_S
 from srcnet_sim.simulate import geometry
 from srcnet_sim.simulate.beams import dish_beams, dish_types
 from srcnet_sim.simulate.noise import add_noise, baseline_sigma_jy, sefd_jy
+from srcnet_sim.simulate.baseline_kernel import PackingBuffers
 from srcnet_sim.simulate.predict import SourceTerms, baseline_pairs, predict_time_step
 from srcnet_sim.sky import SkyModel
 from srcnet_sim.telescope import Telescope
@@ -141,7 +142,7 @@ def simulate(obs: Observation, time_indices: range | None = None, channels: slic
         delay_rate = (rate_all[i] @ run.terms.lmn.T) / SPEED_OF_LIGHT_M_S if run.smear_time else None
         vis = predict_time_step(dish_uvw, run.terms, run.dish_type, run.freq_hz, run.ant1, run.ant2,
                                 channel_width_hz=run.width_hz, dish_delay_rate=delay_rate, interval_s=obs.interval_s,
-                                dtype=obs.dtype)
+                                dtype=obs.dtype, buffers=run.buffers)
         yield run.step(obs, t_index, float(times[i]), dish_uvw, vis)
 
 
@@ -159,6 +160,7 @@ class _StepInputs:
     sigma: np.ndarray
     width_hz: float  # channel width applied as bandwidth smearing, 0 when off
     smear_time: bool
+    buffers: PackingBuffers  # the smearing kernel's memory, reused by the steps
 
     @classmethod
     def of(cls, obs: Observation, channels: slice) -> "_StepInputs":
@@ -167,7 +169,7 @@ class _StepInputs:
         return cls(ant1=ant1, ant2=ant2, dish_type=dish_type, terms=obs.source_terms(channels),
                    freq_hz=obs.freq_hz[channels], first_channel=channels.indices(len(obs.freq_hz))[0],
                    sigma=obs.baseline_sigma(), width_hz=obs.channel_width_hz if obs.smearing != "off" else 0.0,
-                   smear_time=obs.smearing == "bandwidth+time")
+                   smear_time=obs.smearing == "bandwidth+time", buffers=PackingBuffers())
 
     def step(self, obs: Observation, t_index: int, time_s: float, dish_uvw: np.ndarray, vis: np.ndarray) -> TimeStep:
         """The TimeStep of predicted `vis` (n_bl, n_chan, 4), noise added in place when the observation has it."""

@@ -20,7 +20,7 @@ import numba
 import numpy as np
 
 from srcnet_sim.constants import SPEED_OF_LIGHT_M_S
-from srcnet_sim.simulate.baseline_kernel import weighted_baseline_sums
+from srcnet_sim.simulate.baseline_kernel import PackingBuffers, weighted_baseline_sums
 from srcnet_sim.simulate.vecmath import phasor_row_double
 
 
@@ -119,6 +119,7 @@ def predict_time_step(
     dish_delay_rate: np.ndarray | None = None,
     interval_s: float = 0.0,
     dtype: type = np.complex64,
+    buffers: PackingBuffers | None = None,
 ) -> np.ndarray:
     """Visibilities of one time step, (n_baseline, n_chan, 4) in `dtype`, Jy.
 
@@ -131,6 +132,7 @@ def predict_time_step(
         channel_width_hz: > 0 applies bandwidth smearing sinc(pi dnu dtau).
         dish_delay_rate: (n_dish, n_src) d(tau)/dt; with interval_s > 0 applies time smearing.
         dtype: complex64 (single precision) or complex128 (double).
+        buffers: the smearing kernel's memory, reused from step to step by a caller that keeps it (or None).
     """
     real_dtype = np.float32 if dtype == np.complex64 else np.float64
     n_stokes = 4 if np.any(terms.stokes[:, 1:, :]) else 1
@@ -144,7 +146,7 @@ def predict_time_step(
         sums = weighted_baseline_sums(
             dish_uvw_m, terms.lmn[rest], terms.beams[:, :, rest], dish_type, freq_hz, terms.stokes[:, :, rest], n_stokes,
             ant1, ant2, channel_width_hz, dish_delay_rate[:, rest] if smear_time else None, interval_s,
-            terms.gaussian[rest], real_dtype)
+            terms.gaussian[rest], real_dtype, buffers)
     else:
         sums = np.zeros((len(ant1), n_chan, 4), dtype=np.complex128)
     if kernel_start > 0:
