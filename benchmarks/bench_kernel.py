@@ -16,6 +16,7 @@ configure_process()  # before numpy and numba load
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
+from bench_scale import curve_points  # noqa: E402
 from srcnet_sim import workflow  # noqa: E402
 from srcnet_sim.config import load_settings  # noqa: E402
 from srcnet_sim.simulate.baseline_kernel import weighted_baseline_sums  # noqa: E402
@@ -33,7 +34,7 @@ def main() -> None:
           f"{len(run.freq_hz)} channels")
     most = numba.config.NUMBA_NUM_THREADS
     first = None
-    for threads in sorted({2**k for k in range(most.bit_length())} | {most}):
+    for threads in curve_points(most):
         numba.set_num_threads(threads)
         seconds = []
         for _ in range(7):

@@ -18,6 +18,8 @@ from block_runs import SMALL, assert_identical, environment, fresh_dirs, run, st
 # dumps: 32 blocks of some 40 ms each, each journaled once written (enough work that no attempt ends before its kill).
 LONGER = {"TELESCOPE": "SKA-MID-AA2", "NUM_TIME_STAMPS": "64", "SYNTHETIC_SOURCES": "1200", "WORKER_THREADS": "1",
           "MEMORY_LIMIT": "366MiB"}
+LONGER_BLOCKS = "32 blocks of 2 time steps x 16 channels"
+BLOCK_UNITS = 2 * 16  # time steps x channels of one of LONGER's blocks
 
 
 def start(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen:
@@ -25,10 +27,6 @@ def start(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen:
     with open(log, "w") as stderr:
         return subprocess.Popen([sys.executable, "-m", "srcnet_sim.cli", "run", "--vis", *args], env=env, stderr=stderr,
                                 stdout=subprocess.DEVNULL, start_new_session=True)
-
-
-LONGER_BLOCKS = "32 blocks of 2 time steps x 16 channels"
-BLOCK_UNITS = 2 * 16  # time steps x channels of one of LONGER's blocks
 
 
 def journal_lines(tmp: Path) -> int:

@@ -208,9 +208,9 @@ def _group_sums(q_terms, p_terms, n_src, n_stokes, pairs, chunks, ant1, ant2, uv
 
 
 class PackingBuffers:
-    """Memory for the packed terms of a group of tiles, reused from call to call (a block's time steps): arrays of
-    this size are otherwise fresh pages from the kernel at every allocation, zeroed and faulted in (~5 % of a step
-    on one core here)."""
+    """Memory for the packed terms of a group of tiles and the threads' weight buffers, reused from call to call (a
+    block's time steps): arrays of the packed terms' size are otherwise fresh pages from the kernel at every
+    allocation, zeroed and faulted in (~5 % of a step on one core here)."""
 
     def __init__(self) -> None:
         self._flat: dict[str, np.ndarray] = {}
@@ -268,7 +268,7 @@ def weighted_baseline_sums(dish_uvw_m: np.ndarray, lmn: np.ndarray, beams: np.nd
     gaussian_tiles = np.ascontiguousarray(padded.reshape(n_tiles, SOURCE_TILE, 4).transpose(0, 2, 1))
     pairs = baseline_pairs_sharing_ant1(ant1)
     taylor = np.array(TAYLOR_SINC, dtype=real_dtype)
-    scratch = np.empty((numba.config.NUMBA_NUM_THREADS, 6, SOURCE_TILE), dtype=real_dtype)
+    scratch = buffers.array("weights", (numba.config.NUMBA_NUM_THREADS, 6, SOURCE_TILE), real_dtype)
     out = np.zeros((len(ant1), n_chan, 4, 2))
     bw_turns_per_m = 0.5 * channel_width_hz / SPEED_OF_LIGHT_M_S  # x / (2 pi) per metre of delay
     tile_has_gaussians = np.any(gaussian_tiles[:, 0], axis=1)

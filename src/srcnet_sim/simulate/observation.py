@@ -11,9 +11,9 @@ import numpy as np
 
 from srcnet_sim.constants import SPEED_OF_LIGHT_M_S
 from srcnet_sim.simulate import geometry
+from srcnet_sim.simulate.baseline_kernel import PackingBuffers
 from srcnet_sim.simulate.beams import dish_beams, dish_types
 from srcnet_sim.simulate.noise import add_noise, baseline_sigma_jy, sefd_jy
-from srcnet_sim.simulate.baseline_kernel import PackingBuffers
 from srcnet_sim.simulate.predict import SourceTerms, baseline_pairs, predict_time_step
 from srcnet_sim.sky import SkyModel
 from srcnet_sim.telescope import Telescope
