@@ -8,6 +8,12 @@ memory of the largest process (a Dask worker or the run itself), and ratios:
 2 threads vs 1 (target >= 1.8 on 2 cores), the default run vs matvis's visibilities alone (target >= 3).
 The disk's sequential write speed is measured in the same run (256 MiB written and fsync'ed in TMPDIR).
 
+Beside each speed-up over 1 thread it prints Amdahl's bound for that many cores, T1 / (S + (T1 - S) / N), with S the
+run's serial floor measured in the same run: the wall time of a run of 1 time step and 1 source (interpreter,
+imports, numba's loading of its cached kernels, planning, the MS's creation, staging: work that every run does
+once and that no number of cores shortens). S is a lower bound of a larger run's serial time, so the bound is an
+upper bound of the speed-up that any parallel scheme can reach for that run.
+
     python benchmarks/bench_scale.py                 # the default run (AA*, 10,000 sources, 24 x 4)
     python benchmarks/bench_scale.py --curve 16      # threads and Dask workers 1, 2, 4, 8, 16 (bigger nodes)
     python benchmarks/bench_scale.py --times 240     # a run 10x the default
@@ -70,6 +76,11 @@ def dask_config(n: int) -> tuple[str, dict[str, str]]:
             {"EXECUTOR": "dask", "DASK_WORKERS": str(n), "WORKER_THREADS": "1"})
 
 
+def amdahl_bound(one_core_s: float, serial_s: float, cores: int) -> float:
+    """The largest speed-up on `cores` of a run taking `one_core_s` on one core, `serial_s` of it serial."""
+    return one_core_s / (serial_s + (one_core_s - serial_s) / cores)
+
+
 def curve_points(most: int) -> list[int]:
     """1, 2, 4, ... up to `most`, and `most` itself (none for 0)."""
     return sorted({2**k for k in range(most.bit_length())} | {most}) if most > 0 else []
@@ -90,28 +101,37 @@ def main() -> None:
     disk = disk_write_speed(Path(tempfile.gettempdir()), 256 * 2**20)
     print(f"workload: AA* 144 dishes, {args.sources} sources, {args.times} time steps x 4 channels, bandwidth smearing; "
           f"{cores} cores; disk sequential write {disk / 1e6:.0f} MB/s (256 MiB, fsync)")
+    floor = sorted(whole_run({**base, "NUM_TIME_STAMPS": "1", "SYNTHETIC_SOURCES": "1"})["seconds"]
+                   for _ in range(args.repeat))[args.repeat // 2]
+    print(f"serial floor: a run of 1 time step and 1 source takes {floor:.2f} s (start-up, numba's cached kernels "
+          "loaded, the MS created and staged)")
     # 1 and all cores and the curve's points, each once: threads, then Dask workers.
     points = sorted({1, cores, *curve_points(args.curve)})
-    configs = dict([local_config(n, cores) for n in points] + [dask_config(n) for n in points])
-    results = {}
-    print(f"{'configuration':34s} {'wall s':>8s} {'simulate s':>10s} {'Gsrc-vis/s':>11s} {'MS MB/s':>8s} {'peak RSS MB':>12s}")
-    for name, settings in configs.items():
+    configs = [("local", n, *local_config(n, cores)) for n in points] + [("dask", n, *dask_config(n)) for n in points]
+    results = {}  # (executor, cores): the median run
+    print(f"{'configuration':34s} {'wall s':>8s} {'simulate s':>10s} {'Gsrc-vis/s':>11s} {'MS MB/s':>8s} {'peak RSS MB':>12s} "
+          f"{'speed-up':>9s} {'Amdahl bound':>13s}")
+    for executor, n, name, settings in configs:
         runs = sorted((whole_run({**base, **settings}) for _ in range(args.repeat)), key=lambda run: run["seconds"])
-        r = results[name] = runs[len(runs) // 2]
+        r = results[executor, n] = runs[len(runs) // 2]
+        one_core = results[executor, 1]
         print(f"{name:34s} {r['seconds']:8.2f} {r['simulate_seconds']:10.2f} {samples / r['seconds'] / 1e9:11.2f} "
-              f"{r['ms_bytes'] / r['seconds'] / 1e6:8.1f} {r['peak_rss'] / 2**20:12.0f}", flush=True)
+              f"{r['ms_bytes'] / r['seconds'] / 1e6:8.1f} {r['peak_rss'] / 2**20:12.0f} "
+              f"{one_core['seconds'] / r['seconds']:8.2f}x {amdahl_bound(one_core['seconds'], floor, n):12.2f}x", flush=True)
     theirs = sorted((child("matvis", args.sources, args.times) for _ in range(args.repeat)),
                     key=lambda run: run["seconds"])[args.repeat // 2]
     print(f"{'matvis simulate_vis alone':34s} {theirs['seconds']:8.2f} {'-':>10s} {samples / theirs['seconds'] / 1e9:11.2f} "
           f"{'-':>8s} {theirs['peak_rss_mb']:12.0f}")
     all_name = local_config(cores, cores)[0]
-    one, all_cores = results["local, 1 thread"]["seconds"], results[all_name]["seconds"]
-    print(f"ratio: {all_name} vs 1: {one / all_cores:.2f}x whole run (target >= 1.8 on 2 cores), "
-          f"{results['local, 1 thread']['simulate_seconds'] / results[all_name]['simulate_seconds']:.2f}x "
+    one, all_cores = results["local", 1]["seconds"], results["local", cores]["seconds"]
+    outside = one - results["local", 1]["simulate_seconds"]
+    print(f"ratio: {all_name} vs 1: {one / all_cores:.2f}x whole run (target >= 1.8 on 2 cores; Amdahl's bound with the "
+          f"serial floor: {amdahl_bound(one, floor, cores):.2f}x; the 1-thread run spends {outside:.2f} s outside its "
+          f"simulate phase), {results['local', 1]['simulate_seconds'] / results['local', cores]['simulate_seconds']:.2f}x "
           "simulate phase")
     print(f"ratio: whole run --vis ({cores} threads) vs matvis visibilities alone: {theirs['seconds'] / all_cores:.2f}x "
           "(target >= 3)")
-    print(f"ratio: MS written at {results[all_name]['ms_bytes'] / all_cores / disk:.2f} of the disk's "
+    print(f"ratio: MS written at {results['local', cores]['ms_bytes'] / all_cores / disk:.2f} of the disk's "
           "sequential speed over the whole run (compute-bound here)")
 
 
