@@ -26,7 +26,8 @@ import numpy as np
 
 from srcnet_sim.blocks import PACKED_TERMS_BYTES
 from srcnet_sim.constants import SPEED_OF_LIGHT_M_S
-from srcnet_sim.simulate.vecmath import exp_nonpositive, phasor_row_double, phasor_row_single, sincos_turns
+from srcnet_sim.simulate.vecmath import (exp_nonpositive, exp_nonpositive_single, phasor_row_double, phasor_row_single,
+                                         sincos_turns)
 
 GAUSS_ENVELOPE = np.pi**2 / (4.0 * np.log(2.0))
 SOURCE_TILE = 256  # sources per tile: the packed terms of all 144 AA* dishes (~3 MB with 4 channels) stay in L3
@@ -115,7 +116,10 @@ def _channel_weight(base, rate_p, rate_q, half_interval_f, exponent, f2, smear_t
     else:
         for s in range(n_s):  # (a slice assignment here is lost inside numba's prange body)
             out[s] = base[s]
-    if gaussians:
+    if gaussians and out.itemsize == 4:  # float32 weights: an exp to their accuracy
+        for s in range(n_s):
+            out[s] *= exp_nonpositive_single(exponent[s] * f2)
+    elif gaussians:
         for s in range(n_s):
             out[s] *= exp_nonpositive(exponent[s] * f2)
 
