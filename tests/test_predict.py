@@ -94,16 +94,20 @@ def test_bandwidth_smearing_is_the_sinc_of_the_channel_width():
     np.testing.assert_allclose(np.abs(vis[0, :, 0]), abs(np.sinc(width * delay)), rtol=1e-9)
 
 
-def test_time_smearing_is_the_sinc_of_the_fringe_rate():
-    """Averaging over the interval a fringe rotating at f * d(tau)/dt: |V| = sinc(f dt d(tau)/dt)."""
-    uvw = np.array([[0.0, 0.0, 0.0], [20000.0, 0.0, 0.0]])
-    a1, a2 = baseline_pairs(2, False)
-    rate = np.array([[0.0], [6e-13]])  # d(tau)/dt per dish and source, s/s: ~0.5 turn in 600 s
+@pytest.mark.parametrize("dtype, rtol", [(np.complex128, 1e-9), (np.complex64, 1e-6)])
+def test_time_smearing_is_the_sinc_of_the_fringe_rate(dtype, rtol):
+    """Averaging over the interval a fringe rotating at f * d(tau)/dt: |V| = sinc(f dt d(tau)/dt), from no
+    rotation (the series below 1e-5 turns) to several turns in the interval, in both precisions."""
+    rate = np.array([[0.0], [1e-18], [2e-15], [6e-13], [2.5e-12], [7e-12]])  # d(tau)/dt per dish and source, s/s
+    uvw = np.array([[0.0, 0.0, 0.0], [20000.0, 0.0, 0.0], [0.0, 9000.0, 0.0], [-4000.0, 3000.0, 0.0],
+                    [15000.0, -8000.0, 0.0], [-7000.0, -2000.0, 0.0]])
+    a1, a2 = baseline_pairs(len(uvw), False)
     interval = 600.0
-    vis = predict_time_step(uvw, terms_for(lmn_of([1e-3], [0.0]), [1.0]), np.zeros(2, int), FREQ, a1, a2,
-                            dish_delay_rate=rate, interval_s=interval, dtype=np.complex128)
-    np.testing.assert_allclose(np.abs(vis[0, :, 0]), np.abs(np.sinc(FREQ * interval * 6e-13)), rtol=1e-9)
-    assert np.abs(vis[0, :, 0]).max() < 0.9  # the effect is large enough to be seen
+    vis = predict_time_step(uvw, terms_for(lmn_of([1e-3], [0.0]), [1.0]), np.zeros(len(uvw), int), FREQ, a1, a2,
+                            dish_delay_rate=rate, interval_s=interval, dtype=dtype)
+    expected = np.abs(np.sinc(FREQ[None, :] * interval * (rate[a1, 0] - rate[a2, 0])[:, None]))
+    np.testing.assert_allclose(np.abs(vis[:, :, 0]), expected, rtol=rtol, atol=rtol)
+    assert expected.min() < 0.1  # the effect is large enough to be seen
 
 
 def test_gaussian_source_envelope():

@@ -27,7 +27,7 @@ import numpy as np
 from srcnet_sim.blocks import PACKED_TERMS_BYTES
 from srcnet_sim.constants import SPEED_OF_LIGHT_M_S
 from srcnet_sim.simulate.vecmath import (exp_nonpositive, exp_nonpositive_single, phasor_row_double, phasor_row_single,
-                                         sincos_turns)
+                                         sincos_turns, sincos_turns_single)
 
 GAUSS_ENVELOPE = np.pi**2 / (4.0 * np.log(2.0))
 SOURCE_TILE = 256  # sources per tile: the packed terms of all 144 AA* dishes (~3 MB with 4 channels) stay in L3
@@ -108,7 +108,12 @@ def _channel_weight(base, rate_p, rate_q, half_interval_f, exponent, f2, smear_t
     smear_time, gaussians: which of the two factors apply (one loop each: a branch inside the loop stops
     it vectorising).
     """
-    if smear_time:
+    if smear_time and out.itemsize == 4:  # float32 weights: the float32 series
+        for s in range(n_s):
+            y = half_interval_f * (rate_p[s] - rate_q[s])  # turns: pi y_rad = 2 pi y
+            sin_, _ = sincos_turns_single(y)
+            out[s] = base[s] * (sin_ / (2.0 * np.pi * y) if abs(y) > 1e-5 else 1.0)
+    elif smear_time:
         for s in range(n_s):
             y = half_interval_f * (rate_p[s] - rate_q[s])  # turns: pi y_rad = 2 pi y
             sin_, _ = sincos_turns(y)
