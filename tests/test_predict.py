@@ -98,9 +98,11 @@ def test_bandwidth_smearing_is_the_sinc_of_the_channel_width():
 def test_time_smearing_is_the_sinc_of_the_fringe_rate(dtype, rtol):
     """Averaging over the interval a fringe rotating at f * d(tau)/dt: |V| = sinc(f dt d(tau)/dt), from no
     rotation (the series below 1e-5 turns) to several turns in the interval, in both precisions."""
-    rate = np.array([[0.0], [1e-18], [2e-15], [6e-13], [2.5e-12], [7e-12]])  # d(tau)/dt per dish and source, s/s
+    # d(tau)/dt per dish and source, s/s; sinc arguments pi f dt (rate_p - rate_q) from 3e-6 to 19 rad, with 0.66 and
+    # 0.92 on either side of the float32 kernel's switch from its series to the dishes' sines (0.8)
+    rate = np.array([[0.0], [1e-18], [2e-15], [2.5e-13], [3.5e-13], [6e-13], [2.5e-12], [7e-12]])
     uvw = np.array([[0.0, 0.0, 0.0], [20000.0, 0.0, 0.0], [0.0, 9000.0, 0.0], [-4000.0, 3000.0, 0.0],
-                    [15000.0, -8000.0, 0.0], [-7000.0, -2000.0, 0.0]])
+                    [15000.0, -8000.0, 0.0], [-7000.0, -2000.0, 0.0], [1000.0, 1000.0, 0.0], [-500.0, 8000.0, 0.0]])
     a1, a2 = baseline_pairs(len(uvw), False)
     interval = 600.0
     vis = predict_time_step(uvw, terms_for(lmn_of([1e-3], [0.0]), [1.0]), np.zeros(len(uvw), int), FREQ, a1, a2,

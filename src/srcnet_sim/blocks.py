@@ -31,10 +31,10 @@ TERM_BYTES_PER_SOURCE_CHANNEL = 4 * 8 + 2 * 8 + 4 * 8
 # (time smearing) and their copy; the tiled smearing kernel needs only a tile of these.
 PHASOR_BYTES_PER_SOURCE_DISH = 2 * 8
 # The smearing kernel's per-dish terms of a group of source tiles, packed together: at most PACKED_TERMS_BYTES,
-# and per source and dish 4 values, 2 per channel and 2 per channel and Stokes parameter (4 channels; float32
-# values, twice that in double precision).
+# and per source and dish 4 values, 2 per channel (4 with time smearing) and 2 per channel and Stokes parameter
+# (4 channels; float32 values, twice that in double precision).
 PACKED_TERMS_BYTES = 64 * 2**20
-PACKED_VALUES_PER_SOURCE_DISH = 4 + 2 * 4 + 2 * 4 * 4
+PACKED_VALUES_PER_SOURCE_DISH = 4 + 4 * 4 + 2 * 4 * 4
 # Per source, the sky model and its derived arrays (positions, fluxes, shapes, direction cosines, offsets).
 SKY_BYTES_PER_SOURCE = 40 * 8
 # Finished blocks a worker may hold besides the one it computes: one queued for the writer, one being written.

@@ -6,6 +6,8 @@ the per-dish phasor and W the product of the real weights that depend on the bas
 - time smearing sinc(pi f_k interval (dtau_p/dt - dtau_q/dt));
 - a Gaussian source's envelope exp(-pi^2 / (4 ln 2) (major^2 a^2 + minor^2 c^2)) at the baseline's (u, v) in
   wavelengths, rotated by the position angle.
+The sines of both sincs come from per-dish sines and cosines, sin(a_p - a_q) = sin a_p cos a_q - cos a_p sin a_q,
+so that no sine is evaluated per baseline (a series where the difference is small).
 
 The work is cut into tiles of SOURCE_TILE sources x CHANNEL_TILE channels. For one tile the per-dish terms of
 every dish (phasors, the Stokes-weighted phasors, smearing phases) are packed, a few kB per dish, so that every
@@ -34,14 +36,21 @@ SOURCE_TILE = 256  # sources per tile: the packed terms of all 144 AA* dishes (~
 CHANNEL_TILE = 4  # channels per tile: the bandwidth-smearing weight is shared by the tile's channels
 Q_FIELDS = 4  # per-dish rows before the phasors: x, sin x, cos x, delay rate (s/s)
 TAYLOR_SINC = (1.0, 1.0 / 6.0, 1.0 / 120.0, 0.05)  # sinc(d) = 1 - d^2/6 + d^4/120 below |d| = 0.05
+# The time-smearing sinc: 1 - d^2/6 + d^4/120 - d^6/5040 below |d| = the last value, by the terms' itemsize. Above
+# it the sine comes from the dishes' sines and cosines, whose error (float32 6e-7, float64 2e-13) the division by d
+# amplifies: float32 terms switch at 0.8, where the series' error (d^8/9!, 5e-7) and the product's are both below
+# 8e-7; float64 terms at 0.1 (3e-14 and 2e-12). d itself comes from the dishes' delay rates in the terms' precision.
+TAYLOR_SINC_TIME = {4: (1.0, 1.0 / 6.0, 1.0 / 120.0, 1.0 / 5040.0, 0.8),
+                    8: (1.0, 1.0 / 6.0, 1.0 / 120.0, 1.0 / 5040.0, 0.1)}
 
 
 @numba.njit(inline="always", fastmath=True, error_model="numpy")
-def _pack_dish(p, dish_uvw_m, l, m, n1, beams, dish_type, freq_hz, stokes, n_stokes, bw_turns_per_m, rate, s0, n_s,
-               q_terms, p_terms):  # pragma: no cover - compiled
+def _pack_dish(p, dish_uvw_m, l, m, n1, beams, dish_type, freq_hz, stokes, n_stokes, bw_turns_per_m, rate,
+               half_interval, s0, n_s, q_terms, p_terms):  # pragma: no cover - compiled
     """Dish p's terms of the tile of sources [s0, s0 + n_s) (the tile's channels are all of freq_hz).
 
-    q_terms: (n_dish, Q_FIELDS + 2 n_k, SOURCE_TILE): x, sin x, cos x, rate, then Re Z and Im Z of each channel.
+    q_terms: (n_dish, Q_FIELDS + 2 n_k [+ 2 n_k], SOURCE_TILE): x, sin x, cos x, rate, then Re Z and Im Z of each
+    channel, then (time smearing: half_interval > 0) the sine and cosine of 2 pi half_interval f_k rate of each.
     p_terms: (n_dish, 2 n_k n_stokes, SOURCE_TILE): Re and Im of X[k, x] Z[k] for Stokes x and channel k.
     Only the first n_s sources of each row are written. Sines and cosines are evaluated in the precision of
     q_terms (float32 series for float32 terms).
@@ -73,6 +82,15 @@ def _pack_dish(p, dish_uvw_m, l, m, n1, beams, dish_type, freq_hz, stokes, n_sto
             for s in range(n_s):
                 y_re[s] = weight[s] * z_re[s]
                 y_im[s] = weight[s] * z_im[s]
+        if half_interval > 0:
+            turns = half_interval * freq_hz[k]
+            sin_t, cos_t = q_terms[p, Q_FIELDS + 2 * n_k + k, :n_s], q_terms[p, Q_FIELDS + 3 * n_k + k, :n_s]
+            if single:
+                for s in range(n_s):
+                    sin_t[s], cos_t[s] = sincos_turns_single(turns * rate[p, s0 + s])
+            else:
+                for s in range(n_s):
+                    sin_t[s], cos_t[s] = sincos_turns(turns * rate[p, s0 + s])
 
 
 @numba.njit(inline="always", fastmath=True, error_model="numpy")
@@ -101,23 +119,36 @@ def _gaussian_exponent(du_m, dv_m, gaussian, n_s, out):  # pragma: no cover - co
 
 
 @numba.njit(inline="always", fastmath=True, error_model="numpy")
-def _channel_weight(base, rate_p, rate_q, half_interval_f, exponent, f2, smear_time, gaussians, n_s, out):  # pragma: no cover
-    """out[s] = base[s] * time-smearing sinc * Gaussian envelope, for one baseline and channel.
+def _time_sinc(scale, rate_p, rate_q, sp, cp, sq, cq, taylor, base, n_s, out):  # pragma: no cover - compiled
+    """out[s] = base[s] * sin(d) / d, d = scale (rate_p[s] - rate_q[s]), sin(d) = sp cq - cp sq; the series of
+    `taylor` below |d| = taylor[4]. Evaluated in the precision of `scale`."""
+    for s in range(n_s):
+        d = scale * (rate_p[s] - rate_q[s])
+        d2 = d * d
+        series = taylor[0] - d2 * (taylor[1] - d2 * (taylor[2] - d2 * taylor[3]))
+        out[s] = base[s] * (series if abs(d) < taylor[4] else (sp[s] * cq[s] - cp[s] * sq[s]) / d)
 
-    half_interval_f = 0.5 * interval * f; exponent: _gaussian_exponent of the baseline, f2 = f^2 in Hz^2;
-    smear_time, gaussians: which of the two factors apply (one loop each: a branch inside the loop stops
-    it vectorising).
+
+@numba.njit(inline="always", fastmath=True, error_model="numpy")
+def _channel_weight(base, q_p, q_q, k, n_k, half_interval_f, time_taylor, exponent, f2, smear_time, gaussians, n_s,
+                    out):  # pragma: no cover - compiled
+    """out[s] = base[s] * time-smearing sinc * Gaussian envelope, for one baseline (dishes p, q) and channel k.
+
+    q_p, q_q: the dishes' packed terms (see _pack_dish). The time-smearing sinc is sin(d) / d, d = 2 pi
+    half_interval_f (rate_p - rate_q), with sin(d) = sin a_p cos a_q - cos a_p sin a_q from the packed sines and
+    cosines (no sine evaluated here), and time_taylor's series below |d| = time_taylor[4].
+    exponent: _gaussian_exponent of the baseline, f2 = f^2 in Hz^2; smear_time, gaussians: which of the two factors
+    apply (one loop each: a branch inside the loop stops it vectorising).
     """
-    if smear_time and out.itemsize == 4:  # float32 weights: the float32 series
-        for s in range(n_s):
-            y = half_interval_f * (rate_p[s] - rate_q[s])  # turns: pi y_rad = 2 pi y
-            sin_, _ = sincos_turns_single(y)
-            out[s] = base[s] * (sin_ / (2.0 * np.pi * y) if abs(y) > 1e-5 else 1.0)
-    elif smear_time:
-        for s in range(n_s):
-            y = half_interval_f * (rate_p[s] - rate_q[s])  # turns: pi y_rad = 2 pi y
-            sin_, _ = sincos_turns(y)
-            out[s] = base[s] * (sin_ / (2.0 * np.pi * y) if abs(y) > 1e-5 else 1.0)
+    if smear_time:
+        rate_p, rate_q = q_p[3], q_q[3]
+        sp, cp = q_p[Q_FIELDS + 2 * n_k + k], q_p[Q_FIELDS + 3 * n_k + k]
+        sq, cq = q_q[Q_FIELDS + 2 * n_k + k], q_q[Q_FIELDS + 3 * n_k + k]
+        if out.itemsize == 4:  # d and its division in float32 too: twice the SIMD lanes
+            scale = np.float32(2.0 * np.pi * half_interval_f)
+            _time_sinc(scale, rate_p, rate_q, sp, cp, sq, cq, time_taylor, base, n_s, out)
+        else:
+            _time_sinc(2.0 * np.pi * half_interval_f, rate_p, rate_q, sp, cp, sq, cq, time_taylor, base, n_s, out)
     else:
         for s in range(n_s):  # (a slice assignment here is lost inside numba's prange body)
             out[s] = base[s]
@@ -131,7 +162,7 @@ def _channel_weight(base, rate_p, rate_q, half_interval_f, exponent, f2, smear_t
 
 @numba.njit(inline="always", fastmath=True, error_model="numpy")
 def _pair_sums(i, q_terms, p_terms, n_stokes, pairs, ant1, ant2, uvw_m, freq_hz, half_interval, gaussian, gaussians,
-               n_s, k0, taylor, buffers, out):  # pragma: no cover - compiled
+               n_s, k0, taylor, time_taylor, buffers, out):  # pragma: no cover - compiled
     """Add the sums of the tile's n_s sources to out[b, k0 + k, x] for the baselines of pair i."""
     n_k = len(freq_hz)
     zero = q_terms[0, 0, 0] - q_terms[0, 0, 0]  # not `* 0`: float32 * int is float64 in numba
@@ -149,8 +180,10 @@ def _pair_sums(i, q_terms, p_terms, n_stokes, pairs, ant1, ant2, uvw_m, freq_hz,
     for k in range(n_k):
         if smear_time or gaussians:
             f = freq_hz[k]
-            _channel_weight(w1, q_terms[p, 3], q_terms[q1, 3], half_interval * f, g1, f * f, smear_time, gaussians, n_s, k1)
-            _channel_weight(w2, q_terms[p, 3], q_terms[q2, 3], half_interval * f, g2, f * f, smear_time, gaussians, n_s, k2)
+            _channel_weight(w1, q_terms[p], q_terms[q1], k, n_k, half_interval * f, time_taylor, g1, f * f, smear_time,
+                            gaussians, n_s, k1)
+            _channel_weight(w2, q_terms[p], q_terms[q2], k, n_k, half_interval * f, time_taylor, g2, f * f, smear_time,
+                            gaussians, n_s, k2)
         else:
             k1, k2 = w1, w2
         q1_re, q1_im = q_terms[q1, Q_FIELDS + k], q_terms[q1, Q_FIELDS + n_k + k]
@@ -176,26 +209,27 @@ def _pair_sums(i, q_terms, p_terms, n_stokes, pairs, ant1, ant2, uvw_m, freq_hz,
 
 
 @numba.njit(parallel=True, fastmath=True, error_model="numpy", cache=True, nogil=True)
-def _pack_group(dish_uvw_m, l, m, n1, beams, dish_type, freq_hz, stokes, n_stokes, bw_turns_per_m, rate, g0,
-                q_terms, p_terms):  # pragma: no cover - compiled
+def _pack_group(dish_uvw_m, l, m, n1, beams, dish_type, freq_hz, stokes, n_stokes, bw_turns_per_m, rate, half_interval,
+                g0, q_terms, p_terms):  # pragma: no cover - compiled
     """Pack the per-dish terms of a group of source tiles (sources from g0 on), in parallel over tiles x dishes.
 
     l, m, n1: (n_src,) direction cosines. beams: (n_type, n_k, n_src); stokes: (n_k, 4, n_src) in the precision of
-    the terms; rate: (n_dish, n_src) delay rates, s/s, or (0, 0) without time smearing.
-    q_terms: (n_tiles, n_dish, Q_FIELDS + 2 n_k, SOURCE_TILE); p_terms: (n_tiles, n_dish, 2 n_k n_stokes, SOURCE_TILE)
-    (see _pack_dish).
+    the terms; rate: (n_dish, n_src) delay rates, s/s, or (0, 0) without time smearing; half_interval: half the
+    integration time, s, with time smearing, else 0.
+    q_terms: (n_tiles, n_dish, Q_FIELDS + 2 n_k [+ 2 n_k], SOURCE_TILE);
+    p_terms: (n_tiles, n_dish, 2 n_k n_stokes, SOURCE_TILE) (see _pack_dish).
     """
     n_tiles, n_dish, _, tile = q_terms.shape
     for j in numba.prange(n_tiles * n_dish):
         t, p = j // n_dish, j % n_dish
         s0 = g0 + t * tile
         _pack_dish(p, dish_uvw_m, l, m, n1, beams, dish_type, freq_hz, stokes, n_stokes, bw_turns_per_m, rate,
-                   s0, min(tile, len(l) - s0), q_terms[t], p_terms[t])
+                   half_interval, s0, min(tile, len(l) - s0), q_terms[t], p_terms[t])
 
 
 @numba.njit(parallel=True, fastmath=True, error_model="numpy", cache=True, nogil=True)
 def _group_sums(q_terms, p_terms, n_src, n_stokes, pairs, chunks, ant1, ant2, uvw_m, freq_hz, half_interval,
-                gaussian, tile_has_gaussians, k0, taylor, scratch, out):  # pragma: no cover - compiled
+                gaussian, tile_has_gaussians, k0, taylor, time_taylor, scratch, out):  # pragma: no cover - compiled
     """Add the sums of a packed group of source tiles to out[b, k0 + k, x] for every baseline.
 
     Each thread takes a chunk of pairs of baselines (chunks: (n_chunk + 1,) boundaries into pairs) and goes
@@ -203,8 +237,9 @@ def _group_sums(q_terms, p_terms, n_src, n_stokes, pairs, chunks, ant1, ant2, uv
     n_src: sources in the group (the last tile may be partial). pairs: (n_pair, 2) baseline indices sharing
     ant1; the second is -1 when the row has no partner. half_interval: half the integration time, s, with time
     smearing, else 0. gaussian: (n_tiles, 4, SOURCE_TILE) [major^2, minor^2, sin pa, cos pa] per tile;
-    tile_has_gaussians: (n_tiles,) whether a tile holds any Gaussian. taylor: TAYLOR_SINC in the precision of
-    the terms. scratch: (threads, 6, SOURCE_TILE) weight buffers per thread. out: (n_baseline, n_chan, 4, 2) float64.
+    tile_has_gaussians: (n_tiles,) whether a tile holds any Gaussian. taylor, time_taylor: TAYLOR_SINC and
+    TAYLOR_SINC_TIME in the precision of the terms. scratch: (threads, 6, SOURCE_TILE) weight buffers per thread.
+    out: (n_baseline, n_chan, 4, 2) float64.
     """
     n_tiles, _, _, tile = q_terms.shape
     for c in numba.prange(len(chunks) - 1):
@@ -213,7 +248,7 @@ def _group_sums(q_terms, p_terms, n_src, n_stokes, pairs, chunks, ant1, ant2, uv
             n_s = min(tile, n_src - t * tile)
             for i in range(chunks[c], chunks[c + 1]):
                 _pair_sums(i, q_terms[t], p_terms[t], n_stokes, pairs, ant1, ant2, uvw_m, freq_hz, half_interval,
-                           gaussian[t], tile_has_gaussians[t], n_s, k0, taylor, buffers, out)
+                           gaussian[t], tile_has_gaussians[t], n_s, k0, taylor, time_taylor, buffers, out)
 
 
 class PackingBuffers:
@@ -271,12 +306,14 @@ def weighted_baseline_sums(dish_uvw_m: np.ndarray, lmn: np.ndarray, beams: np.nd
     freq64 = np.asarray(freq_hz, dtype=np.float64)
     smear_time = dish_delay_rate is not None and interval_s > 0
     rate = np.ascontiguousarray(dish_delay_rate, dtype=np.float64) if smear_time else np.zeros((0, 0))
+    half_interval = 0.5 * interval_s if smear_time else 0.0
     n_tiles = -(-n_src // SOURCE_TILE)
     padded = np.zeros((n_tiles * SOURCE_TILE, 4))  # the last tile zero-padded
     padded[:n_src] = gaussian
     gaussian_tiles = np.ascontiguousarray(padded.reshape(n_tiles, SOURCE_TILE, 4).transpose(0, 2, 1))
     pairs = baseline_pairs_sharing_ant1(ant1)
     taylor = np.array(TAYLOR_SINC, dtype=real_dtype)
+    time_taylor = np.array(TAYLOR_SINC_TIME[np.dtype(real_dtype).itemsize], dtype=real_dtype)
     scratch = buffers.array("weights", (numba.config.NUMBA_NUM_THREADS, 6, SOURCE_TILE), real_dtype)
     out = np.zeros((len(ant1), n_chan, 4, 2))
     bw_turns_per_m = 0.5 * channel_width_hz / SPEED_OF_LIGHT_M_S  # x / (2 pi) per metre of delay
@@ -286,7 +323,7 @@ def weighted_baseline_sums(dish_uvw_m: np.ndarray, lmn: np.ndarray, beams: np.nd
     for k0 in range(0, n_chan, CHANNEL_TILE):
         channels = slice(k0, min(k0 + CHANNEL_TILE, n_chan))
         n_k = channels.stop - k0
-        q_fields, p_fields = Q_FIELDS + 2 * n_k, 2 * n_k * n_stokes
+        q_fields, p_fields = Q_FIELDS + (4 if smear_time else 2) * n_k, 2 * n_k * n_stokes
         group = max(1, PACKED_TERMS_BYTES // (n_dish * (q_fields + p_fields) * SOURCE_TILE * np.dtype(real_dtype).itemsize))
         beams_k, stokes_k = np.ascontiguousarray(beams64[:, channels]), np.ascontiguousarray(stokes_real[channels])
         for t0 in range(0, n_tiles, group):
@@ -294,9 +331,9 @@ def weighted_baseline_sums(dish_uvw_m: np.ndarray, lmn: np.ndarray, beams: np.nd
             g0, n_in_group = t0 * SOURCE_TILE, min(n_src - t0 * SOURCE_TILE, group * SOURCE_TILE)
             q_terms = buffers.array("q", (tiles.stop - t0, n_dish, q_fields, SOURCE_TILE), real_dtype)
             p_terms = buffers.array("p", (tiles.stop - t0, n_dish, p_fields, SOURCE_TILE), real_dtype)
-            _pack_group(uvw64, l, m, n1, beams_k, types, freq64[channels], stokes_k, n_stokes, bw_turns_per_m, rate, g0,
-                        q_terms, p_terms)
+            _pack_group(uvw64, l, m, n1, beams_k, types, freq64[channels], stokes_k, n_stokes, bw_turns_per_m, rate,
+                        half_interval, g0, q_terms, p_terms)
             _group_sums(q_terms, p_terms, n_in_group, n_stokes, pairs, chunks, ant1, ant2, uvw64, freq64[channels],
-                        0.5 * interval_s if smear_time else 0.0, gaussian_tiles[tiles], tile_has_gaussians[tiles], k0,
-                        taylor, scratch, out)
+                        half_interval, gaussian_tiles[tiles], tile_has_gaussians[tiles], k0, taylor, time_taylor,
+                        scratch, out)
     return out.view(np.complex128).reshape(out.shape[:-1])
