@@ -35,11 +35,13 @@ GAUSS_ENVELOPE = np.pi**2 / (4.0 * np.log(2.0))
 SOURCE_TILE = 256  # sources per tile: the packed terms of all 144 AA* dishes (~3 MB with 4 channels) stay in L3
 CHANNEL_TILE = 4  # channels per tile: the bandwidth-smearing weight is shared by the tile's channels
 Q_FIELDS = 4  # per-dish rows before the phasors: x, sin x, cos x, delay rate (s/s)
-TAYLOR_SINC = (1.0, 1.0 / 6.0, 1.0 / 120.0, 0.05)  # sinc(d) = 1 - d^2/6 + d^4/120 below |d| = 0.05
-# The time-smearing sinc: 1 - d^2/6 + d^4/120 - d^6/5040 below |d| = the last value, by the terms' itemsize. Above
-# it the sine comes from the dishes' sines and cosines, whose error (float32 6e-7, float64 2e-13) the division by d
-# amplifies: float32 terms switch at 0.8, where the series' error (d^8/9!, 5e-7) and the product's are both below
-# 8e-7; float64 terms at 0.1 (3e-14 and 2e-12). d itself comes from the dishes' delay rates in the terms' precision.
+# The sincs' series sinc(d) = 1 - d^2/6 + d^4/120 - d^6/5040 (coefficients, then the |d| below which it is used;
+# see _sinc_of_difference). Above it the sine comes from the dishes' sines and cosines, whose error (float32 6e-7,
+# float64 2e-13) the division by d amplifies. Bandwidth smearing: below 0.05, without the d^6 term.
+TAYLOR_SINC = (1.0, 1.0 / 6.0, 1.0 / 120.0, 0.0, 0.05)
+# Time smearing, by the terms' itemsize: float32 terms switch at 0.8, where the series' error (d^8/9!, 5e-7) and the
+# product's are both below 8e-7; float64 terms at 0.1 (3e-14 and 2e-12). d comes from the dishes' delay rates in the
+# terms' precision.
 TAYLOR_SINC_TIME = {4: (1.0, 1.0 / 6.0, 1.0 / 120.0, 1.0 / 5040.0, 0.8),
                     8: (1.0, 1.0 / 6.0, 1.0 / 120.0, 1.0 / 5040.0, 0.1)}
 
@@ -94,15 +96,20 @@ def _pack_dish(p, dish_uvw_m, l, m, n1, beams, dish_type, freq_hz, stokes, n_sto
 
 
 @numba.njit(inline="always", fastmath=True, error_model="numpy")
-def _bandwidth_weight(xp, sp, cp, xq, sq, cq, taylor, n_s, out):  # pragma: no cover - compiled
-    """out[s] = sinc(x_p - x_q), the sine of the difference expanded so that no sine is evaluated here;
-    a short Taylor series below |d| = taylor[3] where the difference of products cancels (and 1 when d = 0).
-    taylor: TAYLOR_SINC in the precision of the terms, so that no constant promotes float32 to float64."""
+def _sinc_of_difference(scale, a_p, sin_p, cos_p, a_q, sin_q, cos_q, taylor, n_s, base, out):  # pragma: no cover
+    """out[s] = base[s] * sinc(d), d = scale (a_p[s] - a_q[s]) (base None: 1), for one baseline (dishes p, q).
+
+    sin d = sin_p cos_q - cos_p sin_q from the dishes' packed sines and cosines of scale * a, so that no sine is
+    evaluated per baseline; below |d| = taylor[4], where that difference of products cancels, the series of
+    taylor[:4] (TAYLOR_SINC or TAYLOR_SINC_TIME in the precision of the terms: no constant promotes float32 to
+    float64). Evaluated in the precision of `scale`.
+    """
     for s in range(n_s):
-        d = xp[s] - xq[s]
+        d = scale * (a_p[s] - a_q[s])
         d2 = d * d
-        series = taylor[0] - d2 * (taylor[1] - d2 * taylor[2])
-        out[s] = series if abs(d) < taylor[3] else (sp[s] * cq[s] - cp[s] * sq[s]) / d
+        series = taylor[0] - d2 * (taylor[1] - d2 * (taylor[2] - d2 * taylor[3]))
+        sinc = series if abs(d) < taylor[4] else (sin_p[s] * cos_q[s] - cos_p[s] * sin_q[s]) / d
+        out[s] = sinc if base is None else base[s] * sinc
 
 
 @numba.njit(inline="always", fastmath=True, error_model="numpy")
@@ -119,24 +126,12 @@ def _gaussian_exponent(du_m, dv_m, gaussian, n_s, out):  # pragma: no cover - co
 
 
 @numba.njit(inline="always", fastmath=True, error_model="numpy")
-def _time_sinc(scale, rate_p, rate_q, sp, cp, sq, cq, taylor, base, n_s, out):  # pragma: no cover - compiled
-    """out[s] = base[s] * sin(d) / d, d = scale (rate_p[s] - rate_q[s]), sin(d) = sp cq - cp sq; the series of
-    `taylor` below |d| = taylor[4]. Evaluated in the precision of `scale`."""
-    for s in range(n_s):
-        d = scale * (rate_p[s] - rate_q[s])
-        d2 = d * d
-        series = taylor[0] - d2 * (taylor[1] - d2 * (taylor[2] - d2 * taylor[3]))
-        out[s] = base[s] * (series if abs(d) < taylor[4] else (sp[s] * cq[s] - cp[s] * sq[s]) / d)
-
-
-@numba.njit(inline="always", fastmath=True, error_model="numpy")
 def _channel_weight(base, q_p, q_q, k, n_k, half_interval_f, time_taylor, exponent, f2, smear_time, gaussians, n_s,
                     out):  # pragma: no cover - compiled
     """out[s] = base[s] * time-smearing sinc * Gaussian envelope, for one baseline (dishes p, q) and channel k.
 
-    q_p, q_q: the dishes' packed terms (see _pack_dish). The time-smearing sinc is sin(d) / d, d = 2 pi
-    half_interval_f (rate_p - rate_q), with sin(d) = sin a_p cos a_q - cos a_p sin a_q from the packed sines and
-    cosines (no sine evaluated here), and time_taylor's series below |d| = time_taylor[4].
+    q_p, q_q: the dishes' packed terms (see _pack_dish). The time-smearing sinc is that of d = 2 pi half_interval_f
+    (rate_p - rate_q), from the packed sines and cosines (_sinc_of_difference with time_taylor).
     exponent: _gaussian_exponent of the baseline, f2 = f^2 in Hz^2; smear_time, gaussians: which of the two factors
     apply (one loop each: a branch inside the loop stops it vectorising).
     """
@@ -146,9 +141,9 @@ def _channel_weight(base, q_p, q_q, k, n_k, half_interval_f, time_taylor, expone
         sq, cq = q_q[Q_FIELDS + 2 * n_k + k], q_q[Q_FIELDS + 3 * n_k + k]
         if out.itemsize == 4:  # d and its division in float32 too: twice the SIMD lanes
             scale = np.float32(2.0 * np.pi * half_interval_f)
-            _time_sinc(scale, rate_p, rate_q, sp, cp, sq, cq, time_taylor, base, n_s, out)
+            _sinc_of_difference(scale, rate_p, sp, cp, rate_q, sq, cq, time_taylor, n_s, base, out)
         else:
-            _time_sinc(2.0 * np.pi * half_interval_f, rate_p, rate_q, sp, cp, sq, cq, time_taylor, base, n_s, out)
+            _sinc_of_difference(2.0 * np.pi * half_interval_f, rate_p, sp, cp, rate_q, sq, cq, time_taylor, n_s, base, out)
     else:
         for s in range(n_s):  # (a slice assignment here is lost inside numba's prange body)
             out[s] = base[s]
@@ -172,8 +167,10 @@ def _pair_sums(i, q_terms, p_terms, n_stokes, pairs, ant1, ant2, uvw_m, freq_hz,
     p, q1, q2 = ant1[b1], ant2[b1], ant2[b2]
     w1, w2, k1, k2 = buffers[0, :n_s], buffers[1, :n_s], buffers[2, :n_s], buffers[3, :n_s]
     g1, g2 = buffers[4, :n_s], buffers[5, :n_s]
-    _bandwidth_weight(q_terms[p, 0], q_terms[p, 1], q_terms[p, 2], q_terms[q1, 0], q_terms[q1, 1], q_terms[q1, 2], taylor, n_s, w1)
-    _bandwidth_weight(q_terms[p, 0], q_terms[p, 1], q_terms[p, 2], q_terms[q2, 0], q_terms[q2, 1], q_terms[q2, 2], taylor, n_s, w2)
+    one = taylor[0]  # the bandwidth sinc's d is x_p - x_q itself, in the precision of the terms
+    x_p, sin_p, cos_p = q_terms[p, 0], q_terms[p, 1], q_terms[p, 2]
+    _sinc_of_difference(one, x_p, sin_p, cos_p, q_terms[q1, 0], q_terms[q1, 1], q_terms[q1, 2], taylor, n_s, None, w1)
+    _sinc_of_difference(one, x_p, sin_p, cos_p, q_terms[q2, 0], q_terms[q2, 1], q_terms[q2, 2], taylor, n_s, None, w2)
     if gaussians:
         _gaussian_exponent(uvw_m[p, 0] - uvw_m[q1, 0], uvw_m[p, 1] - uvw_m[q1, 1], gaussian, n_s, g1)
         _gaussian_exponent(uvw_m[p, 0] - uvw_m[q2, 0], uvw_m[p, 1] - uvw_m[q2, 1], gaussian, n_s, g2)

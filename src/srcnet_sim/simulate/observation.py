@@ -139,7 +139,7 @@ def simulate(obs: Observation, time_indices: range | None = None, channels: slic
         rate_all = obs.dish_uvw_rate_m_s[list(indices)]
     for i, t_index in enumerate(indices):
         dish_uvw = uvw_all[i]
-        delay_rate = (rate_all[i] @ run.terms.lmn.T) / SPEED_OF_LIGHT_M_S if run.smear_time else None
+        delay_rate = run.delay_rate(rate_all[i]) if run.smear_time else None
         vis = predict_time_step(dish_uvw, run.terms, run.dish_type, run.freq_hz, run.ant1, run.ant2,
                                 channel_width_hz=run.width_hz, dish_delay_rate=delay_rate, interval_s=obs.interval_s,
                                 dtype=obs.dtype, buffers=run.buffers)
@@ -170,6 +170,11 @@ class _StepInputs:
                    freq_hz=obs.freq_hz[channels], first_channel=channels.indices(len(obs.freq_hz))[0],
                    sigma=obs.baseline_sigma(), width_hz=obs.channel_width_hz if obs.smearing != "off" else 0.0,
                    smear_time=obs.smearing == "bandwidth+time", buffers=PackingBuffers())
+
+    def delay_rate(self, dish_uvw_rate_m_s: np.ndarray) -> np.ndarray:
+        """(n_dish, n_src) d(tau)/dt of every dish towards every source, s/s, from the dishes' (n_dish, 3) d(UVW)/dt,
+        m/s (the time-smearing kernel's dish_delay_rate)."""
+        return (dish_uvw_rate_m_s @ self.terms.lmn.T) / SPEED_OF_LIGHT_M_S
 
     def step(self, obs: Observation, t_index: int, time_s: float, dish_uvw: np.ndarray, vis: np.ndarray) -> TimeStep:
         """The TimeStep of predicted `vis` (n_bl, n_chan, 4), noise added in place when the observation has it."""
