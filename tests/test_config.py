@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from conftest import run_cli
-from srcnet_sim.config import load_settings
+from srcnet_sim.config import FIELDS, env_name, load_settings, toml_types
 from srcnet_sim.errors import UserInputError
 
 
@@ -88,3 +89,54 @@ def test_horizon_error_states_the_elevation_range(tmp_path: Path):
         from srcnet_sim.workflow import plan
 
         plan(load_settings(environ={"START_DATE_AND_TIME": "2020-04-27T04:36", "NUM_TIME_STAMPS": "2"}))
+
+
+def _toml_literal(value) -> str:
+    """`value` as a TOML value (a table as an inline table)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_literal(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml_literal(v)}" for k, v in value.items()) + "}"
+    return repr(value)
+
+
+@pytest.mark.parametrize("field", FIELDS)
+def test_every_toml_setting_refuses_values_of_other_types(tmp_path: Path, field: str):
+    """A boolean, array, table, and a string, integer or float where the setting does not take one: refused with the
+    setting named; environment strings keep being parsed."""
+    accepted, described = toml_types(field)
+    wrong = [True, [1], {"a": 1}, 2020 if field == "start_date_and_time" else None]
+    wrong += [v for v, kind in (("4", str), (4, int), (4.5, float)) if kind not in accepted and not
+              (kind is int and float in accepted)]
+    for i, value in enumerate(v for v in wrong if v is not None):
+        config = tmp_path / f"{field}-{i}.toml"
+        config.write_text(f"{env_name(field)} = {_toml_literal(value)}\n")
+        with pytest.raises(UserInputError, match=rf"^{env_name(field)}: .* gives a TOML \w+ .* where {re.escape(described)}"):
+            load_settings(environ={}, config_file=config)
+
+
+def test_toml_values_of_the_right_type_are_taken(tmp_path: Path):
+    config = tmp_path / "typed.toml"
+    config.write_text('SEED = 7\nSTART_FREQ_HZ = 1304000000\nMEMORY_LIMIT = "8GiB"\nIMAGING_CELLSIZE = 2e-5\n'
+                      "START_DATE_AND_TIME = 2021-03-04T05:06:00Z\n")
+    s = load_settings(environ={}, config_file=config)
+    assert (s.seed, s.start_freq_hz, s.memory_limit, s.imaging_cellsize) == (7, 1.304e9, 8 * 2**30, 2e-5)
+    assert s.start_datetime.isoformat() == "2021-03-04T05:06:00+00:00"
+    assert load_settings(environ={"SEED": "7", "NUM_TIME_STAMPS": "4"}).num_time_stamps == 4  # env: strings parsed
+
+
+@pytest.mark.parametrize("start, hours, inside", [
+    ("1962-01-02T00:00", 1.0, True), ("1962-01-01T23:00", 2.0, False), ("2099-12-31T20:00", 4.0, True),
+    ("2099-12-31T20:00", 4.01, False), ("0001-01-01T00:00", 4.0, False), ("9999-12-31T00:00", 48.0, False),
+])
+def test_observation_dates_lie_within_the_stated_range(start: str, hours: float, inside: bool):
+    environ = {"START_DATE_AND_TIME": start, "OBS_LENGTH_HOURS": str(hours)}
+    if inside:
+        assert load_settings(environ=environ).end_datetime.year <= 2100
+    else:
+        with pytest.raises(UserInputError, match=r"^START_DATE_AND_TIME: .* outside 1962-01-02 \.\. 2100-01-01"):
+            load_settings(environ=environ)

@@ -1,8 +1,13 @@
 """Hostile and mistaken inputs: every one is refused before any compute, by the real CLI, with one line.
 
-Each case runs `srcnet-sim run` (or `image`) in a fresh OUT_DIR and TMPDIR and expects exit 2, exactly one
-non-log line on stderr, "srcnet-sim: error: <SETTING>: ...", no traceback, and both directories left empty.
-The control cases pass the same harness with exit 0, so that the table cannot pass by refusing everything.
+Each case runs `srcnet-sim run` (or `image`, `qa`, `estimate --check`) in a fresh OUT_DIR and TMPDIR and expects
+exit 2, exactly one non-log line on stderr, "srcnet-sim: error: <SETTING>: ...", no traceback, and both
+directories left empty. The control cases pass the same harness with exit 0, so that the table cannot pass by
+refusing everything; the warning cases succeed and must log their warning.
+
+Every file a run reads is tried as each kind of file (FIFO, device, directory, link to a device, link to
+nothing, too large) and text in each encoding (Latin-1, UTF-16, random bytes, NUL bytes; UTF-8 with BOM and
+CRLF must work), every TOML setting with values of the wrong TOML type, dates outside the stated range.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from astropy.table import Table
 from casacore.tables import taql
 
 from conftest import run_cli, unpack_ms, write_csv_sky
-from srcnet_sim import resources, validation
+from srcnet_sim import input_files, resources, validation
 from srcnet_sim.errors import UserInputError
 
 TINY = {"SYNTHETIC_SOURCES": "10", "NUM_TIME_STAMPS": "2", "TELESCOPE": "SKA-MID-AA0.5", "IMAGING_NPIXEL": "64"}
@@ -54,7 +59,45 @@ def files(tmp_path_factory) -> dict[str, Path]:
         mightee[column].unit = unit
     mightee.write(d / "mightee-nan.fits")
     site = "21.443803 -30.712925 1050\n"
+    fifo = d / "fifo.csv"
+    os.mkfifo(fifo)
+    (d / "zero-link.csv").symlink_to("/dev/zero")
+    (d / "dangling.csv").symlink_to(d / "no-such.csv")
+    (d / "dir.csv").mkdir()
+    good_csv = write_csv_sky(d / "good.csv", [(150.12, 2.21, 1.0), (150.121, 2.211, 0.5)])
+    (d / "good-link.csv").symlink_to(good_csv)
+    fifo_layout = _tm(d / "fifo-layout.tm", site, "")
+    (fifo_layout / "layout.txt").unlink()
+    os.mkfifo(fifo_layout / "layout.txt")
+    fifo_ms = d / "fifo-table.ms"
+    fifo_ms.mkdir()
+    os.mkfifo(fifo_ms / "table.dat")
+    rows = "150.12,2.21,1.0\r\n150.121,2.211,0.5\r\n"
+    latin1_layout = _tm(d / "latin1-layout.tm", site, "")
+    (latin1_layout / "layout.txt").write_bytes("0,0,0\n100,0,0 # é\n0,250,1\n".encode("latin-1"))
     return {
+        "fifo": fifo, "zero_link": d / "zero-link.csv", "dangling": d / "dangling.csv", "dir_csv": d / "dir.csv",
+        "good_link": d / "good-link.csv", "fifo_layout": fifo_layout, "fifo_ms": fifo_ms,
+        "file_as_telescope": good_csv, "good_csv": good_csv,
+        "huge_csv": _sparse(d / "huge.csv", input_files.MAX_CATALOGUE_TEXT_BYTES + 1),
+        "huge_toml": _sparse(d / "huge.toml", input_files.MAX_TOML_BYTES + 1),
+        "latin1_csv": _bytes(d / "latin1.csv", "ra_deg,dec_deg,i_jy,name\n150.12,2.21,1.0,Café\n".encode("latin-1")),
+        "utf16_csv": _bytes(d / "utf16.csv", "ra_deg,dec_deg,i_jy\n150.12,2.21,1.0\n".encode("utf-16")),
+        "utf16be_csv": _bytes(d / "utf16be.csv", "ra_deg,dec_deg,i_jy\n150.12,2.21,1.0\n".encode("utf-16-be")),
+        "random_csv": _bytes(d / "random.csv", np.random.default_rng(1).integers(128, 256, 4096, dtype=np.uint8).tobytes()),
+        "nul_osm": _bytes(d / "nul.osm", b"150.12 2.21 1.0\n\0\0\0\n"),
+        "latin1_osm": _bytes(d / "latin1.osm", "# Café\n150.12 2.21 1.0\n".encode("latin-1")),
+        "bom_crlf_csv": _bytes(d / "bom-crlf.csv", b"\xef\xbb\xbf" + ("ra_deg,dec_deg,i_jy\r\n" + rows).encode()),
+        "latin1_layout": latin1_layout,
+        "latin1_toml": _bytes(d / "latin1.toml", "# café\nSEED = 1\n".encode("latin-1")),
+        "utf16_toml": _bytes(d / "utf16.toml", "SEED = 1\n".encode("utf-16")),
+        "typed_toml": _text(d / "typed.toml", 'SEED = 7\nSTART_FREQ_HZ = 1304000000\nMEMORY_LIMIT = "8GiB"\n'
+                                              'BEAM = "gaussian"\nIMAGING_CELLSIZE = 2e-5\n'
+                                              "START_DATE_AND_TIME = 2020-04-26T16:36:00Z\n"),
+        **{f"toml_{name}": _text(d / f"{name}.toml", text) for name, text in TOML_TYPE_CASES.items()},
+        "negative_flux": write_csv_sky(d / "negative.csv", [(150.12, 2.21, 1.0), (150.121, 2.211, -0.5)]),
+        "duplicates": write_csv_sky(d / "duplicates.csv", [(150.12, 2.21, 1.0), (150.121, 2.211, 0.5),
+                                                           (150.12, 2.21, 1.0)]),
         "ms": ms, "flagged_ms": flagged, "not_ms": d / "not-an-ms", "mightee_nan": d / "mightee-nan.fits",
         "nan_flux": write_csv_sky(d / "nan-flux.csv", [(150.12, 2.21, 1.0), (150.121, 2.211, float("nan"))]),
         "inf_flux": _text(d / "inf-flux.osm", "150.12 2.21 1.0\n150.121 2.211 inf\n"),
@@ -75,6 +118,34 @@ def files(tmp_path_factory) -> dict[str, Path]:
 def _text(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+def _bytes(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _sparse(path: Path, size: int) -> Path:
+    """A file of `size` bytes that takes no disk space (a hole)."""
+    with path.open("wb") as handle:
+        handle.truncate(size)
+    return path
+
+
+# TOML values of the wrong type for their setting (key: (TOML text, setting named in the error)).
+TOML_TYPE_CASES = {
+    "bool_seed": "SEED = true\n", "string_steps": 'NUM_TIME_STAMPS = "4"\n', "string_freq": 'START_FREQ_HZ = "1.3e9"\n',
+    "int_beam": "BEAM = 1\n", "bool_noise": "NOISE = false\n", "array_length": "OBS_LENGTH_HOURS = [1.0]\n",
+    "table_prefix": "[FILE_PREFIX]\na = 1\n", "float_steps": "NUM_TIME_STAMPS = 4.0\n",
+    "int_start": "START_DATE_AND_TIME = 2020\n", "bool_memory": "MEMORY_LIMIT = true\n",
+    "int_namespace": "RUCIO_NAMESPACE = 7\n", "bool_cellsize": "IMAGING_CELLSIZE = true\n",
+}
+TOML_TYPE_SETTINGS = {
+    "bool_seed": "SEED", "string_steps": "NUM_TIME_STAMPS", "string_freq": "START_FREQ_HZ", "int_beam": "BEAM",
+    "bool_noise": "NOISE", "array_length": "OBS_LENGTH_HOURS", "table_prefix": "FILE_PREFIX",
+    "float_steps": "NUM_TIME_STAMPS", "int_start": "START_DATE_AND_TIME", "bool_memory": "MEMORY_LIMIT",
+    "int_namespace": "RUCIO_NAMESPACE", "bool_cellsize": "IMAGING_CELLSIZE",
+}
 
 
 def _deep_dir(root: Path) -> Path:
@@ -124,6 +195,45 @@ RUN = [
     ("out-dir-path-too-long", ["--vis"], {"OUT_DIR": "deep"}, "OUT_DIR"),
     ("tmpdir-path-too-long", ["--vis"], {"TMPDIR": "deep"}, "TMPDIR"),
     ("mightee-nan-flux", ["--vis"], {"SKY_MODEL": "MIGHTEE_L1", "SKY_MODEL_PATH": "mightee_nan"}, "SKY_MODEL_PATH"),
+    # Every kind of file where a catalogue, a TOML file, a telescope model and its files belong.
+    ("control-catalogue-via-link", ["--vis"], {"SKY_MODEL": "good_link"}, None),
+    ("control-catalogue-utf8-bom-crlf", ["--vis"], {"SKY_MODEL": "bom_crlf_csv"}, None),
+    ("catalogue-fifo", ["--vis"], {"SKY_MODEL": "fifo"}, "SKY_MODEL"),
+    ("catalogue-device", ["--vis"], {"SKY_MODEL": "/dev/zero"}, "SKY_MODEL"),
+    ("catalogue-link-to-device", ["--vis"], {"SKY_MODEL": "zero_link"}, "SKY_MODEL"),
+    ("catalogue-dangling-link", ["--vis"], {"SKY_MODEL": "dangling"}, "SKY_MODEL"),
+    ("catalogue-directory", ["--vis"], {"SKY_MODEL": "dir_csv"}, "SKY_MODEL"),
+    ("catalogue-huge", ["--vis"], {"SKY_MODEL": "huge_csv"}, "SKY_MODEL"),
+    ("catalogue-latin1", ["--vis"], {"SKY_MODEL": "latin1_csv"}, "SKY_MODEL"),
+    ("catalogue-utf16", ["--vis"], {"SKY_MODEL": "utf16_csv"}, "SKY_MODEL"),
+    ("catalogue-utf16-no-bom", ["--vis"], {"SKY_MODEL": "utf16be_csv"}, "SKY_MODEL"),
+    ("catalogue-random-bytes", ["--vis"], {"SKY_MODEL": "random_csv"}, "SKY_MODEL"),
+    ("catalogue-oskar-nul-bytes", ["--vis"], {"SKY_MODEL": "nul_osm"}, "SKY_MODEL"),
+    ("catalogue-oskar-latin1", ["--vis"], {"SKY_MODEL": "latin1_osm"}, "SKY_MODEL"),
+    ("mightee-path-fifo", ["--vis"], {"SKY_MODEL": "MIGHTEE_L1", "SKY_MODEL_PATH": "fifo"}, "SKY_MODEL_PATH"),
+    ("mightee-path-device", ["--vis"], {"SKY_MODEL": "MIGHTEE_L1", "SKY_MODEL_PATH": "/dev/zero"}, "SKY_MODEL_PATH"),
+    ("telescope-is-a-file", ["--vis"], {"TELESCOPE": "file_as_telescope"}, "TELESCOPE"),
+    ("telescope-device", ["--vis"], {"TELESCOPE": "/dev/zero"}, "TELESCOPE"),
+    ("telescope-layout-fifo", ["--vis"], {"TELESCOPE": "fifo_layout"}, "TELESCOPE"),
+    ("telescope-layout-latin1", ["--vis"], {"TELESCOPE": "latin1_layout"}, "TELESCOPE"),
+    ("config-device", ["--vis", "--config", "/dev/zero"], {}, "--config"),
+    ("config-fifo", ["--vis", "--config", "fifo"], {}, "--config"),
+    ("config-link-to-device", ["--vis", "--config", "zero_link"], {}, "--config"),
+    ("config-huge", ["--vis", "--config", "huge_toml"], {}, "--config"),
+    ("config-latin1", ["--vis", "--config", "latin1_toml"], {}, "--config"),
+    ("config-utf16", ["--vis", "--config", "utf16_toml"], {}, "--config"),
+    ("config-from-env-device", ["--vis"], {"SRCNET_SIM_CONFIG": "/dev/zero"}, "--config"),
+    # Every TOML type where another belongs (environment and CLI strings are parsed, as before).
+    ("control-config-typed", ["--vis", "--config", "typed_toml"], {}, None),
+    *((f"config-type-{name}", ["--vis", "--config", f"toml_{name}"], {}, TOML_TYPE_SETTINGS[name])
+      for name in TOML_TYPE_CASES),
+    # Dates outside what UTC and the Earth-orientation tables reach.
+    ("date-year-one", ["--vis"], {"START_DATE_AND_TIME": "0001-01-01T00:00"}, "START_DATE_AND_TIME"),
+    ("date-before-iers", ["--vis"], {"START_DATE_AND_TIME": "1961-12-31T12:00"}, "START_DATE_AND_TIME"),
+    ("date-ends-past-2100", ["--vis"], {"START_DATE_AND_TIME": "2099-12-31T23:00"}, "START_DATE_AND_TIME"),
+    ("date-year-9999", ["--vis"], {"START_DATE_AND_TIME": "9999-12-31T23:00"}, "START_DATE_AND_TIME"),
+    ("date-length-overflows", ["--vis"], {"START_DATE_AND_TIME": "9999-12-01T00:00", "OBS_LENGTH_HOURS": "700"},
+     "START_DATE_AND_TIME"),
 ]
 IMAGE = [
     ("control-image", ["--npixel", "64", "--niter", "0", "--allow-uv-cut", "--no-preview"], "ms", None),
@@ -143,6 +253,24 @@ IMAGE = [
     ("image-ms-missing", [], "missing", "MS"),
     ("image-not-an-ms", [], "not_ms", "MS"),
     ("image-all-flagged", [], "flagged_ms", "MS"),
+    ("image-ms-fifo", [], "fifo", "MS"),
+    ("image-ms-device", [], "/dev/zero", "MS"),
+    ("image-ms-table-fifo", [], "fifo_ms", "MS"),
+]
+QA = [
+    ("qa-image-fifo", "fifo", "good_csv", "IMAGE"),
+    ("qa-image-device", "/dev/zero", "good_csv", "IMAGE"),
+    ("qa-image-directory", "dir_csv", "good_csv", "IMAGE"),
+    ("qa-truth-link-to-device", "good_csv", "zero_link", "TRUTH"),
+    ("qa-truth-missing", "good_csv", "dangling", "TRUTH"),
+]
+# Runs that succeed with a warning (setting -> file key or value, a pattern the warning must match).
+WARN = [
+    ("negative-stokes-i", {"SKY_MODEL": "negative_flux"}, r"WARNING SKY_MODEL: 1 of 2 sources of .* negative Stokes I"),
+    ("duplicate-positions", {"SKY_MODEL": "duplicates"}, r"WARNING SKY_MODEL: 1 of 3 sources of .* share a position"),
+    ("date-past-the-tables", {"START_DATE_AND_TIME": "2040-01-01T00:00"},
+     r"WARNING START_DATE_AND_TIME: the observation ends 2040-01-01T04:00 UTC, past the measures tables in use: "
+     r"leap seconds are known to \d{4}-\d\d-\d\d"),
 ]
 
 
@@ -172,12 +300,64 @@ def test_run_refuses_before_compute(files: dict[str, Path], tmp_path: Path, args
     _check(result, expected, out, scratch)
 
 
+@pytest.mark.parametrize("settings, warning", [case[1:] for case in WARN], ids=[case[0] for case in WARN])
+def test_run_warns_and_runs(files: dict[str, Path], tmp_path: Path, settings, warning):
+    out, scratch = tmp_path / "out", tmp_path / "scratch"
+    out.mkdir()
+    scratch.mkdir()
+    env = {**TINY, "OUT_DIR": str(out), "TMPDIR": str(scratch)}
+    env.update({key: str(files.get(value, value)) for key, value in settings.items()})
+    result = run_cli(["run", "--vis"], env=env)
+    _check(result, None, out, scratch)
+    assert len(re.findall(warning, result.stderr)) == 1, result.stderr
+
+
+def test_run_on_dates_inside_the_tables_warns_of_nothing(tmp_path: Path):
+    """The default observation (2020) lies inside every table: no measures warning, and no SEVERE line."""
+    out, scratch = tmp_path / "out", tmp_path / "scratch"
+    out.mkdir()
+    scratch.mkdir()
+    result = run_cli(["run", "--vis"], env={**TINY, "OUT_DIR": str(out), "TMPDIR": str(scratch)})
+    _check(result, None, out, scratch)
+    assert "WARNING" not in result.stderr and "SEVERE" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("image, truth, expected", [case[1:] for case in QA], ids=[case[0] for case in QA])
+def test_qa_refuses_before_work(files: dict[str, Path], tmp_path: Path, image, truth, expected):
+    out, scratch = tmp_path / "out", tmp_path / "scratch"
+    out.mkdir()
+    scratch.mkdir()
+    result = run_cli(["qa", str(files.get(image, image)), str(files.get(truth, truth)), "--out-dir", str(out)],
+                     env={"TMPDIR": str(scratch)})
+    _check(result, expected, out, scratch)
+
+
+def test_estimate_gives_a_verdict_and_check_exits_as_run_would(tmp_path: Path):
+    """A run beyond the disk: `estimate` says "does not fit" and exits 0; with --check it exits 2 with run's line."""
+    out, scratch = tmp_path / "out", tmp_path / "scratch"
+    out.mkdir()
+    scratch.mkdir()
+    env = {**TINY, "OUT_DIR": str(out), "TMPDIR": str(scratch), "TELESCOPE": "SKA-MID-AA4", "FREQ_INC_HZ": "71"}
+    listed = run_cli(["estimate", "--vis"], env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert re.search(r"^verdict OUT_DIR +does not fit: OUT_DIR: .* free but measurements.ms.tar need", listed.stdout, re.M)
+    assert re.search(r"^verdict memory +fits$", listed.stdout, re.M)
+    checked = run_cli(["estimate", "--vis", "--check"], env=env)
+    refused = run_cli(["run", "--vis"], env=env)
+    _check(checked, "OUT_DIR", out, scratch)
+    error_line = [line for line in refused.stderr.splitlines() if line.startswith("srcnet-sim: error:")]
+    assert [line for line in checked.stderr.splitlines() if line.startswith("srcnet-sim: error:")] == error_line
+    fits = run_cli(["estimate", "--vis", "--check"], env={**TINY, "OUT_DIR": str(out), "TMPDIR": str(scratch)})
+    assert fits.returncode == 0, fits.stderr
+    assert len(re.findall(r"^verdict \S+ +fits$", fits.stdout, re.M)) == 3, fits.stdout
+
+
 @pytest.mark.parametrize("options, ms, expected", [case[1:] for case in IMAGE], ids=[case[0] for case in IMAGE])
 def test_image_refuses_before_work(files: dict[str, Path], tmp_path: Path, options, ms, expected):
     out, scratch = tmp_path / "out", tmp_path / "scratch"
     out.mkdir()
     scratch.mkdir()
-    path = files.get(ms, tmp_path / "no-such.ms")
+    path = files.get(ms) or (Path(ms) if ms.startswith("/") else tmp_path / "no-such.ms")
     # argparse keeps an option's last value: the case's options override these.
     argv = ["--cellsize-arcsec", "1", "--npixel", "64", "--out-dir", str(out), *options]
     result = run_cli(["image", str(path), *argv], env={"TMPDIR": str(scratch)})

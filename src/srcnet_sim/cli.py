@@ -80,8 +80,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_estimate(args: argparse.Namespace) -> int:
     from srcnet_sim.resources import free_bytes, human
-    from srcnet_sim.workflow import PRODUCTS, plan
     from srcnet_sim.simulate.observation import gpu_block_device_bytes
+    from srcnet_sim.workflow import PRODUCTS, plan, preflight_problems
 
     settings = settings_from_args(args)
     run_plan = plan(settings, chosen_products(args) or {"vis"})
@@ -127,7 +127,14 @@ def cmd_estimate(args: argparse.Namespace) -> int:
             f"k8s PVC temporal-scratch {sizes['scratch_pvc']} (everything made, with headroom)",
             f"k8s PVC ingest-area     {sizes['ingest_pvc']} (staged products until ingested)",
         ]
+    problems = preflight_problems(run_plan)
+    for resource, problem in problems.items():
+        verdict = "fits" if problem is None else f"does not fit: {problem}"
+        lines.append(f"verdict {resource:<15} {verdict}")
     print("\n".join(lines))
+    refused = next((problem for problem in problems.values() if problem is not None), None)
+    if args.check and refused is not None:
+        raise refused  # `run` would refuse with this line: exit 2
     return 0
 
 
@@ -212,10 +219,10 @@ def cmd_qa(args: argparse.Namespace) -> int:
     from srcnet_sim.progress import logger
     from srcnet_sim.qa.report import make_report, summary_lines
 
-    image, truth = Path(args.image), Path(args.truth)
-    for setting, path in (("IMAGE", image), ("TRUTH", truth)):
-        if not path.is_file():
-            raise UserInputError(setting, f"{path} does not exist")
+    from srcnet_sim.input_files import regular_file
+
+    image = regular_file(Path(args.image), "IMAGE", "image")
+    truth = regular_file(Path(args.truth), "TRUTH", "truth catalogue")
     out_dir = Path(args.out_dir) if args.out_dir else Path.cwd()
     if not out_dir.is_dir():
         raise UserInputError("--out-dir", f"{out_dir} does not exist")
@@ -293,6 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     estimate_parser = commands.add_parser("estimate", help="sizes, memory and free space of a run", description=PRECEDENCE)
     add_product_flags(estimate_parser)
     estimate_parser.add_argument("--k8s", action="store_true", help="also print Kubernetes requests, limits and PVC sizes")
+    estimate_parser.add_argument("--check", action="store_true",
+                                 help="exit 2 with run's error line where `run` would refuse (memory, OUT_DIR, TMPDIR)")
     add_settings_options(estimate_parser)
     estimate_parser.set_defaults(handler=cmd_estimate)
     add_image_parser(commands)

@@ -10,9 +10,10 @@ import math
 import os
 import re
 import tomllib
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Literal
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -33,6 +34,13 @@ MIN_NPIXEL = 32
 MAX_FREQ_HZ = 1e12  # radio astronomy ends below 1 THz
 # Rucio turns a lifetime into an expiry date: beyond about 8000 years Python's datetime overflows at ingestion.
 MAX_LIFETIME_S = 100 * 365 * 86400
+# The dates an observation may cover. From 1962-01-02: the IERS Earth-orientation series (EOP C04, casacore's
+# IERSeop97) start there, and UTC itself in 1961; before it there is no UT1 to compute UVW with. Until 2100-01-01:
+# leap seconds end by 2035 (CGPM 2022, Resolution 4), so UT1-UTC is then unbounded and unpredictable (tens of
+# seconds by 2100, arcminutes of Earth rotation): a simulation should not claim more. Inside the range, dates past the
+# measures tables in use are extrapolated with a warning (simulate.measures_data.coverage_notice).
+EARLIEST_START = datetime(1962, 1, 2, tzinfo=timezone.utc)
+LATEST_END = datetime(2100, 1, 1, tzinfo=timezone.utc)
 # IVOA Identifiers 2.0: an authority id is at least three characters of this set, starting with a letter or digit.
 IVOID_AUTHORITY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-_.!~*'()+=]{2,}")
 IVOID_PATH_PATTERN = re.compile(r"(/[A-Za-z0-9\-_.!~*'()+=]*)*")
@@ -163,6 +171,19 @@ class Settings(BaseModel):
         return value
 
     @model_validator(mode="after")
+    def _check_dates(self) -> "Settings":
+        try:
+            inside = EARLIEST_START <= self.start_datetime and self.end_datetime <= LATEST_END
+        except OverflowError:  # past year 9999
+            inside = False
+        if not inside:
+            raise ValueError(
+                f"START_DATE_AND_TIME {self.start_date_and_time} and OBS_LENGTH_HOURS {self.obs_length_hours:g} reach outside "
+                f"{EARLIEST_START:%Y-%m-%d} .. {LATEST_END:%Y-%m-%d}: Earth-orientation data (UT1) exist from 1962, "
+                "and UTC's leap seconds end by 2035 (UT1 unpredictable after)")
+        return self
+
+    @model_validator(mode="after")
     def _check_band(self) -> "Settings":
         if self.start_freq_hz >= self.end_freq_hz:
             raise ValueError(f"START_FREQ_HZ ({self.start_freq_hz:g}) must be below END_FREQ_HZ ({self.end_freq_hz:g})")
@@ -200,6 +221,11 @@ class Settings(BaseModel):
         return self.length_s / self.num_time_stamps
 
     @property
+    def end_datetime(self) -> datetime:
+        """UTC end of the observation (start + OBS_LENGTH_HOURS; leap seconds aside)."""
+        return self.start_datetime + timedelta(seconds=self.length_s)
+
+    @property
     def phase_centre_rad(self) -> tuple[float, float]:
         return math.radians(self.phase_center_ra_deg), math.radians(self.phase_center_dec_deg)
 
@@ -230,18 +256,58 @@ def _normalise_keys(values: dict[str, Any], origin: str) -> dict[str, Any]:
     return out
 
 
+# Settings given in TOML as a size string ("8GiB") as well as a number.
+TOML_SIZE_FIELDS = ("memory_limit",)
+
+
+def toml_types(field: str) -> tuple[tuple[type, ...], str]:
+    """The TOML value types a setting accepts, and their name for messages: a TOML value has a type, and a
+    boolean or a string where a number belongs is a mistake (environment and CLI strings are parsed instead)."""
+    annotation = Settings.model_fields[field].annotation
+    kinds = [a for a in (get_args(annotation) if get_origin(annotation) in (Union, UnionType) else (annotation,))
+             if a is not type(None)]
+    accepted: list[type] = []
+    for kind in kinds:
+        if get_origin(kind) is Literal or kind is str:
+            accepted.append(str)
+        elif kind is float:
+            accepted += [int, float]
+        elif kind is int:
+            accepted += [int] + ([str] if field in TOML_SIZE_FIELDS else [])
+    names = {int: "an integer", float: "a number", str: "a string"}
+    if field in TOML_SIZE_FIELDS:
+        return tuple(accepted), "an integer number of bytes or a size string such as \"8GiB\""
+    described = "a number" if float in accepted else " or ".join(dict.fromkeys(names[a] for a in accepted))
+    return tuple(accepted), described
+
+
+def _typed_toml_values(values: dict[str, Any], origin: str) -> dict[str, Any]:
+    """The TOML values checked against their settings' types (see toml_types); a TOML date-time for
+    START_DATE_AND_TIME (its natural type there) becomes its ISO 8601 text."""
+    out = {}
+    for field, value in values.items():
+        accepted, described = toml_types(field)
+        if field == "start_date_and_time" and isinstance(value, (datetime, date)):
+            value = value.isoformat()
+        if isinstance(value, bool) or not isinstance(value, accepted):
+            kind = {bool: "boolean", int: "integer", float: "float", str: "string", list: "array",
+                    dict: "table"}.get(type(value), type(value).__name__)
+            raise UserInputError(env_name(field), f"{origin} gives a TOML {kind} ({value!r}) where {described} is "
+                                 "expected")
+        out[field] = value
+    return out
+
+
 def read_toml(path: Path) -> dict[str, Any]:
-    """Settings from a TOML file (top-level keys, either spelling)."""
+    """Settings from a TOML file (top-level keys, either spelling), each of the TOML type its setting has."""
+    from srcnet_sim.input_files import MAX_TOML_BYTES, read_text
+
+    text = read_text(path, "--config", "configuration file", MAX_TOML_BYTES)
     try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise UserInputError("--config", f"configuration file {path} does not exist") from exc
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UserInputError("--config", f"{path} is not valid TOML ({exc})") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserInputError("--config", f"cannot read {path} as a UTF-8 TOML file ({exc.__class__.__name__}: "
-                             f"{getattr(exc, 'strerror', None) or exc})") from exc
-    return _normalise_keys(data, str(path))
+    return _typed_toml_values(_normalise_keys(data, str(path)), str(path))
 
 
 def settings_from_env(environ: dict[str, str] | os._Environ) -> dict[str, str]:

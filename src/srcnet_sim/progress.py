@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 
 logger = logging.getLogger("srcnet_sim")
 
 
-def configure_logging(level: int = logging.INFO) -> None:
-    """One line per step: '2026-01-01T00:00:00Z srcnet-sim INFO message' on stderr."""
+LOG_LEVEL_ENV = "SRCNET_SIM_LOG_LEVEL"
+
+
+def configure_logging(level: int | None = None) -> None:
+    """One line per step: '2026-01-01T00:00:00Z srcnet-sim INFO message' on stderr; `level` defaults to
+    $SRCNET_SIM_LOG_LEVEL (DEBUG, INFO, WARNING, ERROR), else INFO."""
+    if level is None:
+        name = os.environ.get(LOG_LEVEL_ENV, "INFO").strip().upper()
+        level = logging.getLevelName(name) if name in ("DEBUG", "INFO", "WARNING", "ERROR") else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
     formatter = logging.Formatter("%(asctime)sZ srcnet-sim %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S")
     formatter.converter = time.gmtime

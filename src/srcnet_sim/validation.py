@@ -16,6 +16,7 @@ import psutil
 
 from srcnet_sim.config import MIN_NPIXEL, Settings
 from srcnet_sim.errors import UserInputError
+from srcnet_sim.input_files import directory, regular_file
 from srcnet_sim.products import naming, obscore, sidecar
 from srcnet_sim.resources import (IMAGE_WORKING_BYTES_PER_PIXEL, PROCESS_BASELINE_BYTES, Estimate,
                                   available_memory_bytes, free_bytes, human)
@@ -113,12 +114,12 @@ def check_image_grid(settings: Settings, telescope: Telescope, times_s: np.ndarr
                              f"use a cell below {1.0 / (2.0 * shortest):.4g} rad (or unset it for FOV / npixel)")
 
 
-def check_memory(settings: Settings, sizes: Estimate, images: bool) -> None:
-    """Refuse a run whose estimated peak memory exceeds what this machine (or its container) has available."""
+def memory_problem(settings: Settings, sizes: Estimate, images: bool) -> UserInputError | None:
+    """Why the run's estimated peak memory exceeds what this machine (or its container) has available, or None."""
     need = max(sizes.simulate_peak_bytes, sizes.imaging_peak_bytes if images else 0)
     available = _memory_for_run()
     if need <= available:
-        return
+        return None
     if images and sizes.imaging_peak_bytes >= sizes.simulate_peak_bytes:
         setting, what = "IMAGING_NPIXEL", f"imaging {settings.imaging_npixel}^2 pixels"
     elif sizes.n_sources * sizes.n_dishes >= SOURCE_TERM_RATIO * sizes.n_baselines:  # phasors dominate
@@ -127,8 +128,15 @@ def check_memory(settings: Settings, sizes: Estimate, images: bool) -> None:
     else:  # one time step's visibilities dominate
         setting = "FREQ_INC_HZ"
         what = f"simulating {sizes.n_channels} channels x {sizes.n_baselines} baselines per time step"
-    raise UserInputError(setting, f"{what} needs about {human(need)} of memory but {human(available)} is "
-                         "available here (container limit included); make the run smaller or give it more memory")
+    return UserInputError(setting, f"{what} needs about {human(need)} of memory but {human(available)} is "
+                          "available here (container limit included); make the run smaller or give it more memory")
+
+
+def check_memory(settings: Settings, sizes: Estimate, images: bool) -> None:
+    """Refuse a run whose estimated peak memory exceeds what this machine (or its container) has available."""
+    problem = memory_problem(settings, sizes, images)
+    if problem is not None:
+        raise problem
 
 
 def _device(path: Path) -> int:
@@ -138,29 +146,43 @@ def _device(path: Path) -> int:
     return os.stat(path).st_dev
 
 
-def check_volumes(out_dir: Path, out_bytes: int, out_listing: str, tmp_dir: Path, tmp_bytes: int, tmp_listing: str) -> None:
-    """OUT_DIR (staged products) and TMPDIR (everything made) are writable directories that hold their products,
-    their sum when they share one filesystem (the MS and its staged tar exist at once). The listings name the
-    products in the messages."""
-    for setting, directory in (("OUT_DIR", out_dir), ("TMPDIR", tmp_dir)):
-        existing = Path(os.path.abspath(directory))
+def volume_problems(out_dir: Path, out_bytes: int, out_listing: str, tmp_dir: Path, tmp_bytes: int,
+                    tmp_listing: str) -> dict[str, UserInputError | None]:
+    """For OUT_DIR (staged products) and TMPDIR (everything made): why it cannot hold its products, or None.
+    Each must be a writable directory holding its products, their sum when they share one filesystem (the MS
+    and its staged tar exist at once; the problem is then OUT_DIR's). The listings name the products."""
+    problems: dict[str, UserInputError | None] = {"OUT_DIR": None, "TMPDIR": None}
+    for setting, directory_path in (("OUT_DIR", out_dir), ("TMPDIR", tmp_dir)):
+        existing = Path(os.path.abspath(directory_path))
         while not existing.exists():
             existing = existing.parent
         if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-            raise UserInputError(setting, f"{existing} is not a writable directory; mount a writable volume there")
+            problems[setting] = UserInputError(setting, f"{existing} is not a writable directory; mount a writable "
+                                               "volume there")
+    if any(problems.values()):
+        return problems
     if _device(out_dir) == _device(tmp_dir):
         need, free = out_bytes + tmp_bytes, free_bytes(out_dir)
         if need and free < need:
-            raise UserInputError("OUT_DIR", f"{out_dir} has {human(free)} free but {out_listing} need about {human(need)} "
-                                 f"together with {tmp_listing} made in TMPDIR ({tmp_dir}, the same filesystem); "
-                                 "enlarge the volume, put TMPDIR on another one, or shorten the run")
-        return
+            problems["OUT_DIR"] = UserInputError(
+                "OUT_DIR", f"{out_dir} has {human(free)} free but {out_listing} need about {human(need)} together with "
+                f"{tmp_listing} made in TMPDIR ({tmp_dir}, the same filesystem); enlarge the volume, put TMPDIR on "
+                "another one, or shorten the run")
+        return problems
     for setting, where, need, listing in (("OUT_DIR", out_dir, out_bytes, out_listing),
                                           ("TMPDIR", tmp_dir, tmp_bytes, tmp_listing)):
         free = free_bytes(where)
         if need and free < need:
-            raise UserInputError(setting, f"{where} has {human(free)} free but {listing} need about {human(need)}; "
-                                 "enlarge the volume or shorten the run")
+            problems[setting] = UserInputError(setting, f"{where} has {human(free)} free but {listing} need about "
+                                               f"{human(need)}; enlarge the volume or shorten the run")
+    return problems
+
+
+def check_volumes(out_dir: Path, out_bytes: int, out_listing: str, tmp_dir: Path, tmp_bytes: int, tmp_listing: str) -> None:
+    """Refuse a run whose volumes cannot hold its products (see volume_problems): the first problem, OUT_DIR's first."""
+    for problem in volume_problems(out_dir, out_bytes, out_listing, tmp_dir, tmp_bytes, tmp_listing).values():
+        if problem is not None:
+            raise problem
 
 
 def _in_range(option: str, value: float, low: float, high: float, low_open: bool = False) -> None:
@@ -195,9 +217,9 @@ def check_image_options(args: Namespace) -> None:
     out_dir = Path(args.out_dir) if args.out_dir else Path.cwd()
     if not out_dir.is_dir() or not os.access(out_dir, os.W_OK | os.X_OK):
         raise UserInputError("--out-dir", f"{out_dir} is not a writable directory")
-    ms = Path(args.ms)
-    if not ms.is_dir():
-        raise UserInputError("MS", f"{ms} does not exist or is not a MeasurementSet directory")
+    ms = directory(Path(args.ms), "MS", "MeasurementSet")
+    if os.path.lexists(ms / "table.dat"):
+        regular_file(ms / "table.dat", "MS", "MeasurementSet table")
     name = args.name if args.name is not None else ms.name.removesuffix(".ms")
     if not name or "/" in name or name in (".", "..") or not name.isprintable():
         raise UserInputError("--name", f"{name!r} is not a file name prefix: printable characters, no '/'")

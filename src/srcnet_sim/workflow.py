@@ -25,7 +25,7 @@ from srcnet_sim.ms.writer import MeasurementSetWriter, MSDescription
 from srcnet_sim.progress import Progress, logger
 from srcnet_sim.qa.finder import import_bdsf
 from srcnet_sim.resources import Estimate, default_memory_limit, estimate, human
-from srcnet_sim.simulate import geometry
+from srcnet_sim.simulate import geometry, measures_data
 from srcnet_sim.simulate.beams import power_beam_fwhm_rad
 from srcnet_sim.simulate.backend import resolve_backend
 from srcnet_sim.simulate.observation import Observation, gpu_block_device_bytes
@@ -125,11 +125,15 @@ def plan(settings: Settings, products: set[str] | frozenset[str] = frozenset({"v
     """Resolve telescope, times, sky and sizes; raise UserInputError on anything a user can fix."""
     if not products:
         raise UserInputError("--vis", "choose at least one product to ingest: --vis, --dirty, --clean, --truth or --qa")
+    tables = measures_data.current()  # before anything opens a casacore table
     _check_names(settings)
     validation.check_sidecar_values(settings, identity(settings), {p: staged_file_name(settings.file_prefix, p) for p in PRODUCTS})
     telescope = load_telescope(settings.telescope)
     ra0, dec0 = settings.phase_centre_rad
     times_s = geometry.sample_times_s(settings.start_datetime, settings.length_s, settings.num_time_stamps)
+    notice = measures_data.coverage_notice(settings.start_datetime, settings.end_datetime, tables)
+    if notice:
+        logger.warning("%s", notice)
     start_s, end_s = times_s[0] - settings.interval_s / 2, times_s[-1] + settings.interval_s / 2
     check_s = np.linspace(start_s, end_s, min(len(times_s) + 2, HORIZON_CHECK_POINTS))
     elevation = np.degrees(geometry.elevation_rad(telescope.itrf_m.mean(axis=0), check_s, ra0, dec0))
@@ -173,21 +177,31 @@ def worker_memory_limit(settings: Settings) -> int:
     return default_memory_limit(local_workers)
 
 
-def preflight(run_plan: Plan) -> None:
-    """Refuse to start, with the numbers, when this machine cannot run the plan: memory (container limit
-    included), OUT_DIR and the temporary directory (space, their sum on one filesystem, writable)."""
-    validation.check_memory(run_plan.settings, run_plan.estimate, images="dirty" in run_plan.made)
+def preflight_problems(run_plan: Plan) -> dict[str, UserInputError | None]:
+    """Why this machine cannot run the plan, per resource ("memory", "OUT_DIR", "TMPDIR"), or None where it can:
+    memory (container limit included), OUT_DIR and the temporary directory (space, their sum on one filesystem,
+    writable)."""
     scratch = Path(tempfile.gettempdir())
-    validation.check_volumes(
+    volumes = validation.volume_problems(
         run_plan.product_dir, sum(run_plan.product_bytes(p) for p in run_plan.products),
         ", ".join(run_plan.staged_name(p) for p in PRODUCTS if p in run_plan.products),
         scratch, sum(run_plan.product_bytes(p) for p in run_plan.made), ", ".join(run_plan.file_name(p) for p in run_plan.made))
+    return {"memory": validation.memory_problem(run_plan.settings, run_plan.estimate, images="dirty" in run_plan.made),
+            **volumes}
+
+
+def preflight(run_plan: Plan) -> None:
+    """Refuse to start, with the numbers, when this machine cannot run the plan (see preflight_problems)."""
+    for problem in preflight_problems(run_plan).values():
+        if problem is not None:
+            raise problem
 
 
 def history_lines(settings: Settings) -> tuple[str, ...]:
     """HISTORY messages: the software version, every setting (seed included) but those that only choose how the
-    blocks are computed (the MS is the same whatever they are), as JSON."""
-    return (f"srcnet-sim {__version__}", "settings " + json.dumps(resume.defining_settings(settings), sort_keys=True))
+    blocks are computed (the MS is the same whatever they are), as JSON, and the measures tables used."""
+    return (f"srcnet-sim {__version__}", "settings " + json.dumps(resume.defining_settings(settings), sort_keys=True),
+            *measures_data.history_lines(measures_data.current()))
 
 
 def write_measurement_set(run_plan: Plan, state: resume.RunState, backend: str = "cpu") -> Path:
@@ -409,6 +423,7 @@ def run(settings: Settings, products: set[str], overwrite: bool = False, notific
     steps written), refused for other settings unless `restart`, removed once the products are staged.
     """
     scratch_parent = Path(tempfile.gettempdir())
+    measures_data.current()  # before anything opens a casacore table
     settings = resume.adopt_obs_id(settings, scratch_parent, Path(settings.out_dir) / settings.rucio_namespace)
     logger.info("plan: telescope %s, sky %s, products %s", settings.telescope, settings.sky_model,
                 ", ".join(p for p in PRODUCTS if p in products) or "none")

@@ -1,7 +1,7 @@
 """Observation geometry: sample times, per-dish UVW in the J2000 frame, elevation, direction cosines.
 
-UVW and elevation come from casacore's measures (the IERS and leap-second tables shipped with
-python-casacore; nothing is downloaded), so they are CASA's own definition: casacore converts
+UVW and elevation come from casacore's measures (the most recent IERS and leap-second tables installed, see
+simulate.measures_data; nothing is downloaded), so they are CASA's own definition: casacore converts
 a baseline from ITRF to J2000 through the apparent frame, including annual and diurnal
 aberration. Per-dish UVW are computed once per time step and differenced per baseline:
 UVW = position(ANTENNA1) - position(ANTENNA2), as CASA writes it.
@@ -9,6 +9,7 @@ UVW = position(ANTENNA1) - position(ANTENNA2), as CASA writes it.
 
 from __future__ import annotations
 
+import warnings
 from datetime import datetime
 
 import erfa
@@ -17,6 +18,7 @@ from casacore.measures import measures
 from casacore.quanta import quantity
 
 from srcnet_sim.constants import SECONDS_PER_DAY
+from srcnet_sim.simulate import measures_data
 
 
 def sample_times_s(start: datetime, length_s: float, n_samples: int) -> np.ndarray:
@@ -27,13 +29,16 @@ def sample_times_s(start: datetime, length_s: float, n_samples: int) -> np.ndarr
     astropy's Time arithmetic does it.
     """
     interval_s = length_s / n_samples
-    tai = erfa.utctai(*erfa.dtf2d("UTC", start.year, start.month, start.day, start.hour, start.minute,
-                                  start.second + start.microsecond / 1e6))
-    utc = erfa.taiutc(tai[0], tai[1] + (np.arange(n_samples) + 0.5) * (interval_s / SECONDS_PER_DAY))
+    with warnings.catch_warnings():  # "dubious year" past erfa's leap seconds: measures_data.coverage_notice says it
+        warnings.simplefilter("ignore", erfa.ErfaWarning)
+        tai = erfa.utctai(*erfa.dtf2d("UTC", start.year, start.month, start.day, start.hour, start.minute,
+                                      start.second + start.microsecond / 1e6))
+        utc = erfa.taiutc(tai[0], tai[1] + (np.arange(n_samples) + 0.5) * (interval_s / SECONDS_PER_DAY))
     return ((utc[0] - erfa.DJM0) + utc[1]) * SECONDS_PER_DAY
 
 
 def _frame(itrf_ref_m: np.ndarray, ra_rad: float, dec_rad: float) -> measures:
+    measures_data.current()  # the tables chosen before casacore first reads them
     dm = measures()
     dm.do_frame(dm.position("itrf", *(quantity(float(x), "m") for x in itrf_ref_m)))
     dm.do_frame(dm.direction("J2000", quantity(ra_rad, "rad"), quantity(dec_rad, "rad")))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,8 @@ import numpy as np
 from srcnet_sim.constants import RAD_PER_ARCSEC as ARCSEC
 from srcnet_sim.constants import RAD_PER_DEG as DEG
 from srcnet_sim.errors import UserInputError
+from srcnet_sim.input_files import MAX_CATALOGUE_TEXT_BYTES, read_text, regular_file
+from srcnet_sim.progress import logger
 from srcnet_sim.sky.model import SkyModel
 
 
@@ -62,10 +65,14 @@ def _from_oskar_columns(columns: dict[str, np.ndarray], source: str) -> SkyModel
     )
 
 
+def _catalogue_text(path: Path) -> str:
+    return read_text(path, "SKY_MODEL", "catalogue", MAX_CATALOGUE_TEXT_BYTES)
+
+
 def read_oskar_text(path: Path) -> SkyModel:
-    """Read an OSKAR sky-model text file (whitespace or comma separated, '#' comments)."""
+    """Read an OSKAR sky-model text file (whitespace or comma separated, '#' comments; UTF-8, see input_files)."""
     rows = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(_catalogue_text(path).splitlines(), start=1):
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
@@ -83,19 +90,20 @@ def read_oskar_text(path: Path) -> SkyModel:
 
 
 def read_csv(path: Path) -> SkyModel:
-    """Read a CSV sky model with a header naming its columns (see CSV_ALIASES)."""
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(line for line in handle if not line.lstrip().startswith("#"))
-        header = {name.strip().lower(): name for name in (reader.fieldnames or [])}
-        mapping = {}
-        for column, aliases in CSV_ALIASES.items():
-            found = next((header[a] for a in aliases if a in header), None)
-            if found is not None:
-                mapping[column] = found
-        try:
-            rows = [{column: float(row[name]) for column, name in mapping.items()} for row in reader]
-        except (TypeError, ValueError) as exc:
-            raise UserInputError("SKY_MODEL", f"{path}: a value is not a number ({exc})") from exc
+    """Read a CSV sky model with a header naming its columns (see CSV_ALIASES): UTF-8 with or without a
+    byte-order mark, any line ending, '#' comment lines."""
+    lines = [line for line in _catalogue_text(path).splitlines() if not line.lstrip().startswith("#")]
+    reader = csv.DictReader(lines)
+    header = {name.strip().lower(): name for name in (reader.fieldnames or [])}
+    mapping = {}
+    for column, aliases in CSV_ALIASES.items():
+        found = next((header[a] for a in aliases if a in header), None)
+        if found is not None:
+            mapping[column] = found
+    try:
+        rows = [{column: float(row[name]) for column, name in mapping.items()} for row in reader]
+    except (TypeError, ValueError) as exc:
+        raise UserInputError("SKY_MODEL", f"{path}: line {reader.line_num}: a value is not a number ({exc})") from exc
     if not rows:
         raise UserInputError("SKY_MODEL", f"{path} holds no sources")
     return _from_oskar_columns({c: np.array([r[c] for r in rows]) for c in mapping}, str(path))
@@ -112,6 +120,7 @@ def read_fits_table(path: Path, setting: str = "SKY_MODEL"):
     """The first table extension of a FITS file, read into memory: (astropy.io.fits table HDU)."""
     from astropy.io import fits
 
+    regular_file(path, setting, "FITS catalogue")
     try:
         with fits.open(path, memmap=False) as hdus:
             table = next((hdu for hdu in hdus[1:] if isinstance(hdu, (fits.BinTableHDU, fits.TableHDU))), None)
@@ -161,8 +170,7 @@ def read_mightee_fits(path: Path, setting: str = "SKY_MODEL") -> SkyModel:
 
 def read_catalogue(path: Path) -> SkyModel:
     """Read a catalogue file, choosing the reader by its extension."""
-    if not path.is_file():
-        raise UserInputError("SKY_MODEL", f"catalogue file {path} does not exist")
+    regular_file(path, "SKY_MODEL", "catalogue file")
     suffix = path.suffix.lower()
     if suffix in (".fits", ".fit", ".fits.gz"):
         return read_mightee_fits(path)
@@ -172,6 +180,30 @@ def read_catalogue(path: Path) -> SkyModel:
 
 
 NAMED_SKY_MODELS = ("SYNTHETIC", "MIGHTEE_L1")
+# Sources closer than this are counted as sharing one position (1 milliarcsecond).
+SAME_POSITION_RAD = 1e-3 * ARCSEC
+
+
+def warn_of_oddities(sky: SkyModel, source: str) -> None:
+    """Log one warning per oddity of a read catalogue that is legitimate somewhere but usually a mistake:
+    negative Stokes I (component lists may hold them; source catalogues should not) and sources sharing a
+    position (a catalogue concatenated twice). Counts and the first case are given."""
+    negative = np.flatnonzero(sky.stokes_i_jy < 0)
+    if negative.size:
+        logger.warning("SKY_MODEL: %d of %d sources of %s have negative Stokes I (first: #%d, %g Jy); they are "
+                       "simulated as given", negative.size, len(sky), source, negative[0] + 1,
+                       sky.stokes_i_jy[negative[0]])
+    if len(sky) > 1:
+        xyz = np.stack([np.cos(sky.dec_rad) * np.cos(sky.ra_rad), np.cos(sky.dec_rad) * np.sin(sky.ra_rad),
+                        np.sin(sky.dec_rad)], axis=-1)
+        from scipy.spatial import cKDTree
+
+        pairs = cKDTree(xyz).query_pairs(SAME_POSITION_RAD, output_type="ndarray")
+        if len(pairs):
+            repeated = np.unique(pairs.max(axis=1))
+            logger.warning("SKY_MODEL: %d of %d sources of %s share a position with another (within 1 mas; first: "
+                           "#%d and #%d); each is simulated", repeated.size, len(sky), source, pairs[0].min() + 1,
+                           pairs[0].max() + 1)
 
 
 def load_sky_model(
@@ -193,9 +225,10 @@ def load_sky_model(
     if key == "MIGHTEE_L1":
         if catalogue_path:
             path = Path(catalogue_path).expanduser()
-            if not path.is_file():
+            if not os.path.lexists(path):
                 raise UserInputError("SKY_MODEL_PATH", f"{path} does not exist; put the MIGHTEE COSMOS Level-1 FITS "
                                      "catalogue there, point SKY_MODEL_PATH at it, or unset it to download the survey")
+            regular_file(path, "SKY_MODEL_PATH", "catalogue file")
         else:
             from srcnet_sim.sky.download import MIGHTEE_L1_URL, fetch_mightee_l1
 
@@ -203,7 +236,7 @@ def load_sky_model(
         sky = read_mightee_fits(path)
     else:
         path = Path(spec).expanduser()
-        if not path.is_file():
+        if not os.path.lexists(path):
             raise UserInputError("SKY_MODEL", f"unknown sky model {spec!r}: use {', '.join(NAMED_SKY_MODELS)} "
                                  "or the path of a catalogue file (OSKAR text, CSV, FITS)")
         sky = read_catalogue(path)
@@ -211,6 +244,7 @@ def load_sky_model(
     if problem:
         setting = "SKY_MODEL" if key != "MIGHTEE_L1" else ("SKY_MODEL_PATH" if catalogue_path else "MIGHTEE_L1_URL")
         raise UserInputError(setting, f"{path}: {problem}")
+    warn_of_oddities(sky, str(path))
     kept = sky.within(ra0_rad, dec0_rad, radius_rad)
     if len(kept) == 0:
         raise UserInputError("SKY_MODEL", f"no source of {spec} lies within {np.degrees(radius_rad):.3f} deg "

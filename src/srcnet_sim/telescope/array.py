@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -17,6 +18,7 @@ import erfa
 import numpy as np
 
 from srcnet_sim.errors import UserInputError
+from srcnet_sim.input_files import MAX_LAYOUT_TEXT_BYTES, directory, read_text
 
 if TYPE_CHECKING:
     from astropy.coordinates import EarthLocation
@@ -157,7 +159,7 @@ def load_oskar_telescope(path: Path, default_diameter_m: float = 15.0) -> Telesc
     """
     position_file, layout_file = path / "position.txt", path / "layout.txt"
     for needed in (position_file, layout_file):
-        if not needed.is_file():
+        if not os.path.lexists(needed):
             raise UserInputError("TELESCOPE", f"OSKAR telescope model {path} has no {needed.name}")
     position = _read_numeric_rows(position_file)[0]
     height = position[2] if len(position) > 2 else 0.0
@@ -212,8 +214,9 @@ def _check_layout(path: Path, enu_m: np.ndarray, diameter_m: float) -> None:
 
 
 def _read_numeric_rows(path: Path) -> list[list[float]]:
+    """Rows of numbers of an OSKAR text file (comma or whitespace separated, '#' comments; UTF-8, see input_files)."""
     rows = []
-    for line in path.read_text().splitlines():
+    for line in read_text(path, "TELESCOPE", "telescope file", MAX_LAYOUT_TEXT_BYTES).splitlines():
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
@@ -232,8 +235,8 @@ def load_telescope(spec: str) -> Telescope:
     if key in SKA_MID_ASSEMBLIES:
         return load_ska_mid(SKA_MID_ASSEMBLIES[key])
     path = Path(spec).expanduser()
-    if path.is_dir():
-        return load_oskar_telescope(path)
+    if os.path.lexists(path):
+        return load_oskar_telescope(directory(path, "TELESCOPE", "OSKAR telescope model"))
     raise UserInputError(
         "TELESCOPE",
         f"unknown telescope {spec!r}; use one of {', '.join(KNOWN_TELESCOPES)} "
