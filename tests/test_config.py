@@ -140,3 +140,10 @@ def test_observation_dates_lie_within_the_stated_range(start: str, hours: float,
     else:
         with pytest.raises(UserInputError, match=r"^START_DATE_AND_TIME: .* outside 1962-01-02 \.\. 2100-01-01"):
             load_settings(environ=environ)
+
+
+def test_a_toml_setting_given_twice_in_two_spellings_is_refused(tmp_path: Path):
+    config = tmp_path / "twice.toml"
+    config.write_text("SEED = 1\nseed = 2\n")
+    with pytest.raises(UserInputError, match=r"^SEED: is given twice in .* \(as SEED and seed\)"):
+        load_settings(environ={}, config_file=config)

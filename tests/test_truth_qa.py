@@ -129,7 +129,7 @@ def test_qa_command_on_an_image_and_any_catalogue(field: dict, tmp_path: Path):
     assert summary["flux_reference"] == "intrinsic" and summary["completeness_above_10_sigma"]["fraction"] == 1.0
     assert summary["flux_ratio"]["all"]["median"] < 0.99
     missing = run_cli(["qa", str(tmp_path / "nothing.fits"), str(field["tmp"] / "sky.csv")])
-    assert missing.returncode == 2 and missing.stderr.strip().splitlines() == [f"srcnet-sim: error: IMAGE: {tmp_path / 'nothing.fits'} does not exist"]
+    assert missing.returncode == 2 and missing.stderr.strip().splitlines() == [f"srcnet-sim: error: IMAGE: image {tmp_path / 'nothing.fits'} does not exist"]
 
 
 def test_truth_resimulates_the_same_visibilities(tmp_path: Path):

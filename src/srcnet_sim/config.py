@@ -247,12 +247,14 @@ def option_name(field: str) -> str:
 
 
 def _normalise_keys(values: dict[str, Any], origin: str) -> dict[str, Any]:
-    out = {}
+    out, spelled = {}, {}
     for key, value in values.items():
         field = key.lower().replace("-", "_")
         if field not in FIELDS:
             raise UserInputError(key, f"unknown setting in {origin}; known settings: {', '.join(env_name(f) for f in FIELDS)}")
-        out[field] = value
+        if field in out:
+            raise UserInputError(env_name(field), f"is given twice in {origin} (as {spelled[field]} and {key})")
+        out[field], spelled[field] = value, key
     return out
 
 
