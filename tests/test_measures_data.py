@@ -94,10 +94,10 @@ def _tables(leap_until: date, predict_until: date) -> measures_data.MeasuresTabl
 def test_the_notice_names_what_is_extrapolated():
     tables = _tables(date(2027, 6, 28), date(2027, 11, 12))
     start = datetime(2020, 4, 26, 16, 36, tzinfo=timezone.utc)
-    assert measures_data.coverage_notice(start, start.replace(hour=20), tables) is None
-    leap = measures_data.coverage_notice(start, datetime(2027, 7, 1, tzinfo=timezone.utc), tables)
+    assert measures_data.coverage_notice(start.replace(hour=20), tables) is None
+    leap = measures_data.coverage_notice(datetime(2027, 7, 1, tzinfo=timezone.utc), tables)
     assert "leap seconds are known to 2027-06-28" in leap and "UT1-UTC" not in leap
-    both = measures_data.coverage_notice(start, datetime(2040, 1, 1, 4, tzinfo=timezone.utc), tables)
+    both = measures_data.coverage_notice(datetime(2040, 1, 1, 4, tzinfo=timezone.utc), tables)
     assert both.startswith("START_DATE_AND_TIME: the observation ends 2040-01-01T04:00 UTC")
     assert "leap seconds are known to 2027-06-28" in both and "predicted to 2027-11-12" in both
 

@@ -36,15 +36,25 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
+def _unusable(path: Path, setting: str, what: str, exc: OSError) -> UserInputError:
+    """The error for a path that cannot be opened or stat'ed."""
+    if isinstance(exc, FileNotFoundError):
+        detail = " (a link to nothing)" if os.path.islink(path) else ""
+        return UserInputError(setting, f"{what} {path} does not exist{detail}")
+    return UserInputError(setting, f"{what} {path} cannot be read ({exc.strerror})")
+
+
+def _mode(path: Path, setting: str, what: str) -> int:
+    """st_mode of what `path` names (after links); UserInputError where it cannot be stat'ed."""
+    try:
+        return os.stat(path).st_mode
+    except OSError as exc:
+        raise _unusable(path, setting, what, exc) from None
+
+
 def regular_file(path: Path, setting: str, what: str) -> Path:
     """`path` if it names a regular file (after links); else UserInputError saying what it is."""
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        detail = " (a link to nothing)" if os.path.islink(path) else ""
-        raise UserInputError(setting, f"{what} {path} does not exist{detail}") from None
-    except OSError as exc:
-        raise UserInputError(setting, f"{what} {path} cannot be read ({exc.strerror})") from None
+    mode = _mode(path, setting, what)
     if not stat.S_ISREG(mode):
         raise UserInputError(setting, f"{what} {path} is {_kind(mode)}, not a regular file")
     return path
@@ -52,12 +62,7 @@ def regular_file(path: Path, setting: str, what: str) -> Path:
 
 def directory(path: Path, setting: str, what: str) -> Path:
     """`path` if it names a directory (after links); else UserInputError saying what it is."""
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        raise UserInputError(setting, f"{what} {path} does not exist") from None
-    except OSError as exc:
-        raise UserInputError(setting, f"{what} {path} cannot be read ({exc.strerror})") from None
+    mode = _mode(path, setting, what)
     if not stat.S_ISDIR(mode):
         raise UserInputError(setting, f"{what} {path} is {'a file' if stat.S_ISREG(mode) else _kind(mode)}, "
                              "not a directory")
@@ -65,17 +70,18 @@ def directory(path: Path, setting: str, what: str) -> Path:
 
 
 def read_bytes(path: Path, setting: str, what: str, max_bytes: int) -> bytes:
-    """The whole of a regular file of at most `max_bytes`, checked on the open descriptor (no race with a swap)."""
-    regular_file(path, setting, what)
+    """The whole of a regular file of at most `max_bytes`, checked on the open descriptor (no race with a swap;
+    O_NONBLOCK: opening a FIFO does not wait for a writer)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
-        raise UserInputError(setting, f"{what} {path} cannot be read ({exc.strerror})") from None
+        raise _unusable(path, setting, what, exc) from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise UserInputError(setting, f"{what} {path} is {_kind(info.st_mode)}, not a regular file")
+    too_large = info.st_size > max_bytes
     with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise UserInputError(setting, f"{what} {path} is {_kind(info.st_mode)}, not a regular file")
-        too_large = info.st_size > max_bytes
         data = b"" if too_large else handle.read(max_bytes + 1)  # a file growing meanwhile is bounded too
     if too_large or len(data) > max_bytes:
         raise UserInputError(setting, f"{what} {path} is larger than {max_bytes // MiB} MiB, the most this reads")

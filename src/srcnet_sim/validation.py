@@ -132,13 +132,6 @@ def memory_problem(settings: Settings, sizes: Estimate, images: bool) -> UserInp
                           "available here (container limit included); make the run smaller or give it more memory")
 
 
-def check_memory(settings: Settings, sizes: Estimate, images: bool) -> None:
-    """Refuse a run whose estimated peak memory exceeds what this machine (or its container) has available."""
-    problem = memory_problem(settings, sizes, images)
-    if problem is not None:
-        raise problem
-
-
 def _device(path: Path) -> int:
     path = Path(os.path.abspath(path))
     while not path.exists():

@@ -131,7 +131,7 @@ def plan(settings: Settings, products: set[str] | frozenset[str] = frozenset({"v
     telescope = load_telescope(settings.telescope)
     ra0, dec0 = settings.phase_centre_rad
     times_s = geometry.sample_times_s(settings.start_datetime, settings.length_s, settings.num_time_stamps)
-    notice = measures_data.coverage_notice(settings.start_datetime, settings.end_datetime, tables)
+    notice = measures_data.coverage_notice(settings.end_datetime, tables)
     if notice:
         logger.warning("%s", notice)
     start_s, end_s = times_s[0] - settings.interval_s / 2, times_s[-1] + settings.interval_s / 2

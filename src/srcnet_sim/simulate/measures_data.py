@@ -67,10 +67,11 @@ class MeasuresTables:
     measured_until: date
     sources: tuple[str, ...]
 
-    @property
-    def valid_until(self) -> date:
-        """The last day every table covers."""
-        return min(self.leap_seconds_until, self.predict_until)
+    @classmethod
+    def from_record(cls, record: dict) -> "MeasuresTables":
+        """From the JSON-able record `choose` makes (paths and ISO dates as strings)."""
+        types = {"tai_utc_dir": Path, "predict_dir": Path, "measured_dir": Path, "sources": tuple}
+        return cls(**{key: types.get(key, date.fromisoformat)(value) for key, value in record.items()})
 
 
 def mjd_to_date(mjd: float) -> date:
@@ -310,13 +311,14 @@ def _choice_key() -> str:
     """What the choice depends on: the packages' versions and the user's measures.directory with its tables."""
     from importlib import metadata
 
-    parts = [str(BUILT_FORMAT), str(_rc_files())]
+    rc_files = _rc_files()
+    parts = [str(BUILT_FORMAT), str(rc_files)]
     for package in ("python-casacore", "casadata", "astropy-iers-data"):
         try:
             parts.append(f"{package}={metadata.version(package)}")
         except metadata.PackageNotFoundError:
             parts.append(f"{package}=none")
-    configured = _rc_measures_directory(_rc_files())
+    configured = _rc_measures_directory(rc_files)
     if configured is not None:
         for name in ("TAI_UTC", "IERSpredict", "IERSeop97"):
             try:
@@ -349,16 +351,9 @@ def current() -> MeasuresTables:
             os.replace(partial, cached)
         except OSError as exc:
             logger.debug("measures: cannot cache the choice in %s (%s)", cached.parent, exc)
-    chosen = record["chosen"]
-    if not _point_casacore(Path(chosen["tai_utc_dir"]), Path(chosen["predict_dir"])):
-        chosen = record["default"]  # casacore keeps its own choice
-    record = chosen
-    tables = MeasuresTables(
-        tai_utc_dir=Path(record["tai_utc_dir"]), predict_dir=Path(record["predict_dir"]),
-        measured_dir=Path(record["measured_dir"]), tai_utc_date=date.fromisoformat(record["tai_utc_date"]),
-        leap_seconds_until=date.fromisoformat(record["leap_seconds_until"]),
-        predict_until=date.fromisoformat(record["predict_until"]),
-        measured_until=date.fromisoformat(record["measured_until"]), sources=tuple(record["sources"]))
+    tables = MeasuresTables.from_record(record["chosen"])
+    if not _point_casacore(tables.tai_utc_dir, tables.predict_dir):
+        tables = MeasuresTables.from_record(record["default"])  # casacore keeps its own choice
     for line in tables.sources:
         logger.debug("measures: %s", line)
     _load_leap_seconds_quietly()
@@ -409,8 +404,8 @@ def _load_leap_seconds_quietly() -> None:
     sys.stderr.write("".join(kept))
 
 
-def coverage_notice(start: datetime, end: datetime, tables: MeasuresTables) -> str | None:
-    """One line saying what is extrapolated where the observation [start, end] (UTC) lies past the tables."""
+def coverage_notice(end: datetime, tables: MeasuresTables) -> str | None:
+    """One line saying what is extrapolated where the observation, ending at `end` (UTC), lies past the tables."""
     end_day = end.astimezone(timezone.utc).date()
     parts = []
     if end_day > tables.leap_seconds_until:
