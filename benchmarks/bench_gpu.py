@@ -36,7 +36,7 @@ def log(line: str) -> None:
 
 def observation(n_src: int, n_time: int, smearing: str, points_only: bool, telescope: str = "SKA-MID-AAstar"):
     from srcnet_sim.config import load_settings
-    from srcnet_sim.workflow import plan
+    from srcnet_sim.run.plan import plan
 
     settings = load_settings(environ={"SYNTHETIC_SOURCES": str(n_src), "NUM_TIME_STAMPS": str(n_time),
                                       "SMEARING": smearing, "TELESCOPE": telescope})
@@ -62,11 +62,13 @@ def run_srcnet(obs, backend: str, n_steps: int | None = None) -> float:
     import cupy
 
     from srcnet_sim.simulate.observation import simulate
+    from srcnet_sim.simulate.predictors import make_predictor
 
     indices = range(len(obs.times_s) if n_steps is None else n_steps)
+    predictor = make_predictor(backend)
 
     def go(steps=indices):
-        for _ in simulate(obs, steps, backend=backend):
+        for _ in simulate(obs, steps, predictor=predictor):
             pass
         cupy.cuda.Device().synchronize()
 
@@ -107,12 +109,11 @@ def seconds(value: float | None) -> str:
     return f"{value:8.3f} s" if value is not None else "  failed"
 
 
-# (kernel, rows per group, channels per block, blocks per multiprocessor, sources per tile); the first is the
-# predictor's default (predict_gpu's module constants), the last the first kernel ("rows": one row per thread).
-LAUNCH_SHAPES = (("grouped", 8, 4, 32, 32), ("grouped", 8, 4, 8, 32), ("grouped", 8, 4, 16, 64),
-                 ("grouped", 8, 2, 32, 32), ("grouped", 4, 4, 32, 32), ("grouped", 16, 2, 32, 32),
-                 ("grouped", 8, 4, 4, 32), ("rows", 1, 4, 32, 32))
-TUNED = ("KERNEL", "ROWS_PER_GROUP", "CHANNELS_PER_BLOCK", "BLOCKS_PER_SM", "SOURCES_PER_TILE")
+# (rows per group, channels per block, blocks per multiprocessor, sources per tile); the first is the
+# predictor's default (predict_gpu's module constants).
+LAUNCH_SHAPES = ((8, 4, 32, 32), (8, 4, 8, 32), (8, 4, 16, 64), (8, 2, 32, 32), (4, 4, 32, 32), (16, 2, 32, 32),
+                 (8, 4, 4, 32))
+TUNED = ("ROWS_PER_GROUP", "CHANNELS_PER_BLOCK", "BLOCKS_PER_SM", "SOURCES_PER_TILE")
 
 
 def kernel_rate(obs, n_steps: int, shapes=LAUNCH_SHAPES) -> dict:
@@ -121,7 +122,7 @@ def kernel_rate(obs, n_steps: int, shapes=LAUNCH_SHAPES) -> dict:
     import cupy
 
     from srcnet_sim.simulate import predict_gpu
-    from srcnet_sim.simulate.beams import dish_types
+    from srcnet_sim.instrument.beams import dish_types
 
     terms = obs.source_terms()
     _, dish_type = dish_types(obs.beam, obs.telescope.diameters_m)
@@ -148,8 +149,8 @@ def kernel_rate(obs, n_steps: int, shapes=LAUNCH_SHAPES) -> dict:
             cupy.cuda.Device().synchronize()
 
         seconds = timed(go, repeat=3)
-        kernel, rows, ch, blocks, tile = shape
-        rates[f"kernel={kernel} rows={rows} channels={ch} blocks_per_sm={blocks} tile={tile}"] = n_terms / seconds
+        rows, ch, blocks, tile = shape
+        rates[f"rows={rows} channels={ch} blocks_per_sm={blocks} tile={tile}"] = n_terms / seconds
     for name, value in zip(TUNED, defaults):
         setattr(predict_gpu, name, value)
     return rates
@@ -162,13 +163,14 @@ def breakdown(obs) -> dict:
 
     from srcnet_sim.simulate.observation import simulate
     from srcnet_sim.simulate.predict_gpu import GpuPredictor
+    from srcnet_sim.simulate.predictors import GpuStrategy
 
     predictor = GpuPredictor(cupy)
-    for _ in simulate(obs, range(1), backend="gpu", gpu_predictor=predictor):  # compiles every kernel
+    for _ in simulate(obs, range(1), predictor=GpuStrategy(predictor)):  # compiles every kernel
         pass
     predictor.timings = {}
     start = time.perf_counter()
-    for _ in simulate(obs, backend="gpu", gpu_predictor=predictor):
+    for _ in simulate(obs, predictor=GpuStrategy(predictor)):
         pass
     cupy.cuda.Device().synchronize()
     total = time.perf_counter() - start
@@ -186,7 +188,7 @@ def main() -> None:
     args = parser.parse_args()
     import cupy
 
-    from srcnet_sim.simulate.backend import gpu_device_name
+    from srcnet_sim.simulate.predictors import gpu_device_name
 
     n_time = 2 if args.quick else 24
     sizes = (40, 400) if args.quick else (10_000, 100_000)

@@ -70,7 +70,7 @@ def main() -> None:
             archive.extractall(out, filter="data")
         ms = out / "measurements.ms"
         from srcnet_sim.config import load_settings
-        from srcnet_sim.workflow import field_of_view_rad
+        from srcnet_sim.run.plan import field_of_view_rad
 
         cell_arcsec = math.degrees(field_of_view_rad(load_settings(environ={})) / args.npixel) * 3600
         size = [str(args.npixel)] * 2

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 import time
 
-from srcnet_sim.runtime import configure_process
+from srcnet_sim.run.runtime import configure_process
 
 configure_process()  # before numpy and numba load
 
@@ -19,20 +19,21 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bench_scale import curve_points  # noqa: E402
-from srcnet_sim import workflow  # noqa: E402
+from srcnet_sim.run.plan import plan  # noqa: E402
 from srcnet_sim.config import load_settings  # noqa: E402
+from srcnet_sim.constants import SPEED_OF_LIGHT_M_S  # noqa: E402
 from srcnet_sim.simulate.baseline_kernel import weighted_baseline_sums  # noqa: E402
 from srcnet_sim.simulate.observation import _StepInputs  # noqa: E402
 
 
 def main() -> None:
     settings = dict(argument.split("=", 1) for argument in sys.argv[1:])
-    obs = workflow.plan(load_settings(environ=settings)).observation.with_geometry()
-    run = _StepInputs.of(obs, slice(None))
+    obs = plan(load_settings(environ=settings)).observation.with_geometry()
+    run = _StepInputs.of(obs, slice(None)).inputs
     terms = run.terms
-    rate = run.delay_rate(obs.dish_uvw_rate_m_s[0]) if run.smear_time else None
+    rate = (obs.dish_uvw_rate_m_s[0] @ terms.lmn.T) / SPEED_OF_LIGHT_M_S if run.smear_time else None
     args = (obs.dish_uvw_m[0], terms.lmn, terms.beams, run.dish_type, run.freq_hz, terms.stokes, 1, run.ant1, run.ant2,
-            run.width_hz, rate, obs.interval_s, terms.gaussian, np.float32)
+            run.channel_width_hz, rate, obs.interval_s, terms.gaussian, np.float32)
     weighted_baseline_sums(*args)  # compile or load
     print(f"threading layer {numba.threading_layer()}; {len(terms.lmn)} sources, {len(run.ant1)} baselines, "
           f"{len(run.freq_hz)} channels, smearing {obs.smearing}")

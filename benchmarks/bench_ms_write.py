@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from srcnet_sim.ms.writer import MeasurementSetWriter, MSDescription
+from srcnet_sim.vis.writer import MeasurementSetWriter, MSDescription
 from srcnet_sim.products import staging
 from srcnet_sim.simulate.predict import baseline_pairs
-from srcnet_sim.telescope import load_telescope
+from srcnet_sim.instrument import load_telescope
 
 MB = 1e6
 CHUNK = 16 << 20

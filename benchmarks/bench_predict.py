@@ -22,12 +22,12 @@ import time
 import numpy as np
 
 CHILD = r"""
-from srcnet_sim.runtime import configure_process
+from srcnet_sim.run.runtime import configure_process
 configure_process()  # the thread settings of the command line, before numpy and numba load
 import dataclasses, json, sys, time, numpy as np
 which, n_src, n_time = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 from srcnet_sim.config import load_settings
-from srcnet_sim.workflow import plan
+from srcnet_sim.run.plan import plan
 settings = load_settings(environ={"SYNTHETIC_SOURCES": str(n_src), "NUM_TIME_STAMPS": str(n_time), "SMEARING": "off"})
 obs = plan(settings).observation
 # matvis models point sources only: both simulators get the synthetic field's sources as points.

@@ -35,7 +35,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_predict import child  # noqa: E402  (matvis beside us, same workload)
 
-from srcnet_sim.calibrate import disk_write_speed  # noqa: E402
+from srcnet_sim.run.calibrate import disk_write_speed  # noqa: E402
 
 N_BASELINES_AASTAR = 144 * 143 // 2
 

@@ -42,7 +42,7 @@ for name in ("numpy", "scipy", "numba", "numba-cuda", "cupy-cuda13x", "cupy-cuda
         pass
 import srcnet_sim, cupy
 print("srcnet_sim from", srcnet_sim.__file__)
-from srcnet_sim.simulate.backend import resolve_backend
+from srcnet_sim.simulate.predictors import resolve_backend
 print("BACKEND=auto ->", resolve_backend("auto"))
 EOF
 numba_cuda_smoke() {
@@ -73,7 +73,7 @@ fi
 step "3. GPU tests on the device (and the CPU predictor tests under this Python)"
 # GPU_CHECK_TESTS: other pytest arguments (to try this script without a GPU, on smaller tests).
 timeout 200 $PY -m pytest -p no:cacheprovider -v -rs --junitxml="$OUT/pytest.xml" -s \
-  ${GPU_CHECK_TESTS:-tests/test_gpu_device.py tests/test_predict.py tests/test_overlap.py} || fail "pytest"
+  ${GPU_CHECK_TESTS:-tests/unit/simulate/test_gpu_device.py tests/unit/simulate/test_predict.py tests/unit/run/test_overlap.py} || fail "pytest"
 $PY - "$OUT/pytest.xml" <<'EOF' || fail "GPU tests were skipped or missing on a GPU node"
 import sys, xml.etree.ElementTree as ET
 cases = [c for c in ET.parse(sys.argv[1]).iter("testcase") if "test_gpu_device" in c.get("classname", "")]

@@ -16,7 +16,7 @@ fi
 [ -f .whl/site.tar.xz ] || bash benchmarks/gpu_wheelhouse.sh
 OUT=${OUT:-$(mktemp -d)} PYTHON="$VENV/bin/python" PYTHONPATH="$PWD/benchmarks/gpu_dryrun" NUMBA_ENABLE_CUDASIM=1 \
   GPU_SITE=/tmp/srcnet-site-dryrun GPU_CHECK_BENCH_ARGS=--quick \
-  GPU_CHECK_TESTS="tests/test_gpu_device.py tests/test_predict.py tests/test_overlap.py
-    --deselect=tests/test_gpu_device.py::test_gpu_matches_cpu --deselect=tests/test_gpu_device.py::test_gpu_many_dishes
-    --deselect=tests/test_gpu_device.py::test_gpu_chunked_matches_cpu --deselect=tests/test_predict.py::test_agrees_with_matvis" \
+  GPU_CHECK_TESTS="tests/unit/simulate/test_gpu_device.py tests/unit/simulate/test_predict.py tests/unit/run/test_overlap.py
+    --deselect=tests/unit/simulate/test_gpu_device.py::test_gpu_matches_cpu --deselect=tests/unit/simulate/test_gpu_device.py::test_gpu_many_dishes
+    --deselect=tests/unit/simulate/test_gpu_device.py::test_gpu_chunked_matches_cpu --deselect=tests/unit/simulate/test_predict.py::test_agrees_with_matvis" \
   bash benchmarks/gpu_check.sh

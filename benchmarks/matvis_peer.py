@@ -9,7 +9,7 @@ from __future__ import annotations
 from astropy.time import Time
 
 from srcnet_sim.constants import SECONDS_PER_DAY
-from srcnet_sim.telescope.array import itrf_to_enu
+from srcnet_sim.instrument.array import itrf_to_enu
 
 
 def simulate_vis_arguments(obs) -> dict:

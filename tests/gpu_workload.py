@@ -1,6 +1,6 @@
 """A predictor workload that exercises every GPU code path, and the CPU predictor's answer for it.
 
-Shared by tests/test_gpu_backend.py (CI: NumPy + numba's CUDA simulator) and tests/test_gpu_device.py
+Shared by tests/unit/simulate/test_gpu_backend.py (CI: NumPy + numba's CUDA simulator) and tests/unit/simulate/test_gpu_device.py
 (a real CUDA device): polarised point sources and Gaussians, two dish types with different beams,
 baselines up to ~40 km (so bandwidth and time smearing change the answer by far more than the tolerances).
 """

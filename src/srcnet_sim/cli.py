@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import math
 import os
 import sys
 import tempfile
@@ -16,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from srcnet_sim.errors import DiskFullError, QAError, ServiceError, UserInputError, is_disk_full
 from srcnet_sim.progress import configure_logging
-from srcnet_sim.runtime import configure_process, importing
-from srcnet_sim.stopping import Stopped, stop_on_signals
+from srcnet_sim.run.runtime import configure_process, importing
+from srcnet_sim.fs.stopping import Stopped, stop_on_signals
 
 if TYPE_CHECKING:
     from srcnet_sim.config import Settings
@@ -71,7 +72,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 def cmd_run(args: argparse.Namespace) -> int:
     with importing():
-        from srcnet_sim.workflow import run
+        from srcnet_sim.run.pipeline import run
 
     run(settings_from_args(args), chosen_products(args), overwrite=args.overwrite, notification=args.notification,
         preview_dir=Path(args.preview_dir) if args.preview_dir else None, restart=args.restart)
@@ -79,9 +80,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
-    from srcnet_sim.resources import free_bytes, human
+    from srcnet_sim.fs.space import free_bytes
+    from srcnet_sim.sizing import human
     from srcnet_sim.simulate.observation import gpu_block_device_bytes
-    from srcnet_sim.workflow import PRODUCTS, plan, preflight_problems
+    from srcnet_sim.run.plan import PRODUCTS, plan
+    from srcnet_sim.run.preflight import preflight_problems
 
     settings = settings_from_args(args)
     run_plan = plan(settings, chosen_products(args) or {"vis"})
@@ -118,7 +121,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     if "vis" in run_plan.made:
         lines += duration_lines(run_plan)
     if args.k8s:
-        from srcnet_sim import k8s
+        from srcnet_sim.deploy import k8s
 
         sizes = k8s.sizing(run_plan)
         lines += [
@@ -140,8 +143,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
 def duration_lines(run_plan) -> list[str]:
     """`estimate` lines: the simulation's duration predicted from a short calibration of the kernels here."""
-    from srcnet_sim.calibrate import predict
-    from srcnet_sim.executors import available_cores, executor_options
+    from srcnet_sim.run.calibrate import predict
+    from srcnet_sim.run.executors import available_cores, executor_options
     from srcnet_sim.progress import duration
 
     s, e = run_plan.settings, run_plan.estimate
@@ -163,7 +166,8 @@ def duration_lines(run_plan) -> list[str]:
 
 def sky_cache_lines(settings: Settings) -> list[str]:
     """`estimate` lines for SKY_MODEL=MIGHTEE_L1 without SKY_MODEL_PATH: the downloaded catalogue and its cache."""
-    from srcnet_sim.resources import free_bytes, human
+    from srcnet_sim.fs.space import free_bytes
+    from srcnet_sim.sizing import human
     from srcnet_sim.sky import download
 
     if not download.uses_download(settings.sky_model, settings.sky_model_path):
@@ -175,6 +179,54 @@ def sky_cache_lines(settings: Settings) -> list[str]:
             f"free in SKY_MODEL_CACHE {human(free_bytes(cached.parent))}"]
 
 
+def _in_range(option: str, value: float, low: float, high: float, low_open: bool = False) -> None:
+    above = value > low if low_open else value >= low
+    if not (math.isfinite(value) and above and value <= high):
+        raise UserInputError(option, f"{value} is not a finite number in {'(' if low_open else '['}{low:g}, {high:g}]")
+
+
+def check_image_options(args: argparse.Namespace) -> None:
+    """Validate `srcnet-sim image` options before the MS is read: each error names its option."""
+    from srcnet_sim.config import MIN_NPIXEL
+    from srcnet_sim.fs.input_files import directory, regular_file
+    from srcnet_sim.imaging.grid_checks import check_horizon
+    from srcnet_sim.products import naming
+    from srcnet_sim.run.preflight import check_imaging_memory
+
+    if args.npixel < MIN_NPIXEL or args.npixel % 2:
+        raise UserInputError("--npixel", f"{args.npixel} must be even and at least {MIN_NPIXEL}")
+    _in_range("--cellsize-arcsec", args.cellsize_arcsec, 0.0, 3600.0 * 180.0, low_open=True)
+    check_horizon("--cellsize-arcsec", args.npixel, math.radians(args.cellsize_arcsec / 3600.0))
+    check_imaging_memory("--npixel", args.npixel)
+    _in_range("--robust", args.robust, -2.0, 2.0)
+    if args.niter < 0:
+        raise UserInputError("--niter", f"{args.niter} must be >= 0 (0: dirty image only)")
+    _in_range("--gain", args.gain, 0.0, 1.0, low_open=True)
+    _in_range("--mgain", args.mgain, 0.0, 1.0, low_open=True)
+    _in_range("--auto-threshold", args.auto_threshold, 0.0, math.inf)
+    _in_range("--threshold", args.threshold, 0.0, math.inf)
+    _in_range("--multiscale-bias", args.multiscale_bias, 0.0, 1.0, low_open=True)
+    if args.multiscale_scales:
+        try:
+            scales = [float(v) for v in args.multiscale_scales.split(",")]
+        except ValueError:
+            scales = [math.nan]
+        if not all(math.isfinite(v) and 0.0 <= v <= args.npixel for v in scales):
+            raise UserInputError("--multiscale-scales", f"{args.multiscale_scales!r} is not a comma-separated list of "
+                                 f"pixel sizes in 0..{args.npixel}")
+    out_dir = Path(args.out_dir) if args.out_dir else Path.cwd()
+    if not out_dir.is_dir() or not os.access(out_dir, os.W_OK | os.X_OK):
+        raise UserInputError("--out-dir", f"{out_dir} is not a writable directory")
+    ms = directory(Path(args.ms), "MS", "MeasurementSet")
+    if os.path.lexists(ms / "table.dat"):
+        regular_file(ms / "table.dat", "MS", "MeasurementSet table")
+    name = args.name if args.name is not None else ms.name.removesuffix(".ms")
+    if not name or "/" in name or name in (".", "..") or not name.isprintable():
+        raise UserInputError("--name", f"{name!r} is not a file name prefix: printable characters, no '/'")
+    kinds = ("dirty", "cleaned", "residual", "model", "psf")
+    naming.check_path_lengths(out_dir, [f"{name}-{kind}.fits" for kind in kinds], "--out-dir", name_setting="--name")
+
+
 def cmd_image(args: argparse.Namespace) -> int:
     from srcnet_sim.constants import RAD_PER_ARCSEC
     from srcnet_sim.imaging.clean import CleanParameters
@@ -182,7 +234,6 @@ def cmd_image(args: argparse.Namespace) -> int:
     from srcnet_sim.imaging.pipeline import image_measurement_set
     from srcnet_sim.imaging.products import PREVIEW_KINDS
     from srcnet_sim.progress import logger
-    from srcnet_sim.validation import check_image_options
 
     check_image_options(args)
     ms = Path(args.ms)
@@ -219,7 +270,7 @@ def cmd_qa(args: argparse.Namespace) -> int:
     from srcnet_sim.progress import logger
     from srcnet_sim.qa.report import make_report, summary_lines
 
-    from srcnet_sim.input_files import regular_file
+    from srcnet_sim.fs.input_files import regular_file
 
     image = regular_file(Path(args.image), "IMAGE", "image")
     truth = regular_file(Path(args.truth), "TRUTH", "truth catalogue")
@@ -254,8 +305,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_k8s_manifest(args: argparse.Namespace) -> int:
-    from srcnet_sim import k8s
-    from srcnet_sim.workflow import plan
+    from srcnet_sim.deploy import k8s
+    from srcnet_sim.run.plan import plan
 
     if args.dask_workers is not None:
         if args.cronjob or args.gpu:

@@ -302,7 +302,7 @@ def _typed_toml_values(values: dict[str, Any], origin: str) -> dict[str, Any]:
 
 def read_toml(path: Path) -> dict[str, Any]:
     """Settings from a TOML file (top-level keys, either spelling), each of the TOML type its setting has."""
-    from srcnet_sim.input_files import MAX_TOML_BYTES, read_text
+    from srcnet_sim.fs.input_files import MAX_TOML_BYTES, read_text
 
     text = read_text(path, "--config", "configuration file", MAX_TOML_BYTES)
     try:

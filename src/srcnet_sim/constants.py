@@ -2,7 +2,7 @@
 
 The speed of light and Boltzmann's constant are exact in the SI (since 2019, CODATA 2018) and the jansky is
 defined as 1e-26 W m^-2 Hz^-1, so they are written out: importing astropy.units for them would cost every run
-about 0.1 s. tests/test_constants.py checks them against astropy's.
+about 0.1 s. tests/unit/config/test_constants.py checks them against astropy's.
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ from srcnet_sim.imaging.clean import CleanParameters, CleanResult, cotton_schwab
 from srcnet_sim.imaging.gridding import DEFAULT_EPSILON, degrid, grid
 from srcnet_sim.imaging.msdata import MeasurementSetSource, Visibilities
 from srcnet_sim.imaging.weighting import WeightGrid, apply_weights, on_grid
-from srcnet_sim.resources import IMAGE_WORKING_BYTES_PER_PIXEL, available_memory_bytes
+from srcnet_sim.fs.space import available_memory_bytes
+from srcnet_sim.sizing import IMAGE_WORKING_BYTES_PER_PIXEL
 
 MIN_NPIX = 32
 Source = Visibilities | MeasurementSetSource  # anything with metadata and .chunks()

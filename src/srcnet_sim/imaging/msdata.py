@@ -15,8 +15,8 @@ from casacore.tables import table
 
 from srcnet_sim.constants import SPEED_OF_LIGHT_M_S
 from srcnet_sim.errors import UserInputError
-from srcnet_sim.ms.reader import open_table, read_metadata
-from srcnet_sim.resources import CHUNK_SAMPLES  # rows x channels read at once
+from srcnet_sim.vis.reader import open_table, read_metadata
+from srcnet_sim.sizing import CHUNK_SAMPLES  # rows x channels read at once
 
 # casacore Stokes codes: I=1, RR=5, LL=8, XX=9, YY=12.
 STOKES_I_PAIRS = {(9, 12): "XX+YY", (5, 8): "RR+LL"}

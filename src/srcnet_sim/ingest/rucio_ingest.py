@@ -20,7 +20,7 @@ from pathlib import Path
 from srcnet_sim.errors import ServiceError
 from srcnet_sim.products import sidecar
 from srcnet_sim.products.naming import META_SUFFIX
-from srcnet_sim.stopping import deferred
+from srcnet_sim.fs.stopping import deferred
 
 logger = logging.getLogger("srcnet_sim")
 
@@ -200,7 +200,7 @@ class Ingestor:
 def connect(attempts: int = 5, backoff_s: float = 1.0) -> object:
     """A rucio Client from the usual configuration (RUCIO_CONFIG or /opt/rucio/etc/rucio.cfg), checked to
     reach the server before anything in the staging area is touched. The command line runs it with
-    RUCIO_CLIENT_MODE=1 (srcnet_sim.runtime), so that a server configuration is never read as the client's."""
+    RUCIO_CLIENT_MODE=1 (srcnet_sim.run.runtime), so that a server configuration is never read as the client's."""
     from rucio.client import Client
 
     # The client logs every failed connection as an ERROR of its own; ours says each failure once (and

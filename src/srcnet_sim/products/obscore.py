@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from srcnet_sim.constants import ARCSEC_PER_DEG, SECONDS_PER_DAY, SPEED_OF_LIGHT_M_S
-from srcnet_sim.ms.reader import read_metadata, scan_main_table
+from srcnet_sim.vis.reader import read_metadata, scan_main_table
 
 FACILITY = "SKAO"
 INSTRUMENT = "SKA-Mid"
@@ -33,7 +33,7 @@ class Identity:
     access_url_template: str = DEFAULT_ACCESS_URL
 
 
-def _common(identity: Identity, name: str, size_bytes: int) -> dict:
+def common_fields(identity: Identity, name: str, size_bytes: int) -> dict:
     return {
         "obs_collection": identity.obs_collection,
         "obs_id": identity.obs_id,
@@ -58,7 +58,7 @@ def visibility_record(ms_path: Path, identity: Identity, name: str, size_bytes: 
     start_s, end_s, longest_m, samples = scan.start_s, scan.end_s, scan.longest_uv_m, scan.sample_intervals_s
     f_high = float((freq + width / 2).max())
     return {
-        **_common(identity, name, size_bytes),
+        **common_fields(identity, name, size_bytes),
         "dataproduct_type": "visibility",
         "calib_level": 1,
         "access_format": "application/x-tar",
@@ -95,7 +95,7 @@ def image_record(fits_path: Path, identity: Identity, name: str) -> dict:
     start = Time(head["DATE-OBS"], scale="utc")
     end = Time(head["DATE-END"], scale="utc") if "DATE-END" in head else start
     return {
-        **_common(identity, name, fits_path.stat().st_size),
+        **common_fields(identity, name, fits_path.stat().st_size),
         "dataproduct_type": "image",
         "calib_level": 3,
         "access_format": "image/fits",
@@ -130,7 +130,7 @@ def truth_record(fits_path: Path, identity: Identity, name: str) -> dict:
     with fits.open(fits_path) as hdul:
         head = hdul[EXTNAME].header
     return {
-        **_common(identity, name, fits_path.stat().st_size),
+        **common_fields(identity, name, fits_path.stat().st_size),
         "dataproduct_type": "measurements",
         "dataproduct_subtype": "truth-catalogue",
         "calib_level": MEASUREMENTS_CALIB_LEVEL,
@@ -160,7 +160,7 @@ def qa_record(summary_path: Path, identity: Identity, name: str, size_bytes: int
     image = summary["image_header"]
     half_band = image["bandwidth_hz"] / 2
     return {
-        **_common(identity, name, size_bytes),
+        **common_fields(identity, name, size_bytes),
         "dataproduct_type": "measurements",
         "dataproduct_subtype": "qa-report",
         "calib_level": MEASUREMENTS_CALIB_LEVEL,

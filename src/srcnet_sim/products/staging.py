@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from srcnet_sim.durable import fsync_path
+from srcnet_sim.fs.durable import fsync_path
 from srcnet_sim.errors import UserInputError
 from srcnet_sim.products.naming import META_SUFFIX
-from srcnet_sim.stopping import deferred
+from srcnet_sim.fs.stopping import deferred
 
 PARTIAL_SUFFIX = ".partial"
 RENAME_NOREPLACE = 1

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from srcnet_sim.simulate.beams import dish_beams
+from srcnet_sim.instrument.beams import dish_beams
 
 if TYPE_CHECKING:
     from srcnet_sim.simulate.observation import Observation

@@ -13,7 +13,7 @@ The work is cut into tiles of SOURCE_TILE sources x CHANNEL_TILE channels. For o
 every dish (phasors, the Stokes-weighted phasors, smearing phases) are packed, a few kB per dish, so that every
 baseline reads them from cache; baselines are taken in pairs that share their first dish, so that the first
 dish's terms are loaded once for two baselines. Tiles are packed and summed in groups (up to
-blocks.PACKED_TERMS_BYTES of packed terms): one parallel call packs a group, one sums it, each thread going
+sizing.PACKED_TERMS_BYTES of packed terms): one parallel call packs a group, one sums it, each thread going
 through the group's tiles for its own chunk of baseline pairs, so that threads meet twice per group rather than
 twice per tile, and no Python runs between tiles. A tile's sums go to float64 accumulators in a fixed
 order (tile after tile for each baseline), so the result does not depend on the number of threads.
@@ -26,7 +26,7 @@ import math
 import numba
 import numpy as np
 
-from srcnet_sim.blocks import PACKED_TERMS_BYTES
+from srcnet_sim.sizing import PACKED_TERMS_BYTES
 from srcnet_sim.constants import SPEED_OF_LIGHT_M_S
 from srcnet_sim.simulate.vecmath import (exp_nonpositive, exp_nonpositive_single, phasor_row_double, phasor_row_single,
                                          sincos_turns, sincos_turns_single)

@@ -5,21 +5,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from functools import cached_property
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from srcnet_sim.constants import SPEED_OF_LIGHT_M_S
+from srcnet_sim.instrument import Telescope
+from srcnet_sim.instrument.beams import dish_beams, dish_types
 from srcnet_sim.simulate import geometry
 from srcnet_sim.simulate.baseline_kernel import PackingBuffers
-from srcnet_sim.simulate.beams import dish_beams, dish_types
 from srcnet_sim.simulate.noise import add_noise, baseline_sigma_jy, sefd_jy
-from srcnet_sim.simulate.predict import SourceTerms, baseline_pairs, predict_time_step
+from srcnet_sim.simulate.predict import SourceTerms, baseline_pairs
+from srcnet_sim.simulate.predictors import CpuStrategy, PredictInputs, Predictor
+from srcnet_sim import sizing
 from srcnet_sim.sky import SkyModel
-from srcnet_sim.telescope import Telescope
-
-if TYPE_CHECKING:
-    from srcnet_sim.simulate.predict_gpu import GpuPredictor
 
 RATE_STEP_S = 1.0  # half-step of the central difference giving d(uvw)/dt
 
@@ -118,123 +115,72 @@ class TimeStep:
     vis: np.ndarray
 
 
-def simulate(obs: Observation, time_indices: range | None = None, channels: slice = slice(None), backend: str = "cpu",
-             gpu_predictor: GpuPredictor | None = None) -> Iterator[TimeStep]:
-    """Yield the visibilities of each time step in turn (of the channels `channels`, a slice with step 1);
-    memory holds one step (GPU: one small block of steps).
+def simulate(obs: Observation, time_indices: range | None = None, channels: slice = slice(None),
+             predictor: Predictor | None = None) -> Iterator[TimeStep]:
+    """Yield the visibilities of each time step in turn (of the channels `channels`, a slice with step 1).
 
-    backend: "cpu" (numba/BLAS, one step at a time) or "gpu" (`predict_gpu`, blocks of steps on the device).
-    gpu_predictor: the `predict_gpu.GpuPredictor` to use (default: one on CuPy's current device).
+    predictor: the strategy that predicts them (predictors.make_predictor; default the CPU's). It takes
+    predictor.steps_per_call steps at a time (CPU: one; GPU: a small block), one call ahead: the device
+    computes call n + 1 while the steps of call n are yielded (and written). Memory holds one call's steps.
     """
     if obs.dish_uvw_m is None:
         obs = obs.with_geometry()
-    if backend == "gpu":
-        yield from _simulate_gpu(obs, time_indices, gpu_predictor, channels)
-        return
+    predictor = CpuStrategy() if predictor is None else predictor
     run = _StepInputs.of(obs, channels)
-    indices = range(len(obs.times_s)) if time_indices is None else time_indices
-    times = obs.times_s[list(indices)]
-    uvw_all = obs.dish_uvw_m[list(indices)]
-    if run.smear_time:
-        rate_all = obs.dish_uvw_rate_m_s[list(indices)]
-    for i, t_index in enumerate(indices):
-        dish_uvw = uvw_all[i]
-        delay_rate = run.delay_rate(rate_all[i]) if run.smear_time else None
-        vis = predict_time_step(dish_uvw, run.terms, run.dish_type, run.freq_hz, run.ant1, run.ant2,
-                                channel_width_hz=run.width_hz, dish_delay_rate=delay_rate, interval_s=obs.interval_s,
-                                dtype=obs.dtype, buffers=run.buffers)
-        yield run.step(obs, t_index, float(times[i]), dish_uvw, vis)
+    indices = list(range(len(obs.times_s)) if time_indices is None else time_indices)
+    per_call = predictor.steps_per_call(len(obs.times_s), len(run.inputs.ant1), len(obs.freq_hz), obs.dtype)
+
+    def steps_of(call: list[int], dish_uvw: np.ndarray, vis: np.ndarray) -> Iterator[TimeStep]:
+        for i, t_index in enumerate(call):
+            yield run.step(obs, t_index, float(obs.times_s[t_index]), dish_uvw[i], np.ascontiguousarray(vis[i]))
+
+    ready = None  # the previous call's steps, on the host
+    for start in range(0, len(indices), per_call):
+        call = indices[start:start + per_call]
+        dish_uvw = obs.dish_uvw_m[call]
+        rate = obs.dish_uvw_rate_m_s[call] if run.inputs.smear_time else None
+        pending = predictor.submit(run.inputs, dish_uvw, rate)  # the GPU queues it and returns at once
+        if ready is not None:
+            yield from steps_of(*ready)
+        ready = None
+        ready = (call, dish_uvw, pending.result())
+    if ready is not None:
+        yield from steps_of(*ready)
 
 
 @dataclass(frozen=True)
 class _StepInputs:
-    """What every time step of a `simulate` call shares: baselines, dish types, source terms of its channels,
-    noise and smearing choices."""
+    """What every time step of a `simulate` call shares: the predictor's inputs, noise and the first channel."""
 
-    ant1: np.ndarray
-    ant2: np.ndarray
-    dish_type: np.ndarray
-    terms: SourceTerms
-    freq_hz: np.ndarray
+    inputs: PredictInputs
     first_channel: int
     sigma: np.ndarray
-    width_hz: float  # channel width applied as bandwidth smearing, 0 when off
-    smear_time: bool
-    buffers: PackingBuffers  # the smearing kernel's memory, reused by the steps
 
     @classmethod
     def of(cls, obs: Observation, channels: slice) -> "_StepInputs":
         ant1, ant2 = obs.baselines
         _, dish_type = dish_types(obs.beam, obs.telescope.diameters_m)
-        return cls(ant1=ant1, ant2=ant2, dish_type=dish_type, terms=obs.source_terms(channels),
-                   freq_hz=obs.freq_hz[channels], first_channel=channels.indices(len(obs.freq_hz))[0],
-                   sigma=obs.baseline_sigma(), width_hz=obs.channel_width_hz if obs.smearing != "off" else 0.0,
-                   smear_time=obs.smearing == "bandwidth+time", buffers=PackingBuffers())
-
-    def delay_rate(self, dish_uvw_rate_m_s: np.ndarray) -> np.ndarray:
-        """(n_dish, n_src) d(tau)/dt of every dish towards every source, s/s, from the dishes' (n_dish, 3) d(UVW)/dt,
-        m/s (the time-smearing kernel's dish_delay_rate)."""
-        return (dish_uvw_rate_m_s @ self.terms.lmn.T) / SPEED_OF_LIGHT_M_S
+        inputs = PredictInputs(terms=obs.source_terms(channels), dish_type=dish_type, freq_hz=obs.freq_hz[channels],
+                               ant1=ant1, ant2=ant2,
+                               channel_width_hz=obs.channel_width_hz if obs.smearing != "off" else 0.0,
+                               smear_time=obs.smearing == "bandwidth+time", interval_s=obs.interval_s,
+                               dtype=obs.dtype, buffers=PackingBuffers())
+        return cls(inputs=inputs, first_channel=channels.indices(len(obs.freq_hz))[0], sigma=obs.baseline_sigma())
 
     def step(self, obs: Observation, t_index: int, time_s: float, dish_uvw: np.ndarray, vis: np.ndarray) -> TimeStep:
         """The TimeStep of predicted `vis` (n_bl, n_chan, 4), noise added in place when the observation has it."""
+        ant1, ant2 = self.inputs.ant1, self.inputs.ant2
         if obs.noise:
-            add_noise(vis, self.sigma, obs.seed, t_index, self.ant1 == self.ant2, self.first_channel)
-        return TimeStep(index=t_index, time_s=time_s, uvw_m=dish_uvw[self.ant1] - dish_uvw[self.ant2], vis=vis)
-
-
-GPU_BLOCK_BYTES = 256 << 20  # host memory for one block of GPU-predicted steps
-GPU_MAX_STEPS_PER_BLOCK = 16
-
-
-def gpu_steps_per_block(obs: Observation) -> int:
-    """Time steps the GPU predicts at once: up to 16, while their visibilities fit GPU_BLOCK_BYTES on the host."""
-    step_bytes = len(obs.baselines[0]) * len(obs.freq_hz) * 4 * np.dtype(obs.dtype).itemsize
-    return int(max(1, min(GPU_MAX_STEPS_PER_BLOCK, len(obs.times_s), GPU_BLOCK_BYTES // step_bytes)))
+            add_noise(vis, self.sigma, obs.seed, t_index, ant1 == ant2, self.first_channel)
+        return TimeStep(index=t_index, time_s=time_s, uvw_m=dish_uvw[ant1] - dish_uvw[ant2], vis=vis)
 
 
 def gpu_block_device_bytes(obs: Observation) -> tuple[int, int]:
-    """(steps per block, device memory the GPU predictor needs for one block with all sources at once, bytes).
+    """(steps per GPU call, device memory the GPU predictor needs for one call with all sources at once, bytes).
 
     With less free device memory it processes the sources (and channels) in chunks instead.
     """
-    from srcnet_sim.simulate.predict_gpu import block_device_bytes
-
-    steps = gpu_steps_per_block(obs)
-    return steps, block_device_bytes(steps, obs.telescope.n_dish, len(obs.freq_hz), len(obs.sky),
-                                     len(obs.baselines[0]), obs.dtype)
-
-
-def _simulate_gpu(obs: Observation, time_indices: range | None, predictor: GpuPredictor | None,
-                  channels: slice = slice(None)) -> Iterator[TimeStep]:
-    """`simulate` on the GPU: blocks of steps (bounded by GPU_BLOCK_BYTES) predicted together, one block ahead:
-    the device computes block n + 1 while the steps of block n are yielded (and written)."""
-    if predictor is None:
-        import cupy
-
-        from srcnet_sim.simulate.predict_gpu import GpuPredictor
-
-        predictor = GpuPredictor(cupy)
-    run = _StepInputs.of(obs, channels)
-    indices = list(range(len(obs.times_s)) if time_indices is None else time_indices)
-    per_block = gpu_steps_per_block(obs)
-
-    def steps_of(block: list[int], times: np.ndarray, dish_uvw: np.ndarray, vis: np.ndarray) -> Iterator[TimeStep]:
-        for i, t_index in enumerate(block):
-            yield run.step(obs, t_index, float(times[i]), dish_uvw[i], np.ascontiguousarray(vis[i]))
-
-    ready = None  # the previous block, on the host
-    for start in range(0, len(indices), per_block):
-        block = indices[start:start + per_block]
-        times = obs.times_s[block]
-        dish_uvw = obs.dish_uvw_m[block]
-        rate = obs.dish_uvw_rate_m_s[block] if run.smear_time else None
-        on_device = predictor.predict(dish_uvw, run.terms, run.dish_type, run.freq_hz, run.ant1, run.ant2,
-                                      channel_width_hz=run.width_hz,
-                                      dish_uvw_rate_m_s=rate, interval_s=obs.interval_s, dtype=obs.dtype,
-                                      to_host=False)  # queued on the device; returns at once
-        if ready is not None:
-            yield from steps_of(*ready)
-        ready = (block, times, dish_uvw, predictor.to_host(on_device))
-    if ready is not None:
-        yield from steps_of(*ready)
+    n_baselines = len(obs.baselines[0])
+    steps = sizing.gpu_steps_per_block(len(obs.times_s), n_baselines, len(obs.freq_hz), np.dtype(obs.dtype).itemsize)
+    return steps, sizing.gpu_block_device_bytes(steps, obs.telescope.n_dish, len(obs.freq_hz), len(obs.sky),
+                                                n_baselines, obs.dtype)

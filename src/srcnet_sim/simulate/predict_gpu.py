@@ -21,14 +21,11 @@ from types import ModuleType
 
 import numpy as np
 
-from srcnet_sim.simulate.beams import SPEED_OF_LIGHT_M_S
-from srcnet_sim.simulate.gpu_kernel import (TILE, baseline_kernel, grouped_kernel, grouped_shape, grouped_tile,
-                                            launch_shape)
+from srcnet_sim.instrument.beams import SPEED_OF_LIGHT_M_S
+from srcnet_sim.simulate.gpu_kernel import TILE, grouped_kernel, grouped_shape, grouped_tile
 from srcnet_sim.simulate.predict import SourceTerms
+from srcnet_sim.sizing import gpu_block_device_bytes
 
-# The per-baseline kernel: "grouped" (gpu_kernel.grouped_kernel: each thread sums ROWS_PER_GROUP dish rows) or
-# "rows" (gpu_kernel.baseline_kernel: each thread sums one row; the first version, kept to compare).
-KERNEL = "grouped"
 ROWS_PER_GROUP = 8  # dish rows p whose sums one thread of the grouped kernel keeps in registers
 CHANNELS_PER_BLOCK = 4  # channels whose sums one kernel thread keeps in registers
 # Sums [rows, channels, Stokes] one thread of the grouped kernel keeps (complex; x2 registers, x4 in double):
@@ -46,16 +43,6 @@ def stokes_to_linear_xp(xp: ModuleType, sums):
     """(..., 4) Stokes sums [I, Q, U, V] -> linear correlations [XX, XY, YX, YY] (as predict._linear_correlations)."""
     i, q, u, v = (sums[..., x] for x in range(4))
     return xp.stack([i + q, u + 1j * v, u - 1j * v, i - q], axis=-1)
-
-
-def block_device_bytes(n_time: int, n_dish: int, n_chan: int, n_src: int, n_baseline: int, dtype: type) -> int:
-    """Device memory the GPU predictor needs for `n_time` steps, all sources at once (no chunking), bytes."""
-    real = 4 if dtype == np.complex64 else 8
-    per_source = (n_time * n_chan * n_dish * (3 * 2 * real + 2 * 16)  # Z, X Z and its copy for gemm; exp(i phase)
-                  + n_time * n_dish * (4 * real + 4 * 8)  # bandwidth and rate terms, float64 temporaries
-                  + n_chan * 4 * real + 8 * 8)  # Stokes, directions, shapes
-    fixed = n_time * n_chan * 4 * (2 * real * n_dish * n_dish + 16 * n_dish * n_dish + 2 * 16 * n_baseline)
-    return per_source * n_src + fixed
 
 
 class GpuPredictor:
@@ -225,11 +212,11 @@ class GpuPredictor:
 
     def _chunks(self, n_time: int, n_dish: int, n_chan: int, n_src: int, n_baseline: int, dtype: type) -> tuple[int, int]:
         """(channels, sources) per chunk so that one chunk's working set fits the memory budget."""
-        budget = self._budget() - block_device_bytes(n_time, n_dish, n_chan, 0, n_baseline, dtype)
+        budget = self._budget() - gpu_block_device_bytes(n_time, n_dish, n_chan, 0, n_baseline, dtype)
         chan_chunk = n_chan
-        while chan_chunk > 1 and block_device_bytes(n_time, n_dish, chan_chunk, self.min_source_chunk, 0, dtype) > budget:
+        while chan_chunk > 1 and gpu_block_device_bytes(n_time, n_dish, chan_chunk, self.min_source_chunk, 0, dtype) > budget:
             chan_chunk = (chan_chunk + 1) // 2
-        per_source = block_device_bytes(n_time, n_dish, chan_chunk, 1, 0, dtype) - block_device_bytes(
+        per_source = gpu_block_device_bytes(n_time, n_dish, chan_chunk, 1, 0, dtype) - gpu_block_device_bytes(
             n_time, n_dish, chan_chunk, 0, 0, dtype)
         src_chunk = max(self.min_source_chunk, int(budget // max(per_source, 1)))
         return chan_chunk, min(src_chunk, n_src)
@@ -267,18 +254,6 @@ class GpuPredictor:
         dummy = self.xp.zeros(1, dtype=real_dtype)
         bwx, bwe = (a.ravel() for a in bw) if bw is not None else (dummy, dummy.astype(z.dtype))
         rate_flat = rate.ravel() if rate is not None else dummy
-        if KERNEL == "rows":
-            ch = min(CHANNELS_PER_BLOCK, n_chan)
-            grid, threads = launch_shape(n_dish, n_src, n_time, n_chan, ch, n_src)
-            splits = max(1, math.ceil(BLOCKS_PER_SM * self.n_sm / (grid[0] * grid[2])))
-            tile = SOURCES_PER_TILE
-            src_per_block = tile * max(1, math.ceil(n_src / splits / tile))
-            grid, threads = launch_shape(n_dish, n_src, n_time, n_chan, ch, src_per_block)
-            kernel = baseline_kernel(double, n_stokes, ch, tile)
-            kernel[grid, threads](*self._device_args(z.ravel(), stokes, bwx, bwe, rate_flat, half_interval_f, per_c,
-                                                     uvw, gaussian), n_point, src_per_block, bw is not None,
-                                  rate is not None, n_chan, n_src, n_dish, self._device_arg(out))
-            return
         rows, ch, tile = grouped_launch_shape(double, n_stokes, n_chan)
         args = self._device_args(z.ravel(), stokes, bwx, bwe, rate_flat, half_interval_f, per_c, uvw, gaussian)
         out_arg = self._device_arg(out)

@@ -29,10 +29,11 @@ import warnings
 from pathlib import Path
 
 from srcnet_sim.config import MIGHTEE_L1_URL
-from srcnet_sim.durable import fsync_path
+from srcnet_sim.fs.durable import fsync_path
 from srcnet_sim.errors import UserInputError
 from srcnet_sim.progress import logger
-from srcnet_sim.resources import free_bytes, human
+from srcnet_sim.fs.space import free_bytes
+from srcnet_sim.sizing import human
 
 MIGHTEE_L1_ROWS = 9_896
 # The columns the seed maps (Karabo: RA, DEC, S_PEAK, NU_EFF, IM_MAJ, IM_MIN, IM_PA, NAME as the id).

@@ -1,0 +1,1 @@
+"""Deployment: Kubernetes manifests sized from the plan."""

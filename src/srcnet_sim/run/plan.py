@@ -1,0 +1,243 @@
+"""The plan of a run: its settings resolved once, every check made, into the immutable parts the stages take.
+
+plan(settings) loads the telescope and the sky, makes the sample times, sizes the run and checks everything
+a user can fix (names, sidecar values, horizon, image grid) before any work; the stages (run.stages) and the
+pipeline (run.pipeline) then receive the Plan, never the settings.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from srcnet_sim import __version__
+from srcnet_sim.config import Settings
+from srcnet_sim.errors import UserInputError
+from srcnet_sim.fs.space import default_memory_limit
+from srcnet_sim.instrument import Telescope, load_telescope
+from srcnet_sim.instrument.beams import power_beam_fwhm_rad
+from srcnet_sim.products import naming, obscore
+from srcnet_sim.products.sidecar_probe import check_sidecar_values
+from srcnet_sim.progress import logger
+from srcnet_sim.run import resume
+from srcnet_sim.run.executors import ExecutorOptions, executor_options
+from srcnet_sim.simulate import geometry, measures_data
+from srcnet_sim.simulate.observation import Observation
+from srcnet_sim.sizing import Estimate, estimate
+from srcnet_sim.sky.resolve import load_sky_model
+
+PRODUCT_NAMES = {"vis": "measurements.ms", "dirty": "dirty.fits", "clean": "cleaned.fits", "truth": "truth.fits", "qa": "qa"}
+PRODUCTS = tuple(PRODUCT_NAMES)
+MS_ARCHIVE_SUFFIX = ".tar"
+ARCHIVED = ("vis", "qa")  # directories, staged as tar files
+QA_PRODUCT_BYTES = 4 * 2**20  # JSON, four PNGs and PyBDSF's source list
+NOTIFICATION_NAME = "notification.json"
+SEED_DISH_DIAMETER_M = 15.0
+FILTER_RADIUS_FWHM = 3.0
+HORIZON_CHECK_POINTS = 1441  # elevation is smooth: at most one check a minute over a day
+
+
+
+@dataclass(frozen=True)
+class ImagingPlan:
+    """The images' grid: npix x npix pixels of cell_rad (IMAGING_NPIXEL, IMAGING_CELLSIZE or FOV / npixel),
+    field_name the FITS OBJECT (OBS_ID)."""
+
+    npix: int
+    cell_rad: float
+    field_name: str
+
+
+@dataclass(frozen=True)
+class ProductNames:
+    """How the run's products are named and kept: FILE_PREFIX, RUCIO_LIFETIME (s)."""
+
+    file_prefix: str
+    lifetime_s: int
+
+    def file_name(self, product: str) -> str:
+        """The seed's file name of a product: <FILE_PREFIX>measurements.ms, ...dirty.fits, ...cleaned.fits."""
+        return f"{self.file_prefix}{PRODUCT_NAMES[product]}"
+
+    def staged_name(self, product: str) -> str:
+        """The name in the staging area and in Rucio: a MeasurementSet or QA report (directories) is staged as a tar."""
+        return staged_file_name(self.file_prefix, product)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a run needs, resolved and validated before any work starts, in the parts the stages take:
+    the observation (telescope, sky, times, channels), its sizes (estimate), the imaging grid, the product
+    identity and names, how blocks are computed (execution) and where products are staged (product_dir).
+
+    settings: what the plan was made from, kept for the run's resumable state and the Kubernetes manifest;
+    the stages read the parts, not the settings. filter_radius_rad: the sky's selection radius around the
+    phase centre; history: the MS's HISTORY messages."""
+
+    settings: Settings
+    telescope: Telescope
+    observation: Observation
+    estimate: Estimate
+    product_dir: Path
+    products: frozenset[str]
+    identity: obscore.Identity
+    names: ProductNames
+    imaging: ImagingPlan
+    execution: ExecutorOptions
+    filter_radius_rad: float
+    history: tuple[str, ...]
+
+    def file_name(self, product: str) -> str:
+        """The seed's file name of a product (see ProductNames.file_name)."""
+        return self.names.file_name(product)
+
+    def staged_name(self, product: str) -> str:
+        """The staged name of a product (see ProductNames.staged_name)."""
+        return self.names.staged_name(product)
+
+    @property
+    def made(self) -> tuple[str, ...]:
+        """Products made: the chosen ones and what they need (images need the MS, clean the dirty image)."""
+        needed = set(self.products)
+        if "qa" in needed:
+            needed |= {"clean", "truth"}
+        if needed & {"dirty", "clean"}:
+            needed.add("vis")
+        if "clean" in needed:
+            needed |= {"dirty", "truth"}  # a cleaned image is always compared with the truth (QA in the log)
+        return tuple(p for p in PRODUCTS if p in needed)
+
+    @property
+    def synthetic_sky(self) -> bool:
+        """The sky is SKY_MODEL=SYNTHETIC (a seeded field): SYNTHETIC_SOURCES sets its size."""
+        return self.settings.sky_model.strip().upper() == "SYNTHETIC"
+
+    @property
+    def settings_record(self) -> dict:
+        """Every setting's value, as JSON types (the truth catalogue's header)."""
+        return self.settings.model_dump()
+
+    def product_bytes(self, product: str) -> int:
+        e = self.estimate
+        if product == "truth":
+            return truth_file_bytes(e.n_sources, e.n_channels)
+        if product == "qa":
+            return QA_PRODUCT_BYTES
+        return e.ms_expected_bytes if product == "vis" else e.image_file_bytes
+
+    def cell_rad(self) -> float:
+        """IMAGING_CELLSIZE, or the seed's FOV / npixel."""
+        return self.imaging.cell_rad
+
+
+def staged_file_name(prefix: str, product: str) -> str:
+    """<FILE_PREFIX><product file name>, with .tar for the products that are directories."""
+    return prefix + PRODUCT_NAMES[product] + (MS_ARCHIVE_SUFFIX if product in ARCHIVED else "")
+
+
+def truth_file_bytes(n_sources: int, n_channels: int) -> int:
+    """Size of the truth catalogue: a 16-byte name, 18 columns of 8 bytes, 2 per-channel columns, headers."""
+    return n_sources * (16 + 18 * 8 + 2 * 8 * n_channels) + 20 * 2880
+
+
+def field_of_view_rad(settings: Settings) -> float:
+    """The seed's field of view: 1.25 lambda_mid / 15 m, lambda_mid at the middle of the band."""
+    mid_hz = 0.5 * (settings.start_freq_hz + settings.end_freq_hz)
+    return float(power_beam_fwhm_rad(mid_hz, SEED_DISH_DIAMETER_M))
+
+
+def _check_names(settings: Settings) -> None:
+    """Rucio names, and every path the run creates within NAME_MAX and PATH_MAX (hidden temporary names included)."""
+    naming.check_scope(settings.rucio_namespace)
+    naming.check_name(settings.obs_id, "OBS_ID")  # the Rucio dataset of the run's products
+    staged = [staged_file_name(settings.file_prefix, product) for product in PRODUCTS]
+    for name in staged:
+        naming.check_name(name)
+    naming.check_path_lengths(Path(settings.out_dir) / settings.rucio_namespace,
+                              staged + [n + naming.META_SUFFIX for n in staged] + [settings.file_prefix + NOTIFICATION_NAME],
+                              "OUT_DIR")
+    naming.check_path_lengths(Path(tempfile.gettempdir()), [settings.file_prefix + PRODUCT_NAMES[p] for p in PRODUCTS],
+                              "TMPDIR", inside_bytes=naming.SCRATCH_PATH_RESERVE)
+
+
+def plan(settings: Settings, products: set[str] | frozenset[str] = frozenset({"vis"})) -> Plan:
+    """Resolve telescope, times, sky and sizes; raise UserInputError on anything a user can fix."""
+    if not products:
+        raise UserInputError("--vis", "choose at least one product to ingest: --vis, --dirty, --clean, --truth or --qa")
+    tables = measures_data.current()  # before anything opens a casacore table
+    _check_names(settings)
+    ident = identity(settings)
+    check_sidecar_values(settings, ident, {p: staged_file_name(settings.file_prefix, p) for p in PRODUCTS})
+    telescope = load_telescope(settings.telescope)
+    ra0, dec0 = settings.phase_centre_rad
+    times_s = geometry.sample_times_s(settings.start_datetime, settings.length_s, settings.num_time_stamps)
+    notice = measures_data.coverage_notice(settings.end_datetime, tables)
+    if notice:
+        logger.warning("%s", notice)
+    start_s, end_s = times_s[0] - settings.interval_s / 2, times_s[-1] + settings.interval_s / 2
+    check_s = np.linspace(start_s, end_s, min(len(times_s) + 2, HORIZON_CHECK_POINTS))
+    elevation = np.degrees(geometry.elevation_rad(telescope.itrf_m.mean(axis=0), check_s, ra0, dec0))
+    if elevation.min() <= 0.0:
+        raise UserInputError(
+            "START_DATE_AND_TIME",
+            f"the phase centre (RA {settings.phase_center_ra_deg} deg, Dec {settings.phase_center_dec_deg} deg) is below "
+            f"the horizon during the observation: elevation {elevation.min():.1f} to {elevation.max():.1f} deg; "
+            "choose a start time or phase centre that keeps it above 0 deg",
+        )
+    radius = FILTER_RADIUS_FWHM * field_of_view_rad(settings)
+    sky = load_sky_model(settings.sky_model, settings.sky_model_path, ra0, dec0, radius, settings.synthetic_sources,
+                         settings.seed, settings.freq_hz, cache_dir=settings.sky_model_cache,
+                         mightee_url=settings.mightee_l1_url)
+    observation = Observation(
+        telescope=telescope, sky=sky, ra_rad=ra0, dec_rad=dec0, times_s=times_s, interval_s=settings.interval_s,
+        freq_hz=settings.freq_hz, channel_width_hz=settings.freq_inc_hz, beam=settings.beam,
+        autocorrelations=settings.correlations == "cross+auto", smearing=settings.smearing,
+        noise=settings.noise == "on", seed=settings.seed,
+        dtype=np.complex128 if settings.precision == "double" else np.complex64,
+    )
+    workers = executor_options(settings.executor, settings.dask_scheduler_address, settings.dask_workers,
+                               settings.worker_threads, None).workers
+    sizes = estimate(settings.n_channels, settings.num_time_stamps, telescope.n_dish, observation.autocorrelations,
+                     len(sky), settings.imaging_npixel, settings.precision == "double", worker_memory_limit(settings),
+                     workers)
+    execution = executor_options(settings.executor, settings.dask_scheduler_address, settings.dask_workers,
+                                 settings.worker_threads, sizes.memory_limit_bytes)
+    cell_rad = (settings.imaging_cellsize if settings.imaging_cellsize is not None
+                else field_of_view_rad(settings) / settings.imaging_npixel)
+    run_plan = Plan(settings, telescope, observation, sizes, Path(settings.out_dir) / settings.rucio_namespace,
+                    frozenset(products), identity=ident, names=ProductNames(settings.file_prefix, settings.rucio_lifetime),
+                    imaging=ImagingPlan(settings.imaging_npixel, cell_rad, settings.obs_id), execution=execution,
+                    filter_radius_rad=radius, history=history_lines(settings))
+    if "dirty" in run_plan.made:
+        from srcnet_sim.imaging.grid_checks import check_image_grid  # a run without images loads no imaging
+
+        check_image_grid(settings.imaging_npixel, cell_rad, telescope.itrf_m, times_s, (ra0, dec0), settings.start_freq_hz)
+    return run_plan
+
+
+def worker_memory_limit(settings: Settings) -> int:
+    """MEMORY_LIMIT, or its default: the available memory with headroom, shared by a LocalCluster's workers."""
+    if settings.memory_limit is not None:
+        return settings.memory_limit
+    options = executor_options(settings.executor, settings.dask_scheduler_address, settings.dask_workers,
+                               settings.worker_threads, None)
+    local_workers = options.workers if options.kind == "dask" and not options.scheduler_address else 1
+    return default_memory_limit(local_workers)
+
+
+def identity(settings: Settings) -> obscore.Identity:
+    """The identifiers of the products that come from the settings."""
+    return obscore.Identity(obs_collection=settings.obs_collection, obs_id=settings.obs_id,
+                            ivoid_authority=settings.ivoid_authority, ivoid_path=settings.ivoid_path,
+                            namespace=settings.rucio_namespace)
+
+
+def history_lines(settings: Settings) -> tuple[str, ...]:
+    """HISTORY messages: the software version, every setting (seed included) but those that only choose how the
+    blocks are computed (the MS is the same whatever they are), as JSON, and the measures tables used."""
+    return (f"srcnet-sim {__version__}", "settings " + json.dumps(resume.defining_settings(settings), sort_keys=True),
+            *measures_data.history_lines(measures_data.current()))

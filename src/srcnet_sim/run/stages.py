@@ -1,0 +1,229 @@
+"""The stages of a run, each a peer the pipeline calls in turn: simulate and write the MS, image it, write the
+truth catalogue, compare them (QA), and stage the chosen products with their sidecars.
+
+Each stage takes the Plan and reads the parts it needs (observation, estimate, execution, imaging grid,
+identity, names), never the settings; what it makes goes into the run's scratch (or resumable state)
+directory and is returned as a path.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from srcnet_sim.errors import QAError
+from srcnet_sim.fs.diskguard import DiskGuard
+from srcnet_sim.products import obscore, sidecar, staging
+from srcnet_sim.progress import Progress, logger
+from srcnet_sim.qa.finder import import_bdsf
+from srcnet_sim.run import resume
+from srcnet_sim.run.blocks import BlockResult, make_blocks
+from srcnet_sim.run.executors import run_blocks
+from srcnet_sim.run.plan import NOTIFICATION_NAME, PRODUCTS, Plan
+from srcnet_sim.sizing import BlockShape, human, result_bytes
+from srcnet_sim.vis.writer import MeasurementSetWriter, MSDescription
+
+# The seed's WSClean cleaning: -niter 50000 -mgain 0.8 -auto-threshold 3, uniform weighting (CleanParameters fields).
+SEED_CLEAN = {"gain": 0.1, "mgain": 0.8, "niter": 50_000, "auto_threshold": 3.0}
+
+
+def write_measurement_set(run_plan: Plan, state: resume.RunState, backend: str = "cpu") -> Path:
+    """Simulate the blocks not yet written and write them into the MS in `state` (the run's resumable state
+    directory; staging publishes it): blocks computed by the plan's executor with the `backend` predictor ("cpu"
+    or "gpu", see simulate.predictors), written in time order by one writer, each journaled once it is on disk.
+    Reads the plan's observation, estimate, execution, imaging.field_name and history."""
+    obs = run_plan.observation.with_geometry()  # every time step's UVW, in order: the same for every block
+    sizes = run_plan.estimate
+    path = state.ms_path(run_plan.file_name("vis"))
+    description = MSDescription(
+        telescope=run_plan.telescope, freq_hz=obs.freq_hz, channel_width_hz=obs.channel_width_hz,
+        phase_centre_rad=(obs.ra_rad, obs.dec_rad), field_name=run_plan.imaging.field_name,
+        time_range_s=(float(obs.times_s[0] - obs.interval_s / 2), float(obs.times_s[-1] + obs.interval_s / 2)),
+        history=run_plan.history, application="srcnet-sim",
+    )
+    ant1, ant2 = obs.baselines
+    n_bl, n_times, n_chan = len(ant1), sizes.n_times, sizes.n_channels
+    sigma = obs.baseline_sigma()
+    writer = None
+    if state.resumed:
+        try:
+            writer = MeasurementSetWriter.reopen(path)
+            if writer.n_rows != n_times * n_bl:
+                raise RuntimeError(f"{writer.n_rows} rows instead of {n_times * n_bl}")
+        except RuntimeError as exc:  # casacore could not read what the killed run left
+            logger.warning("resume: %s cannot be opened (%s); starting it again", path, str(exc).splitlines()[0])
+            state.start_over(path.name)
+    space = DiskGuard(path.parent, "TMPDIR", sizes.ms_expected_bytes)
+    if writer is None:
+        space.check(1.0)
+        creating = path.with_name(path.name + ".creating")  # a run killed while creating leaves no MS
+        shutil.rmtree(creating, ignore_errors=True)
+        MeasurementSetWriter(creating, description, tile_channels=sizes.block_channels, n_rows=n_times * n_bl).close()
+        os.rename(creating, path)
+        writer = MeasurementSetWriter.reopen(path)
+    shape = BlockShape(sizes.block_times, sizes.block_channels, sizes.simulate_peak_bytes)
+    blocks = make_blocks(n_times, n_chan, shape, first_time=state.time_steps_done)
+    options = replace(run_plan.execution, backend=backend)
+    logger.info("simulate: %d blocks of %d time steps x %d channels (a worker needs about %s of MEMORY_LIMIT %s); "
+                "executor %s, %d worker%s x %d threads", len(blocks), shape.n_times, shape.n_channels,
+                human(shape.worker_peak_bytes), human(sizes.memory_limit_bytes), options.kind, options.workers,
+                "s" if options.workers > 1 else "", options.threads)
+    progress = Progress(n_times * n_chan, len(blocks), "simulate", done_units=state.time_steps_done * n_chan)
+
+    def write(result: BlockResult) -> None:
+        block = result.block
+        space.check(1.0 - _allocated_bytes(path) / sizes.ms_expected_bytes)  # the rows are allocated, not all on disk
+        writer.put_rows(block.time_start * n_bl, result.time_s, obs.interval_s, ant1, ant2, result.uvw_m, result.vis, sigma,
+                        chan_start=block.chan_start)
+        space.check(1.0 - _allocated_bytes(path) / sizes.ms_expected_bytes)  # casacore aborts on a full volume
+        writer.flush()
+        state.record(block.time_start, block.time_stop, block.chan_start, block.chan_stop)
+        progress.advance(block.n_times * block.n_channels)
+
+    started = time.perf_counter()
+    try:
+        run_blocks(obs, blocks, write, options)
+    finally:
+        writer.close()
+    seconds = time.perf_counter() - started
+    samples = sum(b.n_times * b.n_channels for b in blocks) * n_bl * len(obs.sky)
+    written = sum(result_bytes(b.n_times, b.n_channels, n_bl) for b in blocks)
+    logger.info("simulate: %d blocks in %.2f s (%.2f G source-visibilities/s, %.0f MB/s of visibilities written)",
+                len(blocks), seconds, samples / max(seconds, 1e-9) / 1e9, written / max(seconds, 1e-9) / 1e6)
+    return path
+
+
+def _allocated_bytes(directory: Path) -> int:
+    """Disk space taken by the files under `directory` (blocks allocated, not apparent sizes; links not followed)."""
+    return sum(os.lstat(os.path.join(root, name)).st_blocks * 512
+               for root, _, names in os.walk(directory) for name in names)
+
+
+def make_images(run_plan: Plan, ms_path: Path, scratch: Path) -> dict[str, Path]:
+    """Image the MS as the seed did (uniform weighting, WSClean's clean parameters) into `scratch`.
+
+    Returns {"dirty": path, "clean": path} of the FITS files made (with PNG quick-looks beside them).
+    """
+    from srcnet_sim.imaging.clean import CleanParameters
+    from srcnet_sim.imaging.imager import ImagingParameters
+    from srcnet_sim.imaging.pipeline import image_measurement_set
+
+    params = ImagingParameters(npix=run_plan.imaging.npix, cell_rad=run_plan.imaging.cell_rad, allow_uv_cut=True)
+    kinds = {"dirty": "dirty", "clean": "cleaned"}
+    paths = {kinds[p]: scratch / run_plan.file_name(p) for p in kinds if p in run_plan.made}
+    clean = CleanParameters(**SEED_CLEAN) if "clean" in run_plan.made else None
+    written = image_measurement_set(ms_path, params, clean, paths,
+                                    run_plan.imaging.field_name, previews=[kinds[p] for p in kinds if p in run_plan.products],
+                                    cell_setting="IMAGING_CELLSIZE")
+    return {product: written[kind] for product, kind in kinds.items() if kind in written}
+
+
+def write_truth_catalogue(run_plan: Plan, path: Path) -> Path:
+    """The truth catalogue of the run (every source simulated, intrinsic and apparent) at `path`."""
+    from srcnet_sim.products.truth import TruthContext, write_truth
+
+    context = TruthContext(obs_id=run_plan.identity.obs_id, telescope_name=run_plan.telescope.name,
+                           filter_radius_rad=run_plan.filter_radius_rad, settings=run_plan.settings_record)
+    return write_truth(path, run_plan.observation, context)
+
+
+def qa_unavailable(run_plan: Plan) -> QAError | None:
+    """The QAError saying PyBDSF cannot be imported, logged at the start rather than after the simulation; None when it can."""
+    if "clean" not in run_plan.made:
+        return None
+    try:
+        import_bdsf()
+    except QAError as exc:
+        if "qa" in run_plan.products:
+            logger.error("%s; the other products will be made", exc)
+        else:
+            logger.warning("qa: skipped, PyBDSF is not installed (pip install bdsf)")
+        return exc
+    return None
+
+
+def quality_report(run_plan: Plan, made: dict[str, Path], scratch: Path) -> QAError | None:
+    """Compare the cleaned image with the truth (PyBDSF) into made["qa"], the QA directory in `scratch`; log a few
+    lines. Returns the QAError (one line, logged) when PyBDSF fails, else None."""
+    from srcnet_sim.qa.report import make_report, summary_lines
+
+    directory = scratch / run_plan.file_name("qa")
+    directory.mkdir()
+    try:
+        report = make_report(made["clean"], made["truth"], directory, prefix=run_plan.names.file_prefix)
+    except QAError as exc:
+        (logger.error if "qa" in run_plan.products else logger.warning)("%s", exc)
+        return exc
+    for line in summary_lines(report.summary):
+        logger.info("%s", line)
+    made["qa"] = directory
+    return None
+
+
+def prepare_products(run_plan: Plan, made: dict[str, Path], private_dir: Path, products: frozenset[str]) -> list[staging.Prepared]:
+    """Write each product of `products` (directories as tars) and its validated `.meta` into the run's
+    private directory in the staging area, ready to publish."""
+    ident, names = run_plan.identity, run_plan.names
+    prepared = []
+    for product in (p for p in PRODUCTS if p in products):
+        source, name = made[product], run_plan.staged_name(product)
+
+        def make_sidecar(path: Path, product: str = product, source: Path = source, name: str = name) -> dict:
+            if product == "vis":
+                meta = obscore.visibility_record(source, ident, name, path.stat().st_size)
+            elif product == "truth":
+                meta = obscore.truth_record(path, ident, name)
+            elif product == "qa":
+                from srcnet_sim.qa.report import SUMMARY_NAME
+
+                meta = obscore.qa_record(source / f"{names.file_prefix}{SUMMARY_NAME}", ident, name, path.stat().st_size)
+            else:
+                meta = obscore.image_record(path, ident, name)
+            return sidecar.build(ident.namespace, name, names.lifetime_s, meta, dataset_name=ident.obs_id)
+
+        write = staging.tar_directory(source) if source.is_dir() else staging.copy_of(source)
+        prepared.append(staging.prepare(private_dir, run_plan.product_dir / name, write, make_sidecar))
+    return prepared
+
+
+def stage_products(run_plan: Plan, made: dict[str, Path], private_dir: Path, overwrite: bool,
+                   notification: bool = False, products: frozenset[str] | None = None) -> list[Path]:
+    """Stage each chosen product (or those of `products`), then its `.meta`, and the notification last;
+    the caller holds the names' claims.
+
+    Everything is written into `private_dir` first, so a failure (a full volume, a signal) before
+    the renames leaves nothing new in the staging area.
+    """
+    prepared = prepare_products(run_plan, made, private_dir, run_plan.products if products is None else products)
+    if notification:
+        from srcnet_sim.products.notification import notification_text
+
+        source = made["vis"].parent / "notification-products"  # in the scratch directory
+        source.mkdir()
+        for product in run_plan.products & {"vis", "dirty", "clean"}:  # the products its plugins read
+            made[product].rename(source / made[product].name)
+        final = run_plan.product_dir / f"{run_plan.names.file_prefix}{NOTIFICATION_NAME}"
+        document = notification_text(source, run_plan.identity)
+        prepared.append(staging.prepare(private_dir, final, staging.text(document), None))
+    staged = []
+    for item in prepared:
+        staged.append(staging.publish(item, overwrite))
+        logger.info("staged %s%s", item.final, f" and {staging.meta_path(item.final).name}" if item.meta else "")
+    return staged
+
+
+def write_previews(made: dict[str, Path], products: frozenset[str], preview_dir: Path) -> None:
+    """Copy the PNG quick-looks of the chosen images into `preview_dir` (outside the staging area: the
+    ingestor takes only products with a `.meta`, and a preview is no ObsCore product)."""
+    for product in ("dirty", "clean"):
+        preview = made[product].with_suffix(".png") if product in made and product in products else None
+        if preview is not None and preview.exists():
+            fd, temporary = tempfile.mkstemp(prefix=f".{preview.name}.", dir=preview_dir)
+            with os.fdopen(fd, "wb") as handle, open(preview, "rb") as data:
+                shutil.copyfileobj(data, handle)
+            os.replace(temporary, preview_dir / preview.name)  # replaces a link itself, never its target
+            logger.info("wrote %s", preview_dir / preview.name)

@@ -1,5 +1,0 @@
-"""Telescope descriptions: dish positions, dish diameters and the site."""
-
-from srcnet_sim.telescope.array import Site, Telescope, load_telescope, KNOWN_TELESCOPES
-
-__all__ = ["Site", "Telescope", "load_telescope", "KNOWN_TELESCOPES"]
