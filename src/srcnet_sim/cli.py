@@ -260,7 +260,7 @@ def cmd_image(args: argparse.Namespace) -> int:
         if path.exists() and not args.overwrite:
             raise UserInputError("--name", f"{path} exists already; choose another --name or add --overwrite")
     written = image_measurement_set(ms, params, clean if args.niter > 0 else None, paths, name,
-                                    previews=() if args.no_preview else PREVIEW_KINDS)
+                                    previews=() if args.no_preview else PREVIEW_KINDS).written
     for path in written.values():
         logger.info("wrote %s", path)
     return 0

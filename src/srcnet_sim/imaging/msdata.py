@@ -15,7 +15,7 @@ from casacore.tables import table
 
 from srcnet_sim.constants import SPEED_OF_LIGHT_M_S
 from srcnet_sim.errors import UserInputError
-from srcnet_sim.vis.reader import open_table, read_metadata
+from srcnet_sim.vis.reader import MainTableScanner, open_table, read_metadata
 from srcnet_sim.sizing import CHUNK_SAMPLES  # rows x channels read at once
 
 # casacore Stokes codes: I=1, RR=5, LL=8, XX=9, YY=12.
@@ -117,15 +117,16 @@ class MeasurementSetSource:
         self._scan()
 
     def _scan(self) -> None:
-        """One pass for what imaging needs up front: time range, longest baselines, any unflagged data."""
-        start, end, uv_max, uvw_max, any_used = np.inf, -np.inf, 0.0, 0.0, False
+        """One pass for what imaging needs up front (time range, longest baselines, any unflagged data) and for the
+        MS's ObsCore record (`main_scan`, vis.reader.MainTableScan: staging reuses it instead of reading again)."""
+        uv_max, uvw_max, any_used = 0.0, 0.0, False
+        scanner = MainTableScanner()
         self._single = None
         with open_table(self.path) as main:
             for row in range(0, self.n_rows, self.rows_per_chunk):
                 n = min(self.rows_per_chunk, self.n_rows - row)
-                times, half = main.getcol("TIME", row, n), 0.5 * main.getcol("INTERVAL", row, n)
-                start, end = min(start, float((times - half).min())), max(end, float((times + half).max()))
                 chunk = self._read(main, row, n)
+                scanner.add(main.getcol("TIME", row, n), main.getcol("INTERVAL", row, n), chunk.uvw_m)
                 if n == self.n_rows:
                     self._single = chunk  # it all fits in one chunk: keep it instead of reading it on every pass
                 used = np.any(chunk.weight > 0, axis=1)
@@ -135,7 +136,8 @@ class MeasurementSetSource:
                     uvw_max = max(uvw_max, float(np.linalg.norm(chunk.uvw_m[used], axis=1).max()))
         if not any_used:
             raise UserInputError("MS", f"{self.path}: all data are flagged (or have zero weight)")
-        self.time_range_s = (start, end)
+        self.main_scan = scanner.result()
+        self.time_range_s = (self.main_scan.start_s, self.main_scan.end_s)
         scale = self.freq_hz.max() / SPEED_OF_LIGHT_M_S
         self.longest_baseline_wavelengths = uv_max * scale
         self.max_uvw_wavelengths = uvw_max * scale

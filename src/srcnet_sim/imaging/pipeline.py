@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 
 from srcnet_sim.constants import RAD_PER_ARCSEC
@@ -11,17 +12,27 @@ from srcnet_sim.imaging.imager import ImagingParameters, make_images
 from srcnet_sim.imaging.msdata import MeasurementSetSource
 from srcnet_sim.imaging.products import PREVIEW_KINDS, describe, write_products
 from srcnet_sim.progress import logger
+from srcnet_sim.vis.reader import MainTableScan
+
+
+@dataclass(frozen=True)
+class Imaged:
+    """What imaging an MS made: the FITS paths written, by kind, and the MS's main-table scan (time range,
+    longest baseline, samples: its ObsCore record reuses it rather than reading the table again)."""
+
+    written: dict[str, Path]
+    main_scan: MainTableScan
 
 
 def image_measurement_set(ms_path: Path, params: ImagingParameters, clean: CleanParameters | None,
                           paths: dict[str, Path], object_name: str, previews: Collection[str] = PREVIEW_KINDS,
-                          cell_setting: str = "--cellsize-arcsec") -> dict[str, Path]:
+                          cell_setting: str = "--cellsize-arcsec") -> Imaged:
     """Read the MS at `ms_path` in chunks, make the images and write those named in `paths`.
 
     paths: {kind: FITS path}, kinds as in imaging.products.write_products ("dirty", "cleaned", ...).
     clean: None for a dirty image only. previews: the kinds that get a PNG beside their FITS file.
     cell_setting: the setting named when the cell leaves long baselines out (params.allow_uv_cut).
-    Logs one line per step. Returns the FITS paths written, by kind.
+    Logs one line per step. Returns the FITS paths written, by kind, and the MS's main-table scan.
     """
     logger.info("read %s", ms_path)
     vis = MeasurementSetSource(ms_path)
@@ -37,4 +48,5 @@ def image_measurement_set(ms_path: Path, params: ImagingParameters, clean: Clean
     if images.clean is not None:
         logger.info("clean: %d iterations in %d major cycles, stopped at %.3g Jy/beam", images.clean.iterations,
                     images.clean.major_cycles, images.clean.threshold_jy)
-    return write_products(images, describe(vis, params, images, object_name), params, paths, previews=previews)
+    written = write_products(images, describe(vis, params, images, object_name), params, paths, previews=previews)
+    return Imaged(written, vis.main_scan)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from srcnet_sim.constants import ARCSEC_PER_DEG, SECONDS_PER_DAY, SPEED_OF_LIGHT_M_S
-from srcnet_sim.vis.reader import read_metadata, scan_main_table
+from srcnet_sim.vis.reader import MainTableScan, read_metadata, scan_main_table
 
 FACILITY = "SKAO"
 INSTRUMENT = "SKA-Mid"
@@ -50,9 +50,12 @@ def _wavelengths(freq_low_hz: float, freq_high_hz: float) -> dict:
     return {"em_min": SPEED_OF_LIGHT_M_S / freq_high_hz, "em_max": SPEED_OF_LIGHT_M_S / freq_low_hz}
 
 
-def visibility_record(ms_path: Path, identity: Identity, name: str, size_bytes: int) -> dict:
-    """ObsCore of a MeasurementSet (calib_level 1, dataproduct_type visibility)."""
-    meta, scan = read_metadata(ms_path), scan_main_table(ms_path)
+def visibility_record(ms_path: Path, identity: Identity, name: str, size_bytes: int,
+                      scan: MainTableScan | None = None) -> dict:
+    """ObsCore of a MeasurementSet (calib_level 1, dataproduct_type visibility); `scan`: its main table's scan
+    when a reader made one already (imaging), else it is scanned here."""
+    meta = read_metadata(ms_path)
+    scan = scan_main_table(ms_path) if scan is None else scan
     freq, width, corr = meta.freq_hz, meta.channel_width_hz, meta.corr_types
     ra, dec = np.degrees(meta.phase_centre_rad)
     start_s, end_s, longest_m, samples = scan.start_s, scan.end_s, scan.longest_uv_m, scan.sample_intervals_s

@@ -68,18 +68,19 @@ def run(settings: Settings, products: set[str], overwrite: bool = False, notific
                     scratch.live_directory(scratch_parent, scratch.SCRATCH_PREFIX) as scratch_dir, \
                     scratch.live_directory(product_dir, scratch.PARTIAL_PREFIX) as private_dir, \
                     _kept_on_stop(state):
-                made = {}
+                made, ms_scan = {}, None
                 if "vis" in run_plan.made:
                     made["vis"] = write_measurement_set(run_plan, state, backend.name)
                     logger.info("wrote %s", made["vis"])
                 if "dirty" in run_plan.made:
-                    made.update(make_images(run_plan, made["vis"], scratch_dir))
+                    images, ms_scan = make_images(run_plan, made["vis"], scratch_dir)
+                    made.update(images)
                 if "truth" in run_plan.made:
                     made["truth"] = write_truth_catalogue(run_plan, scratch_dir / run_plan.file_name("truth"))
                 if "clean" in made and qa_error is None:
                     qa_error = quality_report(run_plan, made, scratch_dir)
                 products_made = run_plan.products - ({"qa"} if qa_error else set())
-                staged = stage_products(run_plan, made, private_dir, overwrite, notification, products_made)
+                staged = stage_products(run_plan, made, private_dir, overwrite, notification, products_made, ms_scan)
                 stopping.work_complete()  # staged: a signal from here (an eviction) no longer fails the run
                 if preview_dir is not None:
                     write_previews(made, run_plan.products, preview_dir)

@@ -25,6 +25,7 @@ from srcnet_sim.run.blocks import BlockResult, make_blocks
 from srcnet_sim.run.executors import run_blocks
 from srcnet_sim.run.plan import NOTIFICATION_NAME, PRODUCTS, Plan
 from srcnet_sim.sizing import BlockShape, human, result_bytes
+from srcnet_sim.vis.reader import MainTableScan
 from srcnet_sim.vis.writer import MeasurementSetWriter, MSDescription
 
 # The seed's WSClean cleaning: -niter 50000 -mgain 0.8 -auto-threshold 3, uniform weighting (CleanParameters fields).
@@ -103,10 +104,11 @@ def _allocated_bytes(directory: Path) -> int:
                for root, _, names in os.walk(directory) for name in names)
 
 
-def make_images(run_plan: Plan, ms_path: Path, scratch: Path) -> dict[str, Path]:
+def make_images(run_plan: Plan, ms_path: Path, scratch: Path) -> tuple[dict[str, Path], MainTableScan]:
     """Image the MS as the seed did (uniform weighting, WSClean's clean parameters) into `scratch`.
 
-    Returns {"dirty": path, "clean": path} of the FITS files made (with PNG quick-looks beside them).
+    Returns {"dirty": path, "clean": path} of the FITS files made (with PNG quick-looks beside them), and the
+    MS's main-table scan that imaging made (the MS's sidecar reuses it: one scan of the table per run).
     """
     from srcnet_sim.imaging.clean import CleanParameters
     from srcnet_sim.imaging.imager import ImagingParameters
@@ -116,10 +118,10 @@ def make_images(run_plan: Plan, ms_path: Path, scratch: Path) -> dict[str, Path]
     kinds = {"dirty": "dirty", "clean": "cleaned"}
     paths = {kinds[p]: scratch / run_plan.file_name(p) for p in kinds if p in run_plan.made}
     clean = CleanParameters(**SEED_CLEAN) if "clean" in run_plan.made else None
-    written = image_measurement_set(ms_path, params, clean, paths,
-                                    run_plan.imaging.field_name, previews=[kinds[p] for p in kinds if p in run_plan.products],
-                                    cell_setting="IMAGING_CELLSIZE")
-    return {product: written[kind] for product, kind in kinds.items() if kind in written}
+    imaged = image_measurement_set(ms_path, params, clean, paths,
+                                   run_plan.imaging.field_name, previews=[kinds[p] for p in kinds if p in run_plan.products],
+                                   cell_setting="IMAGING_CELLSIZE")
+    return {product: imaged.written[kind] for product, kind in kinds.items() if kind in imaged.written}, imaged.main_scan
 
 
 def write_truth_catalogue(run_plan: Plan, path: Path) -> Path:
@@ -164,9 +166,11 @@ def quality_report(run_plan: Plan, made: dict[str, Path], scratch: Path) -> QAEr
     return None
 
 
-def prepare_products(run_plan: Plan, made: dict[str, Path], private_dir: Path, products: frozenset[str]) -> list[staging.Prepared]:
+def prepare_products(run_plan: Plan, made: dict[str, Path], private_dir: Path, products: frozenset[str],
+                     ms_scan: MainTableScan | None = None) -> list[staging.Prepared]:
     """Write each product of `products` (directories as tars) and its validated `.meta` into the run's
-    private directory in the staging area, ready to publish."""
+    private directory in the staging area, ready to publish. ms_scan: the MS's main-table scan when imaging
+    made one (else the MS's sidecar scans the table)."""
     ident, names = run_plan.identity, run_plan.names
     prepared = []
     for product in (p for p in PRODUCTS if p in products):
@@ -174,7 +178,7 @@ def prepare_products(run_plan: Plan, made: dict[str, Path], private_dir: Path, p
 
         def make_sidecar(path: Path, product: str = product, source: Path = source, name: str = name) -> dict:
             if product == "vis":
-                meta = obscore.visibility_record(source, ident, name, path.stat().st_size)
+                meta = obscore.visibility_record(source, ident, name, path.stat().st_size, ms_scan)
             elif product == "truth":
                 meta = obscore.truth_record(path, ident, name)
             elif product == "qa":
@@ -191,14 +195,15 @@ def prepare_products(run_plan: Plan, made: dict[str, Path], private_dir: Path, p
 
 
 def stage_products(run_plan: Plan, made: dict[str, Path], private_dir: Path, overwrite: bool,
-                   notification: bool = False, products: frozenset[str] | None = None) -> list[Path]:
+                   notification: bool = False, products: frozenset[str] | None = None,
+                   ms_scan: MainTableScan | None = None) -> list[Path]:
     """Stage each chosen product (or those of `products`), then its `.meta`, and the notification last;
     the caller holds the names' claims.
 
     Everything is written into `private_dir` first, so a failure (a full volume, a signal) before
     the renames leaves nothing new in the staging area.
     """
-    prepared = prepare_products(run_plan, made, private_dir, run_plan.products if products is None else products)
+    prepared = prepare_products(run_plan, made, private_dir, run_plan.products if products is None else products, ms_scan)
     if notification:
         from srcnet_sim.products.notification import notification_text
 

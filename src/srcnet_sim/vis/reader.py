@@ -76,18 +76,32 @@ def read_metadata(path: Path) -> MSMetadata:
                       corr_types=corr_types, telescope_name=telescope_name)
 
 
+class MainTableScanner:
+    """A MainTableScan accumulated chunk by chunk, in row order, by whoever reads the main table (the sidecar's
+    scan here, or the imager's one pass: imaging.msdata), so that an MS is read once for both."""
+
+    def __init__(self) -> None:
+        self.start, self.end, self.longest, self.samples = np.inf, -np.inf, 0.0, {}
+
+    def add(self, times: np.ndarray, intervals: np.ndarray, uvw: np.ndarray) -> None:
+        """One chunk of rows: (n,) TIME and INTERVAL, s; (n, 3) UVW, m."""
+        self.start = min(self.start, float((times - intervals / 2).min()))
+        self.end = max(self.end, float((times + intervals / 2).max()))
+        self.longest = max(self.longest, float(np.hypot(uvw[:, 0], uvw[:, 1]).max()))
+        unique, first = np.unique(times, return_index=True)
+        self.samples.update(zip(unique.tolist(), intervals[first].tolist(), strict=True))
+
+    def result(self) -> MainTableScan:
+        return MainTableScan(start_s=self.start, end_s=self.end, longest_uv_m=self.longest,
+                             sample_intervals_s=self.samples)
+
+
 def scan_main_table(path: Path, chunk_rows: int = MAIN_CHUNK_ROWS) -> MainTableScan:
     """Time range, longest (u, v) and the time samples of the MS at `path`, a chunk of rows at a time."""
-    start, end, longest, samples = np.inf, -np.inf, 0.0, {}
+    scanner = MainTableScanner()
     with open_table(path) as main:
         for row in range(0, main.nrows(), chunk_rows):
             n = min(chunk_rows, main.nrows() - row)
-            times = main.getcol("TIME", startrow=row, nrow=n)
-            intervals = main.getcol("INTERVAL", startrow=row, nrow=n)
-            uvw = main.getcol("UVW", startrow=row, nrow=n)
-            start = min(start, float((times - intervals / 2).min()))
-            end = max(end, float((times + intervals / 2).max()))
-            longest = max(longest, float(np.hypot(uvw[:, 0], uvw[:, 1]).max()))
-            unique, first = np.unique(times, return_index=True)
-            samples.update(zip(unique.tolist(), intervals[first].tolist(), strict=True))
-    return MainTableScan(start_s=start, end_s=end, longest_uv_m=longest, sample_intervals_s=samples)
+            scanner.add(main.getcol("TIME", startrow=row, nrow=n), main.getcol("INTERVAL", startrow=row, nrow=n),
+                        main.getcol("UVW", startrow=row, nrow=n))
+    return scanner.result()

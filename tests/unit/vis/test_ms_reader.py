@@ -59,6 +59,9 @@ def test_metadata_agree_with_pyuvdata_and_the_settings(ms: Path):
 def test_main_table_scan_agrees_with_pyuvdata(ms: Path):
     scan = scan_main_table(ms, chunk_rows=7)  # many chunks: the result must not depend on them
     assert scan == scan_main_table(ms)
+    from srcnet_sim.imaging.msdata import MeasurementSetSource
+
+    assert MeasurementSetSource(ms, chunk_samples=40).main_scan == scan  # the imager's one pass serves the sidecar
     uv = pyuvdata_of(ms)
     times_s = (np.unique(uv.time_array) - 2400000.5) * 86400.0
     interval_s = 0.5 * 3600 / 3
