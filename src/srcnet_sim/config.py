@@ -95,7 +95,20 @@ class Settings(BaseModel):
     telescope: str = Field("SKA-MID-AAstar", description="SKA-MID-AA0.5, -AA1, -AA2, -AAstar, -AA4, or an OSKAR .tm directory")
     beam: Literal["gaussian", "gaussian-15m", "none"] = Field("gaussian", description="primary beam model")
     noise: Literal["off", "on"] = Field("off", description="thermal noise from per-dish-type SEFD")
-    seed: int = Field(42, ge=0, description="seed of every random draw (sky, noise)")
+    seed: int = Field(42, ge=0, description="seed of every random draw (sky, noise, gains)")
+    gains: Literal["off", "on"] = Field("off", description="per-dish complex gains, bandpass and leakage (D-terms) "
+                                        "applied to DATA; with --truth their CASA caltables are staged")
+    gain_amp_std: float = Field(0.05, ge=0.0, le=1.0, description="GAINS=on: rms of each dish's constant log amplitude "
+                                "(about its fractional amplitude rms)")
+    gain_phase_std_deg: float = Field(10.0, ge=0.0, le=360.0, description="GAINS=on: rms of each dish's constant phase, degrees")
+    gain_amp_drift: float = Field(0.02, ge=0.0, le=1.0, description="GAINS=on: rms of the log-amplitude drift in time")
+    gain_phase_drift_deg: float = Field(5.0, ge=0.0, le=360.0, description="GAINS=on: rms of the phase drift in time, degrees")
+    gain_corr_time_s: float = Field(1800.0, gt=0.0, description="GAINS=on: correlation time of the drifts "
+                                    "(squared-exponential Gaussian process), seconds")
+    gain_bandpass_ripple: float = Field(0.02, ge=0.0, le=1.0, description="GAINS=on: rms of each bandpass Legendre "
+                                        "coefficient (P1-P3) of log amplitude and of phase (rad)")
+    gain_leakage_std: float = Field(0.02, ge=0.0, le=1.0, description="GAINS=on: rms of each real component of the "
+                                    "D-terms (polarisation leakage)")
     precision: Literal["single", "double"] = Field("single", description="visibility precision")
     correlations: Literal["cross", "cross+auto"] = Field("cross", description="baselines written")
     smearing: Literal["bandwidth", "off", "bandwidth+time"] = Field("bandwidth", description="smearing applied")

@@ -180,3 +180,39 @@ def qa_record(summary_path: Path, identity: Identity, name: str, size_bytes: int
         "pol_states": "/I/",
         "pol_xel": 1,
     }
+
+
+def caltables_record(directory: Path, identity: Identity, name: str, size_bytes: int, fov_deg: float) -> dict:
+    """ObsCore of the true gains' caltables (dataproduct_type measurements, subtype truth-gains, calib_level 4),
+    from the tables: the field's direction, the bandpass table's channels, the gain table's solution times.
+    fov_deg: the field they apply to (the truth catalogue's, 2 x its filter radius)."""
+    from casacore.tables import table
+
+    from srcnet_sim.products.caltables import TABLE_NAMES
+
+    with table(str(directory / TABLE_NAMES["B"] / "SPECTRAL_WINDOW"), ack=False) as spw:
+        freq, width = spw.getcell("CHAN_FREQ", 0), np.abs(spw.getcell("CHAN_WIDTH", 0))
+    with table(str(directory / TABLE_NAMES["B"] / "FIELD"), ack=False) as field:
+        ra, dec = np.degrees(field.getcell("PHASE_DIR", 0)[0])
+    with table(str(directory / TABLE_NAMES["G"]), ack=False) as gains:  # rows in time order
+        first, last = 0, gains.nrows() - 1
+        start_s = gains.getcell("TIME", first) - gains.getcell("INTERVAL", first) / 2
+        end_s = gains.getcell("TIME", last) + gains.getcell("INTERVAL", last) / 2
+    return {
+        **common_fields(identity, name, size_bytes),
+        "dataproduct_type": "measurements",
+        "dataproduct_subtype": "truth-gains",
+        "calib_level": MEASUREMENTS_CALIB_LEVEL,
+        "access_format": "application/x-tar",
+        "instrument_name": INSTRUMENT,
+        "s_ra": float(ra % 360.0),
+        "s_dec": float(dec),
+        "s_fov": float(fov_deg),
+        "s_resolution": None,
+        **_wavelengths(float((freq - width / 2).min()), float((freq + width / 2).max())),
+        "em_xel": int(len(freq)),
+        "t_min": float(start_s) / SECONDS_PER_DAY,
+        "t_max": float(end_s) / SECONDS_PER_DAY,
+        "pol_states": "/X/Y/",
+        "pol_xel": 2,
+    }

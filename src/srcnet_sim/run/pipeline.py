@@ -20,7 +20,7 @@ from srcnet_sim.run import resume
 from srcnet_sim.run.plan import NOTIFICATION_NAME, PRODUCTS, Plan, plan
 from srcnet_sim.run.preflight import preflight
 from srcnet_sim.run.stages import (make_images, qa_unavailable, quality_report, stage_products, write_measurement_set,
-                                   write_previews, write_truth_catalogue)
+                                   write_previews, write_true_gains, write_truth_catalogue)
 from srcnet_sim.simulate import measures_data
 from srcnet_sim.simulate.observation import gpu_block_device_bytes
 from srcnet_sim.simulate.predictors import Backend, resolve_backend
@@ -72,6 +72,8 @@ def run(settings: Settings, products: set[str], overwrite: bool = False, notific
                 if "vis" in run_plan.made:
                     made["vis"] = write_measurement_set(run_plan, state, backend.name)
                     logger.info("wrote %s", made["vis"])
+                if "gains" in run_plan.made:
+                    made["gains"] = write_true_gains(run_plan, made["vis"], scratch_dir / run_plan.file_name("gains"))
                 if "dirty" in run_plan.made:
                     images, ms_scan = make_images(run_plan, made["vis"], scratch_dir)
                     made.update(images)

@@ -20,6 +20,7 @@ from srcnet_sim.errors import UserInputError
 from srcnet_sim.fs.space import default_memory_limit
 from srcnet_sim.instrument import Telescope, load_telescope
 from srcnet_sim.instrument.beams import power_beam_fwhm_rad
+from srcnet_sim.instrument.gains import DishGains, GainParameters
 from srcnet_sim.products import naming, obscore
 from srcnet_sim.products.sidecar_probe import check_sidecar_values
 from srcnet_sim.progress import logger
@@ -30,11 +31,14 @@ from srcnet_sim.simulate.observation import Observation
 from srcnet_sim.sizing import Estimate, estimate
 from srcnet_sim.sky.resolve import load_sky_model
 
-PRODUCT_NAMES = {"vis": "measurements.ms", "dirty": "dirty.fits", "clean": "cleaned.fits", "truth": "truth.fits", "qa": "qa"}
+PRODUCT_NAMES = {"vis": "measurements.ms", "dirty": "dirty.fits", "clean": "cleaned.fits", "truth": "truth.fits",
+                 "gains": "truth_caltables", "qa": "qa"}
 PRODUCTS = tuple(PRODUCT_NAMES)
 MS_ARCHIVE_SUFFIX = ".tar"
-ARCHIVED = ("vis", "qa")  # directories, staged as tar files
+ARCHIVED = ("vis", "gains", "qa")  # directories, staged as tar files
 QA_PRODUCT_BYTES = 4 * 2**20  # JSON, four PNGs and PyBDSF's source list
+CALTABLE_ROW_BYTES = 96  # a caltable row of one channel (TIME .. WEIGHT, measured: 82) with margin
+CALTABLE_FIXED_BYTES = 2 * 2**20  # three tables' descriptions and copied subtables (measured: about 0.6 MB for AA*)
 NOTIFICATION_NAME = "notification.json"
 SEED_DISH_DIAMETER_M = 15.0
 FILTER_RADIUS_FWHM = 3.0
@@ -105,7 +109,7 @@ class Plan:
         needed = set(self.products)
         if "qa" in needed:
             needed |= {"clean", "truth"}
-        if needed & {"dirty", "clean"}:
+        if needed & {"dirty", "clean", "gains"}:
             needed.add("vis")
         if "clean" in needed:
             needed |= {"dirty", "truth"}  # a cleaned image is always compared with the truth (QA in the log)
@@ -127,6 +131,8 @@ class Plan:
             return truth_file_bytes(e.n_sources, e.n_channels)
         if product == "qa":
             return QA_PRODUCT_BYTES
+        if product == "gains":
+            return caltables_bytes(e.n_times, self.telescope.n_dish, e.n_channels)
         return e.ms_expected_bytes if product == "vis" else e.image_file_bytes
 
     def cell_rad(self) -> float:
@@ -142,6 +148,12 @@ def staged_file_name(prefix: str, product: str) -> str:
 def truth_file_bytes(n_sources: int, n_channels: int) -> int:
     """Size of the truth catalogue: a 16-byte name, 18 columns of 8 bytes, 2 per-channel columns, headers."""
     return n_sources * (16 + 18 * 8 + 2 * 8 * n_channels) + 20 * 2880
+
+
+def caltables_bytes(n_times: int, n_dish: int, n_channels: int) -> int:
+    """Size of the true gains' caltables: n_times x n_dish rows of G, n_dish rows of n_channels in B and Df."""
+    rows = n_times * n_dish + 2 * n_dish * n_channels
+    return rows * CALTABLE_ROW_BYTES + CALTABLE_FIXED_BYTES
 
 
 def field_of_view_rad(settings: Settings) -> float:
@@ -196,7 +208,7 @@ def plan(settings: Settings, products: set[str] | frozenset[str] = frozenset({"v
         telescope=telescope, sky=sky, ra_rad=ra0, dec_rad=dec0, times_s=times_s, interval_s=settings.interval_s,
         freq_hz=settings.freq_hz, channel_width_hz=settings.freq_inc_hz, beam=settings.beam,
         autocorrelations=settings.correlations == "cross+auto", smearing=settings.smearing,
-        noise=settings.noise == "on", seed=settings.seed,
+        noise=settings.noise == "on", seed=settings.seed, gains=dish_gains(settings, telescope.n_dish, times_s),
         dtype=np.complex128 if settings.precision == "double" else np.complex64,
     )
     workers = executor_options(settings.executor, settings.dask_scheduler_address, settings.dask_workers,
@@ -208,6 +220,8 @@ def plan(settings: Settings, products: set[str] | frozenset[str] = frozenset({"v
                                  settings.worker_threads, sizes.memory_limit_bytes)
     cell_rad = (settings.imaging_cellsize if settings.imaging_cellsize is not None
                 else field_of_view_rad(settings) / settings.imaging_npixel)
+    if "truth" in products and observation.gains is not None:
+        products = set(products) | {"gains"}  # the truth of the gains goes with the truth catalogue
     run_plan = Plan(settings, telescope, observation, sizes, Path(settings.out_dir) / settings.rucio_namespace,
                     frozenset(products), identity=ident, names=ProductNames(settings.file_prefix, settings.rucio_lifetime),
                     imaging=ImagingPlan(settings.imaging_npixel, cell_rad, settings.obs_id), execution=execution,
@@ -217,6 +231,20 @@ def plan(settings: Settings, products: set[str] | frozenset[str] = frozenset({"v
 
         check_image_grid(settings.imaging_npixel, cell_rad, telescope.itrf_m, times_s, (ra0, dec0), settings.start_freq_hz)
     return run_plan
+
+
+def dish_gains(settings: Settings, n_dish: int, times_s: np.ndarray) -> DishGains | None:
+    """The dishes' gains drawn for GAINS=on (instrument.gains), their drifts starting at the first sample; None
+    when GAINS=off."""
+    if settings.gains == "off":
+        return None
+    parameters = GainParameters(amp_std=settings.gain_amp_std, phase_std_rad=np.radians(settings.gain_phase_std_deg),
+                              amp_drift=settings.gain_amp_drift,
+                              phase_drift_rad=np.radians(settings.gain_phase_drift_deg),
+                              corr_time_s=settings.gain_corr_time_s, bandpass_ripple=settings.gain_bandpass_ripple,
+                              leakage_std=settings.gain_leakage_std)
+    freq_hz = settings.freq_hz
+    return DishGains.draw(parameters, n_dish, settings.seed, float(times_s[0]), (float(freq_hz[0]), float(freq_hz[-1])))
 
 
 def worker_memory_limit(settings: Settings) -> int:

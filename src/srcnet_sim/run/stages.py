@@ -8,6 +8,7 @@ directory and is returned as a path.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import tempfile
@@ -133,6 +134,14 @@ def write_truth_catalogue(run_plan: Plan, path: Path) -> Path:
     return write_truth(path, run_plan.observation, context)
 
 
+def write_true_gains(run_plan: Plan, ms_path: Path, directory: Path) -> Path:
+    """The CASA caltables (G, B, Df) of the gains the observation applied, at `directory` (products.caltables)."""
+    from srcnet_sim.products.caltables import write_caltables
+
+    obs = run_plan.observation
+    return write_caltables(directory, ms_path, obs.gains, obs.times_s, obs.interval_s, obs.freq_hz)
+
+
 def qa_unavailable(run_plan: Plan) -> QAError | None:
     """The QAError saying PyBDSF cannot be imported, logged at the start rather than after the simulation; None when it can."""
     if "clean" not in run_plan.made:
@@ -181,6 +190,9 @@ def prepare_products(run_plan: Plan, made: dict[str, Path], private_dir: Path, p
                 meta = obscore.visibility_record(source, ident, name, path.stat().st_size, ms_scan)
             elif product == "truth":
                 meta = obscore.truth_record(path, ident, name)
+            elif product == "gains":
+                meta = obscore.caltables_record(source, ident, name, path.stat().st_size,
+                                                2.0 * math.degrees(run_plan.filter_radius_rad))
             elif product == "qa":
                 from srcnet_sim.qa.report import SUMMARY_NAME
 

@@ -10,8 +10,10 @@ import numpy as np
 
 from srcnet_sim.instrument import Telescope
 from srcnet_sim.instrument.beams import dish_beams, dish_types
+from srcnet_sim.instrument.gains import DishGains
 from srcnet_sim.simulate import geometry
 from srcnet_sim.simulate.baseline_kernel import PackingBuffers
+from srcnet_sim.simulate.corrupt import apply_jones
 from srcnet_sim.simulate.noise import add_noise, baseline_sigma_jy, sefd_jy
 from srcnet_sim.simulate.predict import SourceTerms, baseline_pairs
 from srcnet_sim.simulate.predictors import CpuStrategy, PredictInputs, Predictor
@@ -32,6 +34,7 @@ class Observation:
         freq_hz: (n_chan,) channel centres; channel_width_hz their width.
         beam: beam model name; autocorrelations: write (p, p) baselines too.
         smearing: "off", "bandwidth" or "bandwidth+time"; noise: add thermal noise; seed: noise seed.
+        gains: the dishes' direction-independent Jones terms (GAINS=on), applied before the noise; None: perfect.
         dtype: complex64 or complex128.
         dish_uvw_m, dish_uvw_rate_m_s: (n_time, n_dish, 3) per-dish UVW (m) and d(UVW)/dt (m/s, time smearing
             only) of every time step, or None until `with_geometry` computes them.
@@ -50,6 +53,7 @@ class Observation:
     smearing: str = "bandwidth"
     noise: bool = False
     seed: int = 0
+    gains: DishGains | None = None
     dtype: type = np.complex64
     dish_uvw_m: np.ndarray | None = None
     dish_uvw_rate_m_s: np.ndarray | None = None
@@ -150,11 +154,13 @@ def simulate(obs: Observation, time_indices: range | None = None, channels: slic
 
 @dataclass(frozen=True)
 class _StepInputs:
-    """What every time step of a `simulate` call shares: the predictor's inputs, noise and the first channel."""
+    """What every time step of a `simulate` call shares: the predictor's inputs, noise, the first channel and
+    the channels' frequencies (Hz, for the gains)."""
 
     inputs: PredictInputs
     first_channel: int
     sigma: np.ndarray
+    freq_hz: np.ndarray
 
     @classmethod
     def of(cls, obs: Observation, channels: slice) -> "_StepInputs":
@@ -165,11 +171,15 @@ class _StepInputs:
                                channel_width_hz=obs.channel_width_hz if obs.smearing != "off" else 0.0,
                                smear_time=obs.smearing == "bandwidth+time", interval_s=obs.interval_s,
                                dtype=obs.dtype, buffers=PackingBuffers())
-        return cls(inputs=inputs, first_channel=channels.indices(len(obs.freq_hz))[0], sigma=obs.baseline_sigma())
+        return cls(inputs=inputs, first_channel=channels.indices(len(obs.freq_hz))[0], sigma=obs.baseline_sigma(),
+                   freq_hz=obs.freq_hz[channels])
 
     def step(self, obs: Observation, t_index: int, time_s: float, dish_uvw: np.ndarray, vis: np.ndarray) -> TimeStep:
-        """The TimeStep of predicted `vis` (n_bl, n_chan, 4), noise added in place when the observation has it."""
+        """The TimeStep of predicted `vis` (n_bl, n_chan, 4): corrupted by the gains, then noise added (in place),
+        when the observation has them. The gains are evaluated at the sample time (MJD s) of the step."""
         ant1, ant2 = self.inputs.ant1, self.inputs.ant2
+        if obs.gains is not None:
+            apply_jones(vis, obs.gains.jones(float(obs.times_s[t_index]), self.freq_hz), ant1, ant2)
         if obs.noise:
             add_noise(vis, self.sigma, obs.seed, t_index, ant1 == ant2, self.first_channel)
         return TimeStep(index=t_index, time_s=time_s, uvw_m=dish_uvw[ant1] - dish_uvw[ant2], vis=vis)

@@ -1,19 +1,11 @@
 """CASA (casatools/casatasks 6.7 from PyPI) reads our MeasurementSet as an astronomer's first commands would.
 
-CASA runs offline: a temporary HOME holds ~/.casa/config.py pointing `measurespath` at the casadata
-package's data and switching every auto-update off, so nothing touches the network or the user's
-home. Each CASA task runs in its own Python process with a timeout (a CASA failure can end the
-process with SIGSEGV rather than an exception).
+CASA runs offline, each task in its own Python process (tests/casa_offline.py).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -22,46 +14,18 @@ from astropy.coordinates import EarthLocation
 from astropy.io import fits
 from casacore.tables import table
 
+from casa_offline import casa_home, run_casa  # noqa: F401 (casa_home is a fixture)
 from conftest import run_cli, unpack_ms, write_csv_sky
 from srcnet_sim.imaging.imager import ImagingParameters, make_images
 from srcnet_sim.imaging.msdata import MeasurementSetSource
 from srcnet_sim.vis.observatory import ms_telescope_name
 from srcnet_sim.instrument import Site, load_telescope
 
-CASA_TIMEOUT_S = 300
 NPIX = 512
 CELL_ARCSEC = 1.9  # the seed's cell (FOV / 2024 pixels at 1.34 GHz): the longest AA2 baselines fall off the grid
 RA0, DEC0 = 150.12, 2.21
 # (RA offset arcsec, Dec offset arcsec, flux Jy): one bright source near the centre, two far out where w matters.
 SOURCES = [(30.0, 0.0, 1.0), (-300.0, 250.0, 0.5), (200.0, -380.0, 0.3)]
-
-
-@pytest.fixture(scope="module")
-def casa_home(tmp_path_factory) -> Path:
-    """A HOME whose ~/.casa/config.py makes CASA use casadata's tables and never update them."""
-    missing = [name for name in ("casatools", "casatasks", "casadata") if importlib.util.find_spec(name) is None]
-    assert not missing, (f"CASA packages {missing} are not installed: `pip install -e '.[test]'` "
-                         "(the README's test command, scripts/test.sh) installs them from PyPI")
-    import casadata
-
-    home = tmp_path_factory.mktemp("casa_home")
-    (home / ".casa").mkdir()
-    (home / ".casa" / "config.py").write_text(textwrap.dedent(f"""\
-        measurespath = {casadata.datapath!r}
-        measures_auto_update = False
-        data_auto_update = False
-        """))
-    return home
-
-
-def run_casa(home: Path, code: str, cwd: Path) -> dict:
-    """Run CASA code in a fresh Python with HOME=home, in cwd (where CASA writes its casa-*.log); the code prints
-    one JSON line last, returned here."""
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "TMPDIR", "PYTHONPATH")}
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env={**env, "HOME": str(home)}, cwd=cwd,
-                            capture_output=True, text=True, timeout=CASA_TIMEOUT_S)
-    assert result.returncode == 0, f"CASA exited with {result.returncode}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="module")
