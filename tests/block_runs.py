@@ -12,11 +12,11 @@ from casacore.tables import table
 
 from conftest import SRC, unpack_ms
 
-# A small run with everything that must not depend on blocks or workers: noise, gains, Gaussians (SYNTHETIC has
+# A small run with everything that must not depend on blocks or workers: noise, gains, MODEL_DATA, Gaussians (SYNTHETIC has
 # some), 16 channels, 12 time steps; with MEMORY_LIMIT small enough for several blocks in time and channel.
-SMALL = {"TELESCOPE": "SKA-MID-AA1", "NUM_TIME_STAMPS": "12", "SYNTHETIC_SOURCES": "300", "NOISE": "on", "GAINS": "on",
+SMALL = {"TELESCOPE": "SKA-MID-AA1", "NUM_TIME_STAMPS": "12", "SYNTHETIC_SOURCES": "300", "NOISE": "on", "GAINS": "on", "MODEL_DATA": "on",
          "FREQ_INC_HZ": "4437500", "OBS_ID": "blocks-test", "FILE_PREFIX": "b_", "RUCIO_NAMESPACE": "blocks"}
-COLUMNS = ("DATA", "UVW", "TIME", "FLAG", "WEIGHT", "SIGMA", "ANTENNA1", "ANTENNA2")
+COLUMNS = ("DATA", "MODEL_DATA", "UVW", "TIME", "FLAG", "WEIGHT", "SIGMA", "ANTENNA1", "ANTENNA2")
 TAR = "b_measurements.ms.tar"
 
 

@@ -109,6 +109,8 @@ class Settings(BaseModel):
                                         "coefficient (P1-P3) of log amplitude and of phase (rad)")
     gain_leakage_std: float = Field(0.02, ge=0.0, le=1.0, description="GAINS=on: rms of each real component of the "
                                     "D-terms (polarisation leakage)")
+    model_data: Literal["off", "on"] = Field("off", description="on: the MS's MODEL_DATA column holds the visibilities "
+                                             "before gains and noise, as calibration tests need (the MS grows by DATA's size)")
     precision: Literal["single", "double"] = Field("single", description="visibility precision")
     correlations: Literal["cross", "cross+auto"] = Field("cross", description="baselines written")
     smearing: Literal["bandwidth", "off", "bandwidth+time"] = Field("bandwidth", description="smearing applied")

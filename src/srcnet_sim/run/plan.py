@@ -209,13 +209,14 @@ def plan(settings: Settings, products: set[str] | frozenset[str] = frozenset({"v
         freq_hz=settings.freq_hz, channel_width_hz=settings.freq_inc_hz, beam=settings.beam,
         autocorrelations=settings.correlations == "cross+auto", smearing=settings.smearing,
         noise=settings.noise == "on", seed=settings.seed, gains=dish_gains(settings, telescope.n_dish, times_s),
+        model_data=settings.model_data == "on",
         dtype=np.complex128 if settings.precision == "double" else np.complex64,
     )
     workers = executor_options(settings.executor, settings.dask_scheduler_address, settings.dask_workers,
                                settings.worker_threads, None).workers
     sizes = estimate(settings.n_channels, settings.num_time_stamps, telescope.n_dish, observation.autocorrelations,
                      len(sky), settings.imaging_npixel, settings.precision == "double", worker_memory_limit(settings),
-                     workers)
+                     workers, model_data=observation.model_data)
     execution = executor_options(settings.executor, settings.dask_scheduler_address, settings.dask_workers,
                                  settings.worker_threads, sizes.memory_limit_bytes)
     cell_rad = (settings.imaging_cellsize if settings.imaging_cellsize is not None

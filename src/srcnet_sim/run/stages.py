@@ -64,7 +64,8 @@ def write_measurement_set(run_plan: Plan, state: resume.RunState, backend: str =
         space.check(1.0)
         creating = path.with_name(path.name + ".creating")  # a run killed while creating leaves no MS
         shutil.rmtree(creating, ignore_errors=True)
-        MeasurementSetWriter(creating, description, tile_channels=sizes.block_channels, n_rows=n_times * n_bl).close()
+        MeasurementSetWriter(creating, description, tile_channels=sizes.block_channels, n_rows=n_times * n_bl,
+                             model_data=obs.model_data).close()
         os.rename(creating, path)
         writer = MeasurementSetWriter.reopen(path)
     shape = BlockShape(sizes.block_times, sizes.block_channels, sizes.simulate_peak_bytes)
@@ -80,7 +81,7 @@ def write_measurement_set(run_plan: Plan, state: resume.RunState, backend: str =
         block = result.block
         space.check(1.0 - _allocated_bytes(path) / sizes.ms_expected_bytes)  # the rows are allocated, not all on disk
         writer.put_rows(block.time_start * n_bl, result.time_s, obs.interval_s, ant1, ant2, result.uvw_m, result.vis, sigma,
-                        chan_start=block.chan_start)
+                        chan_start=block.chan_start, model=result.model)
         space.check(1.0 - _allocated_bytes(path) / sizes.ms_expected_bytes)  # casacore aborts on a full volume
         writer.flush()
         state.record(block.time_start, block.time_stop, block.chan_start, block.chan_stop)
@@ -93,7 +94,7 @@ def write_measurement_set(run_plan: Plan, state: resume.RunState, backend: str =
         writer.close()
     seconds = time.perf_counter() - started
     samples = sum(b.n_times * b.n_channels for b in blocks) * n_bl * len(obs.sky)
-    written = sum(result_bytes(b.n_times, b.n_channels, n_bl) for b in blocks)
+    written = sum(result_bytes(b.n_times, b.n_channels, n_bl, obs.model_data) for b in blocks)
     logger.info("simulate: %d blocks in %.2f s (%.2f G source-visibilities/s, %.0f MB/s of visibilities written)",
                 len(blocks), seconds, samples / max(seconds, 1e-9) / 1e9, written / max(seconds, 1e-9) / 1e6)
     return path

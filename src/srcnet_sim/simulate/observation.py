@@ -35,6 +35,7 @@ class Observation:
         beam: beam model name; autocorrelations: write (p, p) baselines too.
         smearing: "off", "bandwidth" or "bandwidth+time"; noise: add thermal noise; seed: noise seed.
         gains: the dishes' direction-independent Jones terms (GAINS=on), applied before the noise; None: perfect.
+        model_data: keep each step's visibilities before gains and noise too (TimeStep.model, MODEL_DATA=on).
         dtype: complex64 or complex128.
         dish_uvw_m, dish_uvw_rate_m_s: (n_time, n_dish, 3) per-dish UVW (m) and d(UVW)/dt (m/s, time smearing
             only) of every time step, or None until `with_geometry` computes them.
@@ -54,6 +55,7 @@ class Observation:
     noise: bool = False
     seed: int = 0
     gains: DishGains | None = None
+    model_data: bool = False
     dtype: type = np.complex64
     dish_uvw_m: np.ndarray | None = None
     dish_uvw_rate_m_s: np.ndarray | None = None
@@ -111,12 +113,14 @@ class Observation:
 
 @dataclass(frozen=True)
 class TimeStep:
-    """One simulated time step: uvw (n_bl, 3) m, vis (n_bl, n_chan, 4) Jy."""
+    """One simulated time step: uvw (n_bl, 3) m, vis (n_bl, n_chan, 4) Jy; model (n_bl, n_chan, 4) Jy the
+    visibilities before gains and noise when the observation keeps them (model_data), else None."""
 
     index: int
     time_s: float
     uvw_m: np.ndarray
     vis: np.ndarray
+    model: np.ndarray | None = None
 
 
 def simulate(obs: Observation, time_indices: range | None = None, channels: slice = slice(None),
@@ -176,13 +180,15 @@ class _StepInputs:
 
     def step(self, obs: Observation, t_index: int, time_s: float, dish_uvw: np.ndarray, vis: np.ndarray) -> TimeStep:
         """The TimeStep of predicted `vis` (n_bl, n_chan, 4): corrupted by the gains, then noise added (in place),
-        when the observation has them. The gains are evaluated at the sample time (MJD s) of the step."""
+        when the observation has them (a copy kept before, with model_data). The gains are evaluated at the sample
+        time (MJD s) of the step."""
         ant1, ant2 = self.inputs.ant1, self.inputs.ant2
+        model = vis.copy() if obs.model_data else None
         if obs.gains is not None:
             apply_jones(vis, obs.gains.jones(float(obs.times_s[t_index]), self.freq_hz), ant1, ant2)
         if obs.noise:
             add_noise(vis, self.sigma, obs.seed, t_index, ant1 == ant2, self.first_channel)
-        return TimeStep(index=t_index, time_s=time_s, uvw_m=dish_uvw[ant1] - dish_uvw[ant2], vis=vis)
+        return TimeStep(index=t_index, time_s=time_s, uvw_m=dish_uvw[ant1] - dish_uvw[ant2], vis=vis, model=model)
 
 
 def gpu_block_device_bytes(obs: Observation) -> tuple[int, int]:

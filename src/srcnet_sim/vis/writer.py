@@ -66,18 +66,21 @@ class MeasurementSetWriter:
     consecutive steps at once (the same rows, fewer and larger writes). DATA is complex64.
     """
 
-    def __init__(self, path: Path, description: MSDescription, tile_channels: int | None = None, n_rows: int = 0) -> None:
+    def __init__(self, path: Path, description: MSDescription, tile_channels: int | None = None, n_rows: int = 0,
+                 model_data: bool = False) -> None:
         """tile_channels: channels per DATA and FLAG tile (default all). Writers that write a block of channels
         at a time pass the block's channel count, so that each block fills whole tiles (no read-modify-write).
 
         n_rows: rows allocated at once (a run's rows, written later with `put_rows`): the table's structure is
         then final from the start, and a process killed while writing leaves only rows' values unfinished,
-        which a resumed run writes again."""
+        which a resumed run writes again.
+
+        model_data: the main table has a MODEL_DATA column (stored as DATA), written from put_rows's `model`."""
         self.path = Path(path)
         self.description = description
         n_chan, n_corr = len(description.freq_hz), len(LINEAR_CORR_TYPES)
-        self._main = default_ms(str(self.path), main_table_description(n_chan, n_corr),
-                                main_table_layout(n_chan, n_corr, tile_channels))
+        self._main = default_ms(str(self.path), main_table_description(n_chan, n_corr, model_data),
+                                main_table_layout(n_chan, n_corr, tile_channels, model_data))
         self._n_rows = 0
         self._weights: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # sigma given, SIGMA rows, WEIGHT rows
         self._write_subtables()
@@ -131,6 +134,7 @@ class MeasurementSetWriter:
         sigma: np.ndarray,
         chan_start: int = 0,
         flag: np.ndarray | None = None,
+        model: np.ndarray | None = None,
     ) -> None:
         """Write n_t consecutive time steps into allocated rows from `start_row` (rewriting is idempotent): DATA and
         FLAG of channels [chan_start, chan_start + n_chan_block), and, with the block that starts at channel 0, the
@@ -146,6 +150,7 @@ class MeasurementSetWriter:
             sigma: (n_bl,) noise rms of one real component per correlation, Jy (WEIGHT = 1/sigma^2).
             chan_start: first channel of `data`.
             flag: (n_t, n_bl, n_chan_block, n_corr) bool, default all False.
+            model: MODEL_DATA of the same shape as data (an MS made with model_data), or None.
         """
         times_s = np.asarray(times_s, dtype=np.float64)
         n_t, n_bl = len(times_s), len(ant1)
@@ -162,6 +167,8 @@ class MeasurementSetWriter:
         cells = {"DATA": np.ascontiguousarray(data, dtype=np.complex64).reshape(n, n_chan, n_corr),
                  "FLAG": (np.zeros((n, n_chan, n_corr), dtype=bool) if flag is None
                           else np.ascontiguousarray(flag, dtype=bool).reshape(n, n_chan, n_corr))}
+        if model is not None:
+            cells["MODEL_DATA"] = np.ascontiguousarray(model, dtype=np.complex64).reshape(n, n_chan, n_corr)
         all_channels = chan_start == 0 and n_chan == int(main.getcoldesc("DATA")["shape"][0])
         for name, values in cells.items():
             if all_channels:
@@ -339,10 +346,14 @@ def _tiled(name: str, column: str, cell_shape: tuple[int, ...], bits_per_value: 
             "SPEC": {"DEFAULTTILESHAPE": np.array([*tile_cell[::-1], rows], dtype=np.int32)}}
 
 
-def main_table_description(n_chan: int, n_corr: int) -> dict:
-    """Main-table columns that differ from default_ms's: DATA added; FLAG, WEIGHT, SIGMA with fixed cell shapes."""
+def main_table_description(n_chan: int, n_corr: int, model_data: bool = False) -> dict:
+    """Main-table columns that differ from default_ms's: DATA (and MODEL_DATA) added; FLAG, WEIGHT, SIGMA with fixed
+    cell shapes."""
+    model = [makearrcoldesc("MODEL_DATA", 0j, valuetype="complex", shape=[n_chan, n_corr], options=5,
+                            comment="The model data column")] if model_data else []
     return maketabdesc([
         makearrcoldesc("DATA", 0j, valuetype="complex", shape=[n_chan, n_corr], options=5, comment="The data column"),
+        *model,
         makearrcoldesc("FLAG", False, valuetype="boolean", shape=[n_chan, n_corr], options=5,
                        comment="The data flags, array of bools with same shape as data"),
         makearrcoldesc("WEIGHT", 0.0, valuetype="float", shape=[n_corr], options=5,
@@ -352,11 +363,13 @@ def main_table_description(n_chan: int, n_corr: int) -> dict:
     ])
 
 
-def main_table_layout(n_chan: int, n_corr: int, tile_channels: int | None = None) -> dict:
-    """The data-manager info of the main table (see the module docstring); DATA and FLAG tiles span `tile_channels`
-    channels (default all)."""
+def main_table_layout(n_chan: int, n_corr: int, tile_channels: int | None = None, model_data: bool = False) -> dict:
+    """The data-manager info of the main table (see the module docstring); DATA, MODEL_DATA and FLAG tiles span
+    `tile_channels` channels (default all)."""
+    model = [_tiled("TiledModel", "MODEL_DATA", (n_chan, n_corr), 64, tile_channels)] if model_data else []
     managers = [
         _tiled("TiledDATA", "DATA", (n_chan, n_corr), 64, tile_channels),
+        *model,
         _tiled("TiledFlag", "FLAG", (n_chan, n_corr), 1, tile_channels),
         _tiled("TiledWeight", "WEIGHT", (n_corr,), 32),
         _tiled("TiledSigma", "SIGMA", (n_corr,), 32),

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from block_runs import SMALL, assert_identical, environment, fresh_dirs, run, staged_columns
 
@@ -59,7 +60,7 @@ def test_block_shape_fits_the_budget_and_the_large_case_fits_8_gib():
 def test_estimate_reports_blocks_and_a_too_small_budget_is_one_line_before_any_work(tmp_path: Path):
     out, tmp = fresh_dirs(tmp_path, "estimate")
     env = environment(out, tmp, TELESCOPE="SKA-MID-AAstar", NUM_TIME_STAMPS="1440", FREQ_INC_HZ="69403.7",
-                      SYNTHETIC_SOURCES="10000", MEMORY_LIMIT="1GiB")
+                      SYNTHETIC_SOURCES="10000", MEMORY_LIMIT="1GiB", MODEL_DATA="off")
     estimate = subprocess.run([sys.executable, "-m", "srcnet_sim.cli", "estimate"], env=env, capture_output=True,
                               text=True, timeout=120)
     assert estimate.returncode == 0, estimate.stderr
@@ -120,3 +121,15 @@ def test_peak_memory_stays_under_the_budget_with_ten_times_the_channels(tmp_path
     print(f"peak RSS: 64 channels {peak_64 / 2**20:.0f} MiB, 640 channels {peak_640 / 2**20:.0f} MiB")
     assert peak_640 <= budget, f"peak {peak_640 / 2**20:.0f} MiB over the {budget / 2**20:.0f} MiB budget"
     assert peak_64 <= budget
+
+
+def test_model_data_is_counted_in_the_ms_size_and_the_blocks():
+    """MODEL_DATA=on writes a second complex64 column as large as DATA and holds it in every block's result."""
+    from srcnet_sim.sizing import estimate, result_bytes
+
+    args = (4, 240, 144, False, 10_000, 2048, False, 8 * 2**30)
+    without, with_model = estimate(*args), estimate(*args, model_data=True)
+    data_bytes = without.measurements * 8
+    assert with_model.ms_expected_bytes - without.ms_expected_bytes == pytest.approx(1.1 * data_bytes, rel=1e-6)
+    assert result_bytes(3, 4, 10_296, model_data=True) - result_bytes(3, 4, 10_296) == 3 * 10_296 * 4 * 4 * 8
+    assert with_model.simulate_peak_bytes > without.simulate_peak_bytes
