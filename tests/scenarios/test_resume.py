@@ -14,10 +14,10 @@ from pathlib import Path
 
 from block_runs import assert_identical, environment, fresh_dirs, run, staged_columns
 
-# AA2 (2,016 baselines), 64 dumps x 16 channels, 1,200 sources; a MEMORY_LIMIT that leaves room for blocks of 2
-# dumps: 32 blocks of some 40 ms each, each journaled once written (enough work that no attempt ends before its kill).
+# AA2 (2,016 baselines), 64 dumps x 16 channels, 1,200 sources (and SMALL's noise, gains and MODEL_DATA); a
+# MEMORY_LIMIT that leaves room for blocks of 2 dumps: 32 blocks of some 40 ms each, each journaled once written (enough work that no attempt ends before its kill).
 LONGER = {"TELESCOPE": "SKA-MID-AA2", "NUM_TIME_STAMPS": "64", "SYNTHETIC_SOURCES": "1200", "WORKER_THREADS": "1",
-          "MEMORY_LIMIT": "369MiB"}
+          "MEMORY_LIMIT": "375MiB"}
 LONGER_BLOCKS = "32 blocks of 2 time steps x 16 channels"
 BLOCK_UNITS = 2 * 16  # time steps x channels of one of LONGER's blocks
 
