@@ -54,7 +54,8 @@ def add_product_flags(parser: argparse.ArgumentParser) -> None:
                         help="ingest the cleaned image (<FILE_PREFIX>cleaned.fits)")
     parser.add_argument("--truth", dest="truth", action="store_true",
                         help="ingest the truth catalogue: every simulated source, intrinsic and apparent (<FILE_PREFIX>truth.fits); "
-                             "with GAINS=on also the true gains as CASA caltables (<FILE_PREFIX>truth_caltables.tar)")
+                             "with GAINS=on also the true gains as CASA caltables (<FILE_PREFIX>truth_caltables.tar), with RFI=on "
+                             "the interferers and their mask (<FILE_PREFIX>truth_rfi.fits)")
     parser.add_argument("--qa", dest="qa", action="store_true",
                         help="ingest the QA report of the cleaned image against the truth, PyBDSF (<FILE_PREFIX>qa.tar); "
                              "without it a cleaned image's QA is only logged")

@@ -111,6 +111,10 @@ class Settings(BaseModel):
                                     "D-terms (polarisation leakage)")
     model_data: Literal["off", "on"] = Field("off", description="on: the MS's MODEL_DATA column holds the visibilities "
                                              "before gains and noise, as calibration tests need (the MS grows by DATA's size)")
+    rfi: Literal["off", "on"] = Field("off", description="on: L-band interferers (GNSS satellites, DME aircraft, GSM "
+                                      "900 towers) added to DATA and flagged in FLAG; with --truth their mask is staged")
+    rfi_flag_sigma: float = Field(5.0, gt=0.0, le=1000.0, description="RFI=on: the flagger's threshold on the residual, "
+                                  "in units of the radiometer noise rms")
     precision: Literal["single", "double"] = Field("single", description="visibility precision")
     correlations: Literal["cross", "cross+auto"] = Field("cross", description="baselines written")
     smearing: Literal["bandwidth", "off", "bandwidth+time"] = Field("bandwidth", description="smearing applied")

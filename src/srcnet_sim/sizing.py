@@ -91,13 +91,15 @@ class BlockShape:
     worker_peak_bytes: int
 
 
-def result_bytes(n_times: int, n_channels: int, n_baselines: int, model_data: bool = False) -> int:
-    """Bytes of one block's result: complex64 visibilities (twice with MODEL_DATA=on: the model too) and float64 UVW."""
-    return n_times * n_baselines * (n_channels * N_CORRELATIONS * 8 * (2 if model_data else 1) + 3 * 8 + 8)
+def result_bytes(n_times: int, n_channels: int, n_baselines: int, model_data: bool = False, flags: bool = False) -> int:
+    """Bytes of one block's result: complex64 visibilities (twice with MODEL_DATA=on: the model too), bool flags
+    (RFI=on) and float64 UVW."""
+    per_value = 8 * (2 if model_data else 1) + (1 if flags else 0)
+    return n_times * n_baselines * (n_channels * N_CORRELATIONS * per_value + 3 * 8 + 8)
 
 
 def worker_peak_bytes(n_times: int, n_channels: int, n_dishes: int, n_sources: int, n_baselines: int,
-                      double_precision: bool = False, model_data: bool = False) -> int:
+                      double_precision: bool = False, model_data: bool = False, flags: bool = False) -> int:
     """Peak memory of a worker computing blocks of n_times x n_channels (process and sky model included), bytes.
 
     The per-source terms of the block's channels dominate with many sources and channels; one time step's
@@ -109,8 +111,10 @@ def worker_peak_bytes(n_times: int, n_channels: int, n_dishes: int, n_sources: i
     packed = min(PACKED_TERMS_BYTES, n_dishes * n_sources * PACKED_VALUES_PER_SOURCE_DISH * (8 if double_precision else 4))
     terms = n_channels * n_sources * TERM_BYTES_PER_SOURCE_CHANNEL
     step = n_baselines * n_channels * N_CORRELATIONS * STEP_BYTES_PER_VALUE * (2 if double_precision else 1)
-    results = ((RESULTS_HELD + 1) * result_bytes(n_times, n_channels, n_baselines, model_data)
+    results = ((RESULTS_HELD + 1) * result_bytes(n_times, n_channels, n_baselines, model_data, flags)
                * (2 if double_precision else 1))
+    if flags:  # a step's copy before the RFI, its residual and the RFI itself
+        step += n_baselines * n_channels * N_CORRELATIONS * 3 * 16
     return PROCESS_BASELINE_BYTES + n_sources * SKY_BYTES_PER_SOURCE + phasors + packed + terms + step + results
 
 
@@ -127,7 +131,7 @@ def _largest(limit: int, fits) -> int:
 
 def block_shape(n_times: int, n_channels: int, n_dishes: int, n_sources: int, n_baselines: int,
                 memory_limit_bytes: int, double_precision: bool = False, workers: int = 1,
-                model_data: bool = False) -> BlockShape:
+                model_data: bool = False, flags: bool = False) -> BlockShape:
     """The block shape for a worker memory budget: as many channels as fit (fewer passes over the sky), then as many
     time steps as fit, at most TARGET_BLOCK_BYTES of results and n_times / max(MIN_BLOCKS, BLOCKS_PER_WORKER x
     workers) steps, so that every worker has blocks to compute.
@@ -135,7 +139,7 @@ def block_shape(n_times: int, n_channels: int, n_dishes: int, n_sources: int, n_
     Raises UserInputError (MEMORY_LIMIT) when one time step of one channel does not fit.
     """
     def peak(t: int, c: int) -> int:
-        return worker_peak_bytes(t, c, n_dishes, n_sources, n_baselines, double_precision, model_data)
+        return worker_peak_bytes(t, c, n_dishes, n_sources, n_baselines, double_precision, model_data, flags)
 
     channels = _largest(n_channels, lambda c: peak(1, c) <= memory_limit_bytes)
     if channels == 0:
@@ -143,7 +147,7 @@ def block_shape(n_times: int, n_channels: int, n_dishes: int, n_sources: int, n_
                              f"({n_sources} sources x {n_dishes} dishes, {n_baselines} baselines), which needs about "
                              f"{human(peak(1, 1))}; give a worker at least that much")
     channels = math.ceil(n_channels / math.ceil(n_channels / channels))  # equal channel ranges
-    per_step = max(1, result_bytes(1, channels, n_baselines, model_data))
+    per_step = max(1, result_bytes(1, channels, n_baselines, model_data, flags))
     min_blocks = max(MIN_BLOCKS, BLOCKS_PER_WORKER * workers)
     most_steps = min(n_times, max(1, TARGET_BLOCK_BYTES // per_step), max(1, math.ceil(n_times / min_blocks)))
     steps = _largest(most_steps, lambda t: peak(t, channels) <= memory_limit_bytes)
@@ -152,10 +156,11 @@ def block_shape(n_times: int, n_channels: int, n_dishes: int, n_sources: int, n_
 
 def estimate(n_channels: int, n_times: int, n_dishes: int, autocorrelations: bool, n_sources: int,
              npixel: int, double_precision: bool, memory_limit_bytes: int, workers: int = 1,
-             model_data: bool = False) -> Estimate:
+             model_data: bool = False, flags: bool = False) -> Estimate:
     """Sizes of the MS (the seed's minimum and the expected actual size), one image (the seed's minimum and
     the MFS FITS file), the block shape for `workers` workers of `memory_limit_bytes` each, and peak memory of simulating (one worker) or imaging, whichever is larger.
-    model_data: the MS has a MODEL_DATA column too (MODEL_DATA=on), as large as DATA.
+    model_data: the MS has a MODEL_DATA column too (MODEL_DATA=on), as large as DATA; flags: blocks carry flags
+    (RFI=on; the MS's FLAG column is always written).
 
     Raises UserInputError (MEMORY_LIMIT) when the budget does not hold one time step of one channel."""
     limit = memory_limit_bytes
@@ -168,7 +173,7 @@ def estimate(n_channels: int, n_times: int, n_dishes: int, autocorrelations: boo
     ms_expected = int(rows * row_bytes * 1.1) + FIXED_MS_BYTES
     # One worker computing blocks (worker_peak_bytes: phasors of a block's channels, sums, results held).
     shape = block_shape(n_times, n_channels, n_dishes, n_sources, n_baselines, limit, double_precision, workers,
-                        model_data)
+                        model_data, flags)
     simulate_peak = shape.worker_peak_bytes - PROCESS_BASELINE_BYTES
     n_blocks = -(-n_times // shape.n_times) * -(-n_channels // shape.n_channels)
     # Imaging reads chunks of at most CHUNK_SAMPLES (rows x channels): DATA, FLAG and weights of all correlations,

@@ -120,6 +120,20 @@ def image_record(fits_path: Path, identity: Identity, name: str) -> dict:
     }
 
 
+def _truth_header_fields(head) -> dict:
+    """The fields a truth product's FITS header gives: phase centre, field (2 x FILTRAD), band, channels, times."""
+    return {
+        "s_ra": float(head["OBSRA"]),
+        "s_dec": float(head["OBSDEC"]),
+        "s_fov": 2.0 * float(head["FILTRAD"]),
+        "s_resolution": None,
+        **_wavelengths(float(head["FREQLO"]), float(head["FREQHI"])),
+        "em_xel": int(head["NCHAN"]),
+        "t_min": float(head["MJD-OBS"]),
+        "t_max": float(head["MJD-END"]),
+    }
+
+
 def truth_record(fits_path: Path, identity: Identity, name: str) -> dict:
     """ObsCore of the truth catalogue (dataproduct_type measurements, subtype truth-catalogue, calib_level 4).
 
@@ -139,14 +153,7 @@ def truth_record(fits_path: Path, identity: Identity, name: str) -> dict:
         "calib_level": MEASUREMENTS_CALIB_LEVEL,
         "access_format": "application/fits",
         "instrument_name": str(head.get("TELESCOP", INSTRUMENT)) or INSTRUMENT,
-        "s_ra": float(head["OBSRA"]),
-        "s_dec": float(head["OBSDEC"]),
-        "s_fov": 2.0 * float(head["FILTRAD"]),
-        "s_resolution": None,
-        **_wavelengths(float(head["FREQLO"]), float(head["FREQHI"])),
-        "em_xel": int(head["NCHAN"]),
-        "t_min": float(head["MJD-OBS"]),
-        "t_max": float(head["MJD-END"]),
+        **_truth_header_fields(head),
         "pol_states": "/I/Q/U/V/",
         "pol_xel": 4,
     }
@@ -214,5 +221,23 @@ def caltables_record(directory: Path, identity: Identity, name: str, size_bytes:
         "t_min": float(start_s) / SECONDS_PER_DAY,
         "t_max": float(end_s) / SECONDS_PER_DAY,
         "pol_states": "/X/Y/",
+        "pol_xel": 2,
+    }
+
+
+def rfi_truth_record(fits_path: Path, identity: Identity, name: str) -> dict:
+    """ObsCore of the RFI truth (dataproduct_type measurements, subtype truth-rfi, calib_level 4), from its header."""
+    from astropy.io import fits
+
+    head = fits.getheader(fits_path, 0)
+    return {
+        **common_fields(identity, name, fits_path.stat().st_size),
+        "dataproduct_type": "measurements",
+        "dataproduct_subtype": "truth-rfi",
+        "calib_level": MEASUREMENTS_CALIB_LEVEL,
+        "access_format": "application/fits",
+        "instrument_name": INSTRUMENT,
+        **_truth_header_fields(head),
+        "pol_states": "/XX/YY/",
         "pol_xel": 2,
     }

@@ -44,13 +44,16 @@ class Block:
 @dataclass(frozen=True)
 class BlockResult:
     """What a block computes: time_s (n_t,) MJD seconds, uvw_m (n_t, n_bl, 3) m, vis (n_t, n_bl, n_c, 4) Jy complex64,
-    model the same shape (before gains and noise) when the observation keeps it, else None."""
+    model the same shape (before gains and noise) when the observation keeps it, else None; flag the same shape
+    (bool) and rfi_score (the block's summed simulate.flagger counts) with RFI, else None."""
 
     block: Block
     time_s: np.ndarray
     uvw_m: np.ndarray
     vis: np.ndarray
     model: np.ndarray | None = None
+    flag: np.ndarray | None = None
+    rfi_score: np.ndarray | None = None
 
 
 def make_blocks(n_times: int, n_channels: int, shape: BlockShape, first_time: int = 0) -> list[Block]:
@@ -74,10 +77,15 @@ def compute_block(observation, block: Block, threads: int | None = None, backend
     uvw_m = np.empty((block.n_times, n_bl, 3))
     vis = np.empty((block.n_times, n_bl, block.n_channels, N_CORRELATIONS), dtype=np.complex64)
     model = np.empty_like(vis) if observation.model_data else None
+    flag = np.empty(vis.shape, dtype=bool) if observation.rfi is not None else None
+    score = np.zeros(4, dtype=np.int64) if observation.rfi is not None else None
     steps = simulate(observation, range(block.time_start, block.time_stop), slice(block.chan_start, block.chan_stop),
                      predictor=make_predictor(backend))
     for i, step in enumerate(steps):
         time_s[i], uvw_m[i], vis[i] = step.time_s, step.uvw_m, step.vis
         if model is not None:
             model[i] = step.model
-    return BlockResult(block, time_s, uvw_m, vis, model)
+        if flag is not None:
+            flag[i] = step.flag
+            score += step.rfi_score
+    return BlockResult(block, time_s, uvw_m, vis, model, flag, score)

@@ -20,7 +20,7 @@ from srcnet_sim.run import resume
 from srcnet_sim.run.plan import NOTIFICATION_NAME, PRODUCTS, Plan, plan
 from srcnet_sim.run.preflight import preflight
 from srcnet_sim.run.stages import (make_images, qa_unavailable, quality_report, stage_products, write_measurement_set,
-                                   write_previews, write_true_gains, write_truth_catalogue)
+                                   write_previews, write_true_gains, write_true_rfi, write_truth_catalogue)
 from srcnet_sim.simulate import measures_data
 from srcnet_sim.simulate.observation import gpu_block_device_bytes
 from srcnet_sim.simulate.predictors import Backend, resolve_backend
@@ -79,6 +79,8 @@ def run(settings: Settings, products: set[str], overwrite: bool = False, notific
                     made.update(images)
                 if "truth" in run_plan.made:
                     made["truth"] = write_truth_catalogue(run_plan, scratch_dir / run_plan.file_name("truth"))
+                if "rfi" in run_plan.made:
+                    made["rfi"] = write_true_rfi(run_plan, scratch_dir / run_plan.file_name("rfi"))
                 if "clean" in made and qa_error is None:
                     qa_error = quality_report(run_plan, made, scratch_dir)
                 products_made = run_plan.products - ({"qa"} if qa_error else set())

@@ -21,6 +21,7 @@ from srcnet_sim.fs.space import default_memory_limit
 from srcnet_sim.instrument import Telescope, load_telescope
 from srcnet_sim.instrument.beams import power_beam_fwhm_rad
 from srcnet_sim.instrument.gains import DishGains, GainParameters
+from srcnet_sim.instrument.rfi import Emitters, RfiModel, enu_basis
 from srcnet_sim.products import naming, obscore
 from srcnet_sim.products.sidecar_probe import check_sidecar_values
 from srcnet_sim.progress import logger
@@ -32,7 +33,7 @@ from srcnet_sim.sizing import Estimate, estimate
 from srcnet_sim.sky.resolve import load_sky_model
 
 PRODUCT_NAMES = {"vis": "measurements.ms", "dirty": "dirty.fits", "clean": "cleaned.fits", "truth": "truth.fits",
-                 "gains": "truth_caltables", "qa": "qa"}
+                 "gains": "truth_caltables", "rfi": "truth_rfi.fits", "qa": "qa"}
 PRODUCTS = tuple(PRODUCT_NAMES)
 MS_ARCHIVE_SUFFIX = ".tar"
 ARCHIVED = ("vis", "gains", "qa")  # directories, staged as tar files
@@ -133,6 +134,8 @@ class Plan:
             return QA_PRODUCT_BYTES
         if product == "gains":
             return caltables_bytes(e.n_times, self.telescope.n_dish, e.n_channels)
+        if product == "rfi":  # the uint32 mask, the emitters' table and the headers
+            return e.n_times * e.n_channels * 4 + 10 * 2880
         return e.ms_expected_bytes if product == "vis" else e.image_file_bytes
 
     def cell_rad(self) -> float:
@@ -209,20 +212,23 @@ def plan(settings: Settings, products: set[str] | frozenset[str] = frozenset({"v
         freq_hz=settings.freq_hz, channel_width_hz=settings.freq_inc_hz, beam=settings.beam,
         autocorrelations=settings.correlations == "cross+auto", smearing=settings.smearing,
         noise=settings.noise == "on", seed=settings.seed, gains=dish_gains(settings, telescope.n_dish, times_s),
-        model_data=settings.model_data == "on",
+        model_data=settings.model_data == "on", rfi=rfi_model(settings, telescope, times_s),
+        rfi_flag_sigma=settings.rfi_flag_sigma,
         dtype=np.complex128 if settings.precision == "double" else np.complex64,
     )
     workers = executor_options(settings.executor, settings.dask_scheduler_address, settings.dask_workers,
                                settings.worker_threads, None).workers
     sizes = estimate(settings.n_channels, settings.num_time_stamps, telescope.n_dish, observation.autocorrelations,
                      len(sky), settings.imaging_npixel, settings.precision == "double", worker_memory_limit(settings),
-                     workers, model_data=observation.model_data)
+                     workers, model_data=observation.model_data, flags=observation.rfi is not None)
     execution = executor_options(settings.executor, settings.dask_scheduler_address, settings.dask_workers,
                                  settings.worker_threads, sizes.memory_limit_bytes)
     cell_rad = (settings.imaging_cellsize if settings.imaging_cellsize is not None
                 else field_of_view_rad(settings) / settings.imaging_npixel)
     if "truth" in products and observation.gains is not None:
         products = set(products) | {"gains"}  # the truth of the gains goes with the truth catalogue
+    if "truth" in products and observation.rfi is not None:
+        products = set(products) | {"rfi"}
     run_plan = Plan(settings, telescope, observation, sizes, Path(settings.out_dir) / settings.rucio_namespace,
                     frozenset(products), identity=ident, names=ProductNames(settings.file_prefix, settings.rucio_lifetime),
                     imaging=ImagingPlan(settings.imaging_npixel, cell_rad, settings.obs_id), execution=execution,
@@ -246,6 +252,25 @@ def dish_gains(settings: Settings, n_dish: int, times_s: np.ndarray) -> DishGain
                               leakage_std=settings.gain_leakage_std)
     freq_hz = settings.freq_hz
     return DishGains.draw(parameters, n_dish, settings.seed, float(times_s[0]), (float(freq_hz[0]), float(freq_hz[-1])))
+
+
+def rfi_model(settings: Settings, telescope: Telescope, times_s: np.ndarray) -> RfiModel | None:
+    """The interferers of RFI=on that transmit inside the observed channels (instrument.rfi), with a warning that
+    counts them; None when RFI=off, or when none does (the warning says so)."""
+    if settings.rfi == "off":
+        return None
+    emitters = Emitters.draw(settings.seed, float(times_s[0]))
+    inside = emitters.in_band(settings.freq_hz, settings.freq_inc_hz)
+    band = f"{settings.start_freq_hz / 1e6:.2f}-{settings.end_freq_hz / 1e6:.2f} MHz"
+    if not inside.any():
+        logger.warning("RFI=on: none of the %d modelled interferers (GNSS 1164-1606 MHz, DME 1025-1150 MHz, GSM "
+                       "925-960 MHz) transmits in %s; no RFI is added, nothing is flagged", emitters.n_emit, band)
+        return None
+    logger.info("rfi: %d of %d modelled interferers transmit in %s: %s", int(inside.sum()), emitters.n_emit, band,
+                ", ".join(n for n, keep in zip(emitters.names, inside, strict=True) if keep))
+    site = telescope.site
+    return RfiModel(emitters.select(inside), telescope.itrf_m - telescope.itrf_m.mean(axis=0),
+                    enu_basis(np.radians(site.lon_deg), np.radians(site.lat_deg)), settings.phase_centre_rad[1])
 
 
 def worker_memory_limit(settings: Settings) -> int:

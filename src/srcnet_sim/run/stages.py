@@ -16,6 +16,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
 from srcnet_sim.errors import QAError
 from srcnet_sim.fs.diskguard import DiskGuard
 from srcnet_sim.products import obscore, sidecar, staging
@@ -81,12 +83,15 @@ def write_measurement_set(run_plan: Plan, state: resume.RunState, backend: str =
         block = result.block
         space.check(1.0 - _allocated_bytes(path) / sizes.ms_expected_bytes)  # the rows are allocated, not all on disk
         writer.put_rows(block.time_start * n_bl, result.time_s, obs.interval_s, ant1, ant2, result.uvw_m, result.vis, sigma,
-                        chan_start=block.chan_start, model=result.model)
+                        chan_start=block.chan_start, flag=result.flag, model=result.model)
         space.check(1.0 - _allocated_bytes(path) / sizes.ms_expected_bytes)  # casacore aborts on a full volume
         writer.flush()
+        if result.rfi_score is not None:
+            rfi_score[:] += result.rfi_score
         state.record(block.time_start, block.time_stop, block.chan_start, block.chan_stop)
         progress.advance(block.n_times * block.n_channels)
 
+    rfi_score = np.zeros(4, dtype=np.int64)  # simulate.flagger's counts, summed over the blocks written now
     started = time.perf_counter()
     try:
         run_blocks(obs, blocks, write, options)
@@ -94,9 +99,14 @@ def write_measurement_set(run_plan: Plan, state: resume.RunState, backend: str =
         writer.close()
     seconds = time.perf_counter() - started
     samples = sum(b.n_times * b.n_channels for b in blocks) * n_bl * len(obs.sky)
-    written = sum(result_bytes(b.n_times, b.n_channels, n_bl, obs.model_data) for b in blocks)
+    written = sum(result_bytes(b.n_times, b.n_channels, n_bl, obs.model_data, obs.rfi is not None) for b in blocks)
     logger.info("simulate: %d blocks in %.2f s (%.2f G source-visibilities/s, %.0f MB/s of visibilities written)",
                 len(blocks), seconds, samples / max(seconds, 1e-9) / 1e9, written / max(seconds, 1e-9) / 1e6)
+    if obs.rfi is not None:
+        from srcnet_sim.simulate.flagger import describe
+
+        logger.info("rfi: %d emitters in band; %s%s", obs.rfi.emitters.n_emit, describe(rfi_score, obs.rfi_flag_sigma),
+                    " (the blocks written by this run)" if state.resumed else "")
     return path
 
 
@@ -141,6 +151,13 @@ def write_true_gains(run_plan: Plan, ms_path: Path, directory: Path) -> Path:
 
     obs = run_plan.observation
     return write_caltables(directory, ms_path, obs.gains, obs.times_s, obs.interval_s, obs.freq_hz)
+
+
+def write_true_rfi(run_plan: Plan, path: Path) -> Path:
+    """The RFI's emitters and mask (products.rfi_truth) at `path`."""
+    from srcnet_sim.products.rfi_truth import write_rfi_truth
+
+    return write_rfi_truth(path, run_plan.observation, run_plan.identity.obs_id)
 
 
 def qa_unavailable(run_plan: Plan) -> QAError | None:
@@ -191,6 +208,8 @@ def prepare_products(run_plan: Plan, made: dict[str, Path], private_dir: Path, p
                 meta = obscore.visibility_record(source, ident, name, path.stat().st_size, ms_scan)
             elif product == "truth":
                 meta = obscore.truth_record(path, ident, name)
+            elif product == "rfi":
+                meta = obscore.rfi_truth_record(path, ident, name)
             elif product == "gains":
                 meta = obscore.caltables_record(source, ident, name, path.stat().st_size,
                                                 2.0 * math.degrees(run_plan.filter_radius_rad))

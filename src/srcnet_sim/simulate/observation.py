@@ -11,9 +11,11 @@ import numpy as np
 from srcnet_sim.instrument import Telescope
 from srcnet_sim.instrument.beams import dish_beams, dish_types
 from srcnet_sim.instrument.gains import DishGains
+from srcnet_sim.instrument.rfi import RfiModel
 from srcnet_sim.simulate import geometry
 from srcnet_sim.simulate.baseline_kernel import PackingBuffers
 from srcnet_sim.simulate.corrupt import apply_jones
+from srcnet_sim.simulate.flagger import flag_residual
 from srcnet_sim.simulate.noise import add_noise, baseline_sigma_jy, sefd_jy
 from srcnet_sim.simulate.predict import SourceTerms, baseline_pairs
 from srcnet_sim.simulate.predictors import CpuStrategy, PredictInputs, Predictor
@@ -36,6 +38,7 @@ class Observation:
         smearing: "off", "bandwidth" or "bandwidth+time"; noise: add thermal noise; seed: noise seed.
         gains: the dishes' direction-independent Jones terms (GAINS=on), applied before the noise; None: perfect.
         model_data: keep each step's visibilities before gains and noise too (TimeStep.model, MODEL_DATA=on).
+        rfi: the interferers added after the gains (RFI=on), flagged at rfi_flag_sigma (simulate.flagger); None: none.
         dtype: complex64 or complex128.
         dish_uvw_m, dish_uvw_rate_m_s: (n_time, n_dish, 3) per-dish UVW (m) and d(UVW)/dt (m/s, time smearing
             only) of every time step, or None until `with_geometry` computes them.
@@ -56,6 +59,8 @@ class Observation:
     seed: int = 0
     gains: DishGains | None = None
     model_data: bool = False
+    rfi: RfiModel | None = None
+    rfi_flag_sigma: float = 5.0
     dtype: type = np.complex64
     dish_uvw_m: np.ndarray | None = None
     dish_uvw_rate_m_s: np.ndarray | None = None
@@ -114,13 +119,16 @@ class Observation:
 @dataclass(frozen=True)
 class TimeStep:
     """One simulated time step: uvw (n_bl, 3) m, vis (n_bl, n_chan, 4) Jy; model (n_bl, n_chan, 4) Jy the
-    visibilities before gains and noise when the observation keeps them (model_data), else None."""
+    visibilities before gains and noise when the observation keeps them (model_data), else None; flag
+    (n_bl, n_chan, 4) bool and rfi_score (simulate.flagger.SCORE_FIELDS) with RFI, else None."""
 
     index: int
     time_s: float
     uvw_m: np.ndarray
     vis: np.ndarray
     model: np.ndarray | None = None
+    flag: np.ndarray | None = None
+    rfi_score: np.ndarray | None = None
 
 
 def simulate(obs: Observation, time_indices: range | None = None, channels: slice = slice(None),
@@ -179,16 +187,27 @@ class _StepInputs:
                    freq_hz=obs.freq_hz[channels])
 
     def step(self, obs: Observation, t_index: int, time_s: float, dish_uvw: np.ndarray, vis: np.ndarray) -> TimeStep:
-        """The TimeStep of predicted `vis` (n_bl, n_chan, 4): corrupted by the gains, then noise added (in place),
-        when the observation has them (a copy kept before, with model_data). The gains are evaluated at the sample
-        time (MJD s) of the step."""
+        """The TimeStep of predicted `vis` (n_bl, n_chan, 4): corrupted by the gains, RFI added, then noise added
+        (in place), when the observation has them (a copy kept before, with model_data), then flagged (with RFI).
+        The gains and the RFI are evaluated at the sample time (MJD s) of the step."""
         ant1, ant2 = self.inputs.ant1, self.inputs.ant2
+        sample_s = float(obs.times_s[t_index])
         model = vis.copy() if obs.model_data else None
         if obs.gains is not None:
-            apply_jones(vis, obs.gains.jones(float(obs.times_s[t_index]), self.freq_hz), ant1, ant2)
+            apply_jones(vis, obs.gains.jones(sample_s, self.freq_hz), ant1, ant2)
+        before, rfi = None, None
+        if obs.rfi is not None:
+            before = vis.copy()
+            rfi = obs.rfi.visibilities(sample_s, dish_uvw, self.freq_hz, obs.channel_width_hz, obs.interval_s, ant1, ant2)
+            if rfi is None:
+                rfi = np.zeros(vis.shape[:2], dtype=np.complex128)
+            vis[:, :, 0] += rfi.astype(vis.dtype)
+            vis[:, :, 3] += rfi.astype(vis.dtype)
         if obs.noise:
             add_noise(vis, self.sigma, obs.seed, t_index, ant1 == ant2, self.first_channel)
-        return TimeStep(index=t_index, time_s=time_s, uvw_m=dish_uvw[ant1] - dish_uvw[ant2], vis=vis, model=model)
+        flag, score = (None, None) if rfi is None else flag_residual(vis - before, rfi, self.sigma, obs.rfi_flag_sigma)
+        return TimeStep(index=t_index, time_s=time_s, uvw_m=dish_uvw[ant1] - dish_uvw[ant2], vis=vis, model=model,
+                        flag=flag, rfi_score=score)
 
 
 def gpu_block_device_bytes(obs: Observation) -> tuple[int, int]:
