@@ -29,16 +29,18 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from peak_memory import run_measured  # noqa: E402
+
 
 def timed(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
-    """(seconds, peak resident MB) of a child process."""
+    """(seconds, peak resident MB) of a child process (its own peak: tests/peak_memory.py)."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
+    result = run_measured(command, env)
     seconds = time.perf_counter() - t0
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{command[0]} failed: {proc.stderr.read().decode()[-2000:]}")
-    return seconds, usage.ru_maxrss / 1024
+    if result.returncode != 0:
+        raise RuntimeError(f"{command[0]} failed: {result.stderr[-2000:]}")
+    return seconds, result.peak_bytes / 2**20
 
 
 def qa_cost(out: Path, env: dict[str, str]) -> None:

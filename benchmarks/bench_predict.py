@@ -14,12 +14,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from peak_memory import run_measured  # noqa: E402
 
 CHILD = r"""
 from srcnet_sim.run.runtime import configure_process
@@ -51,15 +54,12 @@ else:
 
 
 def child(which: str, n_src: int, n_time: int) -> dict:
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, which, str(n_src), str(n_time), os.path.dirname(__file__)],
-                            stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
-    out, err = proc.stdout.read(), proc.stderr.read()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{which} failed:\n{err}")
-    result = json.loads(out.strip().splitlines()[-1])
-    result["peak_rss_mb"] = usage.ru_maxrss / 1024
+    """The CHILD workload in its own process: its result line, with its own peak resident MB."""
+    measured = run_measured([sys.executable, "-c", CHILD, which, str(n_src), str(n_time), os.path.dirname(__file__)])
+    if measured.returncode != 0:
+        raise RuntimeError(f"{which} failed:\n{measured.stderr}")
+    result = json.loads(measured.stdout.strip().splitlines()[-1])
+    result["peak_rss_mb"] = measured.peak_bytes / 2**20
     return result
 
 
@@ -67,13 +67,11 @@ def whole_run(n_src: int, n_time: int, smearing: str) -> dict:
     with tempfile.TemporaryDirectory() as out:
         env = {**os.environ, "OUT_DIR": out, "SYNTHETIC_SOURCES": str(n_src), "NUM_TIME_STAMPS": str(n_time), "SMEARING": smearing}
         t0 = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "srcnet_sim.cli", "run", "--vis"], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        _, status, usage = os.wait4(proc.pid, 0)
+        measured = run_measured([sys.executable, "-m", "srcnet_sim.cli", "run", "--vis"], env)
         seconds = time.perf_counter() - t0
-        if os.waitstatus_to_exitcode(status) != 0:
-            raise RuntimeError(proc.stderr.read())
-    return {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024}
+        if measured.returncode != 0:
+            raise RuntimeError(measured.stderr)
+    return {"seconds": seconds, "peak_rss_mb": measured.peak_bytes / 2**20}
 
 
 def complex_matmul_rate() -> float:

@@ -11,6 +11,7 @@ from pathlib import Path
 from casacore.tables import table
 
 from conftest import run_cli, unpack_ms
+from peak_memory import run_measured
 
 SMALL = {"SYNTHETIC_SOURCES": "200", "NUM_TIME_STAMPS": "2", "TELESCOPE": "SKA-MID-AA2"}
 
@@ -116,14 +117,11 @@ def test_expected_size_is_close_to_the_written_size(out_dir: Path):
 
 
 def peak_rss_bytes(args: list[str], env: dict[str, str]) -> int:
-    """Run the CLI in a child process and return its peak resident memory."""
+    """Run the CLI in a child process and return its own peak resident memory (not this process's)."""
     base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "OPENBLAS_CORETYPE")}
-    proc = subprocess.Popen([sys.executable, "-m", "srcnet_sim.cli", *args], env={**base, **env},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    assert proc.returncode == 0, proc.stderr.read().decode()
-    return usage.ru_maxrss * 1024
+    result = run_measured([sys.executable, "-m", "srcnet_sim.cli", *args], env={**base, **env})
+    assert result.returncode == 0, result.stderr
+    return result.peak_bytes
 
 
 def test_memory_does_not_grow_with_observation_length(tmp_path: Path):

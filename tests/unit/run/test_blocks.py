@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from block_runs import SMALL, assert_identical, environment, fresh_dirs, run, staged_columns
+from peak_memory import run_measured
 
 
 def test_block_results_do_not_depend_on_the_block_shape():
@@ -91,22 +92,12 @@ def test_same_ms_for_one_thread_all_cores_and_any_block_shape(tmp_path: Path):
         assert_identical(columns["1 thread"], columns[name])
 
 
-MEMORY_PROBE = """
-import resource, sys
-from srcnet_sim.cli import main
-code = main(["run", "--vis"])
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, file=open(sys.argv[1], "w"))
-sys.exit(code)
-"""
-
-
 def _peak_rss(tmp_path: Path, name: str, **settings: str) -> tuple[int, str]:
     out, tmp = fresh_dirs(tmp_path, name)
-    probe = tmp_path / f"{name}.rss"
-    result = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(probe)], env=environment(out, tmp, **settings),
-                            capture_output=True, text=True, timeout=300)
+    result = run_measured([sys.executable, "-m", "srcnet_sim.cli", "run", "--vis"], environment(out, tmp, **settings),
+                          timeout_s=300)
     assert result.returncode == 0, result.stderr
-    return int(probe.read_text()), result.stderr
+    return result.peak_bytes, result.stderr
 
 
 def test_peak_memory_stays_under_the_budget_with_ten_times_the_channels(tmp_path: Path):
