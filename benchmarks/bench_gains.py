@@ -1,4 +1,4 @@
-"""GAINS=on and RFI=on beside both off on the default run: the cost of the corruptions, as ratios.
+"""GAINS=on, RFI=on and BEAM=everybeam beside the ideal instrument on the default run: their cost, as ratios.
 
 Two measurements, each on/off interleaved so that the machine's drift falls on both:
 - the simulation stage in one process: every time step of the default observation (AA*, 10,000 sources,
@@ -23,7 +23,8 @@ import tempfile
 import time
 
 
-CASES = {"off": {}, "gains": {"GAINS": "on"}, "rfi": {"RFI": "on"}, "gains+rfi": {"GAINS": "on", "RFI": "on"}}
+CASES = {"off": {}, "gains": {"GAINS": "on"}, "rfi": {"RFI": "on"}, "gains+rfi": {"GAINS": "on", "RFI": "on"},
+         "everybeam": {"BEAM": "everybeam"}}
 
 
 def stage_seconds(n_src: int, n_time: int, repeat: int) -> dict[str, float]:
@@ -40,7 +41,7 @@ def stage_seconds(n_src: int, n_time: int, repeat: int) -> dict[str, float]:
     full = plan(settings).observation.with_geometry()
     observations = {"off": dataclasses.replace(full, gains=None, rfi=None),
                     "gains": dataclasses.replace(full, rfi=None), "rfi": dataclasses.replace(full, gains=None),
-                    "gains+rfi": full}
+                    "gains+rfi": full, "everybeam": dataclasses.replace(full, gains=None, rfi=None, beam="everybeam")}
     for obs in observations.values():
         list(simulate(obs, range(1)))  # compile outside the timing
     best = {name: float("inf") for name in observations}

@@ -93,7 +93,11 @@ class Settings(BaseModel):
     file_prefix: str = Field("", description="prefix of every product file name")
     out_dir: str = Field(DEFAULT_OUT_DIR, description="output directory; must exist when set")
     telescope: str = Field("SKA-MID-AAstar", description="SKA-MID-AA0.5, -AA1, -AA2, -AAstar, -AA4, or an OSKAR .tm directory")
-    beam: Literal["gaussian", "gaussian-15m", "none"] = Field("gaussian", description="primary beam model")
+    beam: Literal["gaussian", "gaussian-15m", "everybeam", "none"] = Field(
+        "gaussian", description="primary beam model: gaussian, gaussian-15m, everybeam (SKA dishes from EveryBeam's "
+        "SKA-Mid model, MeerKAT dishes from katbeam), none")
+    sky_filter_fwhm: float = Field(3.0, gt=0.0, le=100.0, description="sources are kept within this many power-beam "
+                                   "FWHM (1.25 lambda / 15 m at mid-band) of the phase centre; more reaches the sidelobes")
     noise: Literal["off", "on"] = Field("off", description="thermal noise from per-dish-type SEFD")
     seed: int = Field(42, ge=0, description="seed of every random draw (sky, noise, gains)")
     gains: Literal["off", "on"] = Field("off", description="per-dish complex gains, bandpass and leakage (D-terms) "

@@ -37,6 +37,7 @@ from astropy.time import Time
 
 from srcnet_sim import __version__
 from srcnet_sim.errors import UserInputError
+from srcnet_sim.instrument.beams import beam_parameters
 from srcnet_sim.simulate.apparent import apparent_gain
 from srcnet_sim.simulate.observation import Observation
 
@@ -117,6 +118,7 @@ def write_truth(path: Path, obs: Observation, context: TruthContext) -> Path:
         "CHANWID": (float(obs.channel_width_hz), "[Hz] channel width"),
         "FILTRAD": (float(np.degrees(context.filter_radius_rad)), "[deg] sources kept within this of the centre"),
         "PBMODEL": (obs.beam, "primary beam model"),
+        **beam_parameters(obs.beam),
         "PBRULE": (GAIN_RULE, "PB_GAIN"),
         "NOISE": ("on" if obs.noise else "off", "thermal noise simulated"),
         "SMEARING": (obs.smearing, "smearing simulated (not in S_APP)"),

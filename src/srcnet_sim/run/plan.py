@@ -19,7 +19,7 @@ from srcnet_sim.config import Settings
 from srcnet_sim.errors import UserInputError
 from srcnet_sim.fs.space import default_memory_limit
 from srcnet_sim.instrument import Telescope, load_telescope
-from srcnet_sim.instrument.beams import power_beam_fwhm_rad
+from srcnet_sim.instrument.beams import check_library_beams, power_beam_fwhm_rad
 from srcnet_sim.instrument.gains import DishGains, GainParameters
 from srcnet_sim.instrument.rfi import Emitters, RfiModel, enu_basis
 from srcnet_sim.products import naming, obscore
@@ -42,7 +42,6 @@ CALTABLE_ROW_BYTES = 96  # a caltable row of one channel (TIME .. WEIGHT, measur
 CALTABLE_FIXED_BYTES = 2 * 2**20  # three tables' descriptions and copied subtables (measured: about 0.6 MB for AA*)
 NOTIFICATION_NAME = "notification.json"
 SEED_DISH_DIAMETER_M = 15.0
-FILTER_RADIUS_FWHM = 3.0
 HORIZON_CHECK_POINTS = 1441  # elevation is smooth: at most one check a minute over a day
 
 
@@ -203,7 +202,11 @@ def plan(settings: Settings, products: set[str] | frozenset[str] = frozenset({"v
             f"the horizon during the observation: elevation {elevation.min():.1f} to {elevation.max():.1f} deg; "
             "choose a start time or phase centre that keeps it above 0 deg",
         )
-    radius = FILTER_RADIUS_FWHM * field_of_view_rad(settings)
+    if settings.beam == "everybeam":
+        problem = check_library_beams(telescope.diameters_m, settings.freq_hz)
+        if problem:
+            raise UserInputError("BEAM", problem)
+    radius = settings.sky_filter_fwhm * field_of_view_rad(settings)
     sky = load_sky_model(settings.sky_model, settings.sky_model_path, ra0, dec0, radius, settings.synthetic_sources,
                          settings.seed, settings.freq_hz, cache_dir=settings.sky_model_cache,
                          mightee_url=settings.mightee_l1_url)
