@@ -29,7 +29,7 @@ from srcnet_sim.simulate.observation import _StepInputs  # noqa: E402
 def main() -> None:
     settings = dict(argument.split("=", 1) for argument in sys.argv[1:])
     obs = plan(load_settings(environ=settings)).observation.with_geometry()
-    run = _StepInputs.of(obs, slice(None)).inputs
+    run = _StepInputs.of(obs, slice(None)).pieces[0]
     terms = run.terms
     rate = (obs.dish_uvw_rate_m_s[0] @ terms.lmn.T) / SPEED_OF_LIGHT_M_S if run.smear_time else None
     args = (obs.dish_uvw_m[0], terms.lmn, terms.beams, run.dish_type, run.freq_hz, terms.stokes, 1, run.ant1, run.ant2,

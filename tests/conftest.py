@@ -8,6 +8,7 @@ import sys
 import tarfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from astropy.utils.data import conf as astropy_data_conf
 
@@ -33,6 +34,18 @@ def stop_processes(processes: list[subprocess.Popen]) -> None:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+def sin_pixel_position(dx_pix: int, dy_pix: int, cell_rad: float, ra0_deg: float = 150.12,
+                       dec0_deg: float = 2.21) -> tuple[float, float]:
+    """RA, Dec (deg) of the pixel (dx, dy) from the centre of a SIN image of cell `cell_rad` centred on (RA0, DEC0),
+    the default phase centre: a source there lies on a pixel centre of our and WSClean's images."""
+    l, m = -dx_pix * cell_rad, dy_pix * cell_rad
+    ra0, dec0 = np.radians(ra0_deg), np.radians(dec0_deg)
+    n = np.sqrt(1 - l**2 - m**2)
+    dec = np.arcsin(m * np.cos(dec0) + n * np.sin(dec0))
+    ra = ra0 + np.arctan2(l, n * np.cos(dec0) - m * np.sin(dec0))
+    return float(np.degrees(ra)), float(np.degrees(dec))
 
 
 def write_csv_sky(path: Path, rows: list[tuple[float, ...]], header: str = "ra_deg,dec_deg,i_jy") -> Path:

@@ -69,11 +69,11 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
 
-    sky_model: str = Field("SYNTHETIC", description="SYNTHETIC, MIGHTEE_L1, or the path of a catalogue file (OSKAR text, CSV, FITS)")
+    sky_model: str = Field("SYNTHETIC", description="SYNTHETIC, SYNTHETIC_HI (seeded HI galaxies whose lines fall in the band), MIGHTEE_L1, or the path of a catalogue file (OSKAR text, CSV, FITS)")
     sky_model_path: str | None = Field(None, description="catalogue file for a named sky model (MIGHTEE_L1)")
     sky_model_cache: str | None = Field(None, description="directory where SKY_MODEL=MIGHTEE_L1 is downloaded once and reused (default: ~/.cache/srcnet-sim)")
     mightee_l1_url: str = Field(MIGHTEE_L1_URL, description="where SKY_MODEL=MIGHTEE_L1 is downloaded from when SKY_MODEL_PATH is unset (a mirror may be given)")
-    synthetic_sources: int = Field(10_000, ge=1, le=10_000_000, description="number of sources of the SYNTHETIC field")
+    synthetic_sources: int = Field(10_000, ge=1, le=10_000_000, description="number of sources of the SYNTHETIC field (galaxies of SYNTHETIC_HI)")
     phase_center_ra_deg: float = Field(150.12, ge=0.0, lt=360.0, description="phase centre right ascension (J2000), degrees")
     phase_center_dec_deg: float = Field(2.21, ge=-90.0, le=90.0, description="phase centre declination (J2000), degrees")
     start_freq_hz: float = Field(1.304e9, gt=0.0, le=MAX_FREQ_HZ, description="centre of the first channel, Hz")

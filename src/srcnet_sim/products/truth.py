@@ -15,9 +15,16 @@ other; `SKY_MODEL=<truth file>` (the MIGHTEE reader) simulates the same visibili
                          seed's reader takes as the source shape
     DC_MAJ, DC_MIN, DC_PA (deg)  the same values under MIGHTEE's name for a deconvolved (intrinsic) shape
     PB_GAIN              (n_chan) primary-beam gain per channel: mean of E_p E_q over the baselines written
-    S_APP (Jy)           (n_chan) apparent Stokes I per channel: Stokes I at the channel centre x PB_GAIN
+    S_APP (Jy)           (n_chan) apparent Stokes I per channel: the continuum at the channel centre plus the
+                         line's mean over the channel, x PB_GAIN
     S_APP_MEAN (Jy)      band average of S_APP (channels of equal width weigh equally, as in an MFS image)
     PC_DIST (deg)        distance from the phase (and pointing) centre
+    LINE_FLUX (Jy Hz), LINE_FLUX_KMS (Jy km/s)  integrated flux of the source's spectral line (0: none)
+    LINE_FREQ (Hz), LINE_Z_HI  observed centre frequency, and the redshift it means for HI (1420.405752 MHz)
+    LINE_W20 (Hz), LINE_W20_KMS (km/s)  full width at 20 % of the peak (observed frame)
+    LINE_SIG (Hz)        0 for a Gaussian line, else the dispersion of the disc's double-horned profile (sky.lines)
+    LINE_S_APP (Jy Hz)   the line's flux within the band as the array saw it: sum over channels of its channel
+                         flux x PB_GAIN x the channel width (S_APP includes the line, per channel)
 
 The header gives the channels (CHAN0 + k CHANINC, width CHANWID, Hz), the band, the observation's
 times, the phase centre, the beam model and the settings. The primary beams are unpolarised, so the apparent
@@ -38,6 +45,8 @@ from astropy.time import Time
 from srcnet_sim import __version__
 from srcnet_sim.errors import UserInputError
 from srcnet_sim.instrument.beams import beam_parameters
+from srcnet_sim.sky.catalogues import C_KM_S, HI_REST_FREQ_HZ
+from srcnet_sim.sky.lines import channel_line_flux
 from srcnet_sim.simulate.apparent import apparent_gain
 from srcnet_sim.simulate.observation import Observation
 
@@ -53,8 +62,14 @@ def _columns(obs: Observation) -> list[fits.Column]:
     ref_hz = np.where(flat, mid_hz, sky.ref_freq_hz)
     alpha = np.where(flat, 0.0, sky.spectral_index)
     gain = apparent_gain(obs)  # (n_chan, n_src)
-    apparent = sky.stokes_at(obs.freq_hz)[:, 0, :] * gain  # (n_chan, n_src)
+    apparent = sky.channel_stokes(obs.freq_hz, obs.channel_width_hz)[:, 0, :] * gain  # (n_chan, n_src)
     major, minor, pa = (np.degrees(a) for a in (sky.major_fwhm_rad, sky.minor_fwhm_rad, sky.position_angle_rad))
+    has_line = sky.line_flux_jy_hz != 0
+    safe_freq = np.where(has_line, sky.line_freq_hz, 1.0)
+    per_kms = safe_freq / C_KM_S  # Hz per km/s at each line
+    line_only = channel_line_flux(sky.line_flux_jy_hz, sky.line_freq_hz, sky.line_w20_hz, sky.line_sigma_hz,
+                                  obs.freq_hz, obs.channel_width_hz) if sky.has_lines else np.zeros((n_chan, n))
+    line_apparent = (line_only * gain).sum(axis=0) * obs.channel_width_hz  # (n_src,) the line's flux in the band x beam
     vector = f"{n_chan}D"
     return [
         fits.Column("NAME", "16A", array=np.array([f"SIM{i:09d}" for i in range(n)])),
@@ -78,6 +93,14 @@ def _columns(obs: Observation) -> list[fits.Column]:
         fits.Column("S_APP", vector, unit="Jy", array=apparent.T),
         fits.Column("S_APP_MEAN", "D", unit="Jy", array=apparent.mean(axis=0)),
         fits.Column("PC_DIST", "D", unit="deg", array=np.degrees(sky.angular_distance_rad(obs.ra_rad, obs.dec_rad))),
+        fits.Column("LINE_FLUX", "D", unit="Jy Hz", array=sky.line_flux_jy_hz),
+        fits.Column("LINE_FLUX_KMS", "D", unit="Jy km/s", array=sky.line_flux_jy_hz / per_kms),
+        fits.Column("LINE_FREQ", "D", unit="Hz", array=sky.line_freq_hz),
+        fits.Column("LINE_Z_HI", "D", array=np.where(has_line, HI_REST_FREQ_HZ / safe_freq - 1.0, 0.0)),
+        fits.Column("LINE_W20", "D", unit="Hz", array=sky.line_w20_hz),
+        fits.Column("LINE_W20_KMS", "D", unit="km/s", array=sky.line_w20_hz / per_kms),
+        fits.Column("LINE_SIG", "D", unit="Hz", array=sky.line_sigma_hz),
+        fits.Column("LINE_S_APP", "D", unit="Jy Hz", array=line_apparent),
     ]
 
 

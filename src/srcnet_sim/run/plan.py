@@ -117,8 +117,8 @@ class Plan:
 
     @property
     def synthetic_sky(self) -> bool:
-        """The sky is SKY_MODEL=SYNTHETIC (a seeded field): SYNTHETIC_SOURCES sets its size."""
-        return self.settings.sky_model.strip().upper() == "SYNTHETIC"
+        """The sky is SKY_MODEL=SYNTHETIC or SYNTHETIC_HI (a seeded field): SYNTHETIC_SOURCES sets its size."""
+        return self.settings.sky_model.strip().upper() in ("SYNTHETIC", "SYNTHETIC_HI")
 
     @property
     def settings_record(self) -> dict:

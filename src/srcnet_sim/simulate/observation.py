@@ -23,6 +23,9 @@ from srcnet_sim import sizing
 from srcnet_sim.sky import SkyModel
 
 RATE_STEP_S = 1.0  # half-step of the central difference giving d(uvw)/dt
+# With spectral lines, the channels are predicted in aligned groups of this many, each with only the sources that
+# shine in it: a channel's cost does not grow with the lines elsewhere, and its bytes do not depend on the blocks.
+LINE_CHANNEL_GROUP = 32
 
 
 @dataclass(frozen=True)
@@ -83,12 +86,39 @@ class Observation:
         return baseline_pairs(self.telescope.n_dish, self.autocorrelations)
 
     def source_terms(self, channels: slice = slice(None)) -> SourceTerms:
-        """Per-source inputs of the predictor (directions, fluxes per channel, beams, shapes) for `channels`."""
+        """Per-source inputs of the predictor (directions, fluxes per channel, beams, shapes) for `channels`.
+
+        With spectral lines, `channels` lies within one group of `channel_pieces`, and the terms hold only the
+        sources that shine in that group: the continuum sources and the lines whose support overlaps it.
+        """
         freq_hz = self.freq_hz[channels]
         sky, lmn, offset, gaussian = self._sky_terms
+        if sky.has_lines:
+            keep = self._sources_of_group(channels.indices(len(self.freq_hz))[0] // LINE_CHANNEL_GROUP)
+            sky, lmn, offset, gaussian = sky.select(keep), lmn[keep], offset[keep], gaussian[keep]
         beams, _ = dish_beams(self.beam, offset, freq_hz, self.telescope.diameters_m)
-        return SourceTerms(lmn=lmn, stokes=sky.stokes_at(freq_hz), beams=beams, gaussian=gaussian,
-                           n_point=int(np.count_nonzero(~sky.is_gaussian)))
+        return SourceTerms(lmn=lmn, stokes=sky.channel_stokes(freq_hz, self.channel_width_hz), beams=beams,
+                           gaussian=gaussian, n_point=int(np.count_nonzero(~sky.is_gaussian)))
+
+    def channel_pieces(self, channels: slice) -> list[slice]:
+        """`channels` (step 1) cut where it crosses a group of LINE_CHANNEL_GROUP channels, when the sky has lines
+        (each piece is predicted with its group's sources, whatever the block); the whole slice otherwise."""
+        start, stop, _ = channels.indices(len(self.freq_hz))
+        if not self._sky_terms[0].has_lines:
+            return [slice(start, stop)]
+        cuts = [start, *range((start // LINE_CHANNEL_GROUP + 1) * LINE_CHANNEL_GROUP, stop, LINE_CHANNEL_GROUP), stop]
+        return [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:], strict=True) if b > a]
+
+    def _sources_of_group(self, group: int) -> np.ndarray:
+        """(n_src,) bool over `_sky_terms`' sky: the sources with flux in channel group `group` (continuum, or a
+        line whose support overlaps the group's band)."""
+        sky = self._sky_terms[0]
+        first = group * LINE_CHANNEL_GROUP
+        last = min(first + LINE_CHANNEL_GROUP, len(self.freq_hz)) - 1
+        lo_edge = self.freq_hz[first] - self.channel_width_hz / 2
+        hi_edge = self.freq_hz[last] + self.channel_width_hz / 2
+        lo, hi = sky.line_support_hz()
+        return sky.has_continuum() | ((hi > lo_edge) & (lo < hi_edge))
 
     @cached_property
     def _sky_terms(self) -> tuple[SkyModel, np.ndarray, np.ndarray, np.ndarray]:
@@ -144,7 +174,7 @@ def simulate(obs: Observation, time_indices: range | None = None, channels: slic
     predictor = CpuStrategy() if predictor is None else predictor
     run = _StepInputs.of(obs, channels)
     indices = list(range(len(obs.times_s)) if time_indices is None else time_indices)
-    per_call = predictor.steps_per_call(len(obs.times_s), len(run.inputs.ant1), len(obs.freq_hz), obs.dtype)
+    per_call = predictor.steps_per_call(len(obs.times_s), len(run.ant1), len(obs.freq_hz), obs.dtype)
 
     def steps_of(call: list[int], dish_uvw: np.ndarray, vis: np.ndarray) -> Iterator[TimeStep]:
         for i, t_index in enumerate(call):
@@ -154,22 +184,26 @@ def simulate(obs: Observation, time_indices: range | None = None, channels: slic
     for start in range(0, len(indices), per_call):
         call = indices[start:start + per_call]
         dish_uvw = obs.dish_uvw_m[call]
-        rate = obs.dish_uvw_rate_m_s[call] if run.inputs.smear_time else None
-        pending = predictor.submit(run.inputs, dish_uvw, rate)  # the GPU queues it and returns at once
+        rate = obs.dish_uvw_rate_m_s[call] if run.pieces[0].smear_time else None
+        pending = [predictor.submit(piece, dish_uvw, rate) for piece in run.pieces]  # the GPU queues them at once
         if ready is not None:
             yield from steps_of(*ready)
         ready = None
-        ready = (call, dish_uvw, pending.result())
+        results = [p.result() for p in pending]
+        ready = (call, dish_uvw, results[0] if len(results) == 1 else np.concatenate(results, axis=2))
     if ready is not None:
         yield from steps_of(*ready)
 
 
 @dataclass(frozen=True)
 class _StepInputs:
-    """What every time step of a `simulate` call shares: the predictor's inputs, noise, the first channel and
+    """What every time step of a `simulate` call shares: the predictor's inputs of each piece of its channels
+    (Observation.channel_pieces; one piece without spectral lines), the baselines, noise, the first channel and
     the channels' frequencies (Hz, for the gains)."""
 
-    inputs: PredictInputs
+    pieces: tuple[PredictInputs, ...]
+    ant1: np.ndarray
+    ant2: np.ndarray
     first_channel: int
     sigma: np.ndarray
     freq_hz: np.ndarray
@@ -178,19 +212,21 @@ class _StepInputs:
     def of(cls, obs: Observation, channels: slice) -> "_StepInputs":
         ant1, ant2 = obs.baselines
         _, dish_type = dish_types(obs.beam, obs.telescope.diameters_m)
-        inputs = PredictInputs(terms=obs.source_terms(channels), dish_type=dish_type, freq_hz=obs.freq_hz[channels],
-                               ant1=ant1, ant2=ant2,
-                               channel_width_hz=obs.channel_width_hz if obs.smearing != "off" else 0.0,
-                               smear_time=obs.smearing == "bandwidth+time", interval_s=obs.interval_s,
-                               dtype=obs.dtype, buffers=PackingBuffers())
-        return cls(inputs=inputs, first_channel=channels.indices(len(obs.freq_hz))[0], sigma=obs.baseline_sigma(),
-                   freq_hz=obs.freq_hz[channels])
+        buffers = PackingBuffers()
+        pieces = tuple(
+            PredictInputs(terms=obs.source_terms(piece), dish_type=dish_type, freq_hz=obs.freq_hz[piece],
+                          ant1=ant1, ant2=ant2, channel_width_hz=obs.channel_width_hz if obs.smearing != "off" else 0.0,
+                          smear_time=obs.smearing == "bandwidth+time", interval_s=obs.interval_s,
+                          dtype=obs.dtype, buffers=buffers)
+            for piece in obs.channel_pieces(channels))
+        return cls(pieces=pieces, ant1=ant1, ant2=ant2, first_channel=channels.indices(len(obs.freq_hz))[0],
+                   sigma=obs.baseline_sigma(), freq_hz=obs.freq_hz[channels])
 
     def step(self, obs: Observation, t_index: int, time_s: float, dish_uvw: np.ndarray, vis: np.ndarray) -> TimeStep:
         """The TimeStep of predicted `vis` (n_bl, n_chan, 4): corrupted by the gains, RFI added, then noise added
         (in place), when the observation has them (a copy kept before, with model_data), then flagged (with RFI).
         The gains and the RFI are evaluated at the sample time (MJD s) of the step."""
-        ant1, ant2 = self.inputs.ant1, self.inputs.ant2
+        ant1, ant2 = self.ant1, self.ant2
         sample_s = float(obs.times_s[t_index])
         model = vis.copy() if obs.model_data else None
         if obs.gains is not None:

@@ -32,35 +32,89 @@ CSV_ALIASES = {
     "major_arcsec": ("major_arcsec", "major", "bmaj_arcsec"),
     "minor_arcsec": ("minor_arcsec", "minor", "bmin_arcsec"),
     "pa_deg": ("pa_deg", "pa", "position_angle_deg"),
+    # spectral lines (sky.lines): the SKA Data Challenge 2 HI truth catalogue's names where it has them
+    "line_flux_jy_hz": ("line_flux_jy_hz", "line_flux_integral"),
+    "line_flux_jy_kms": ("line_flux_jy_kms",),
+    "line_freq_hz": ("line_freq_hz", "central_freq"),
+    "redshift": ("redshift", "z"),
+    "line_rest_freq_hz": ("line_rest_freq_hz", "rest_freq_hz"),
+    "w20_kms": ("w20_kms", "w20"),
+    "w50_kms": ("w50_kms", "w50"),
+    "line_sigma_kms": ("line_sigma_kms",),
+    "hi_size_arcsec": ("hi_size_arcsec", "hi_size"),
+    "inclination_deg": ("inclination_deg", "i"),
 }
 # The seed workflow's MIGHTEE Level-1 column mapping.
 MIGHTEE_COLUMNS = {"ra_deg": "RA", "dec_deg": "DEC", "i_jy": "S_PEAK", "ref_freq_hz": "NU_EFF",
                    "major_arcsec": "IM_MAJ", "minor_arcsec": "IM_MIN", "pa_deg": "IM_PA"}
 # Read when present (srcnet-sim's truth catalogue writes them; MIGHTEE Level 1 has none): zero otherwise.
-MIGHTEE_OPTIONAL_COLUMNS = {"q_jy": "S_INT_Q", "u_jy": "S_INT_U", "v_jy": "S_INT_V", "spectral_index": "SPEC_INDX"}
+MIGHTEE_OPTIONAL_COLUMNS = {"q_jy": "S_INT_Q", "u_jy": "S_INT_U", "v_jy": "S_INT_V", "spectral_index": "SPEC_INDX",
+                            "line_flux_jy_hz": "LINE_FLUX", "line_freq_hz": "LINE_FREQ", "line_w20_hz": "LINE_W20",
+                            "line_sigma_hz": "LINE_SIG"}
+HI_REST_FREQ_HZ = 1_420_405_751.768  # the 21 cm line of neutral hydrogen
+HI_DISPERSION_KMS = 10.0  # the HI gas's velocity dispersion in a disc (about 10 km/s in nearby discs: Tamburro et al. 2009)
+HOLMBERG_THICKNESS = 0.2  # intrinsic axis ratio q0 of a disc: b/a = sqrt(cos^2 i (1 - q0^2) + q0^2) (Holmberg 1958)
+W20_PER_W50 = 3.5885 / 2.3548  # of a Gaussian line: how a W50 is turned into the W20 the model takes
+C_KM_S = 299_792.458
+
+
+def _line_columns(get, has, n: int) -> dict[str, np.ndarray]:
+    """SkyModel's line fields (SI) from catalogue columns in their units: the observed frequency from
+    line_freq_hz, or redshift and line_rest_freq_hz (HI by default); the flux in Jy Hz or Jy km/s; W20 or W50 in
+    km/s (observed frame: dnu = dv nu / c); the disc dispersion line_sigma_kms (10 km/s by default when an
+    inclination is given, the SDC2 discs; 0, a Gaussian line, otherwise)."""
+    if not (has("line_flux_jy_hz") or has("line_flux_jy_kms")):
+        return {}
+    rest = get("line_rest_freq_hz") if has("line_rest_freq_hz") else np.full(n, HI_REST_FREQ_HZ)
+    freq = get("line_freq_hz") if has("line_freq_hz") else rest / (1.0 + get("redshift"))
+    per_kms = freq / C_KM_S  # Hz per km/s at the line
+    flux = get("line_flux_jy_hz") if has("line_flux_jy_hz") else get("line_flux_jy_kms") * per_kms
+    w20 = get("w20_kms") if has("w20_kms") else get("w50_kms") * W20_PER_W50
+    sigma = get("line_sigma_kms") if has("line_sigma_kms") else (
+        np.full(n, HI_DISPERSION_KMS) if has("inclination_deg") else np.zeros(n))
+    return {"line_flux_jy_hz": flux, "line_freq_hz": freq, "line_w20_hz": w20 * per_kms, "line_sigma_hz": sigma * per_kms}
 
 
 def _from_oskar_columns(columns: dict[str, np.ndarray], source: str) -> SkyModel:
     """Build a SkyModel from columns in OSKAR units (deg, Jy, Hz, arcsec)."""
-    for required in ("ra_deg", "dec_deg", "i_jy"):
+    for required in ("ra_deg", "dec_deg"):
         if required not in columns:
             raise UserInputError("SKY_MODEL", f"{source} has no {required} column")
+    if "i_jy" not in columns and "line_flux_jy_hz" not in columns and "line_flux_jy_kms" not in columns:
+        raise UserInputError("SKY_MODEL", f"{source} has no i_jy column (nor a line flux: line_flux_jy_hz, "
+                             "line_flux_integral or line_flux_jy_kms)")
+    line = "line_flux_jy_hz" in columns or "line_flux_jy_kms" in columns
+    if line and "line_freq_hz" not in columns and "redshift" not in columns:
+        raise UserInputError("SKY_MODEL", f"{source}: a line flux needs line_freq_hz (central_freq) or redshift (z)")
+    if line and "w20_kms" not in columns and "w50_kms" not in columns and "line_w20_hz" not in columns:
+        raise UserInputError("SKY_MODEL", f"{source}: a line flux needs its width: w20_kms (w20) or w50_kms (w50)")
     dec = columns["dec_deg"]
     if np.any(~np.isfinite(dec)) or np.any(np.abs(dec) > 90):
         raise UserInputError("SKY_MODEL", f"{source}: declinations must lie within -90..90 deg")
     get = lambda key: columns.get(key, np.zeros_like(dec))  # noqa: E731
+    has = lambda key: key in columns  # noqa: E731
+    lines = _line_columns(get, has, len(dec))
+    major, minor = get("major_arcsec"), get("minor_arcsec")
+    if has("hi_size_arcsec") and not has("major_arcsec"):  # SDC2: the HI diameter taken as the Gaussian's FWHM
+        major = get("hi_size_arcsec")
+        cos_i = np.cos(get("inclination_deg") * DEG)
+        minor = major * np.sqrt(cos_i**2 * (1 - HOLMBERG_THICKNESS**2) + HOLMBERG_THICKNESS**2)
+    for name in ("line_w20_hz", "line_sigma_hz"):  # the truth catalogue's own columns, already SI
+        if has(name):
+            lines[name] = get(name)
     return SkyModel.from_columns(
         ra_rad=columns["ra_deg"] * DEG,
         dec_rad=dec * DEG,
-        stokes_i_jy=columns["i_jy"],
+        stokes_i_jy=get("i_jy"),
         stokes_q_jy=get("q_jy"),
         stokes_u_jy=get("u_jy"),
         stokes_v_jy=get("v_jy"),
         ref_freq_hz=get("ref_freq_hz"),
         spectral_index=get("spectral_index"),
-        major_fwhm_rad=get("major_arcsec") * ARCSEC,
-        minor_fwhm_rad=get("minor_arcsec") * ARCSEC,
+        major_fwhm_rad=major * ARCSEC,
+        minor_fwhm_rad=minor * ARCSEC,
         position_angle_rad=get("pa_deg") * DEG,
+        **lines,
     )
 
 
@@ -68,10 +122,11 @@ def _catalogue_text(path: Path) -> str:
     return read_text(path, "SKY_MODEL", "catalogue", MAX_CATALOGUE_TEXT_BYTES)
 
 
-def read_oskar_text(path: Path) -> SkyModel:
+def read_oskar_text(path: Path, text: str | None = None) -> SkyModel:
     """Read an OSKAR sky-model text file (whitespace or comma separated, '#' comments; UTF-8, see input_files)."""
     rows = []
-    for number, line in enumerate(_catalogue_text(path).splitlines(), start=1):
+    text = _catalogue_text(path) if text is None else text
+    for number, line in enumerate(text.splitlines(), start=1):
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
@@ -88,10 +143,14 @@ def read_oskar_text(path: Path) -> SkyModel:
     return _from_oskar_columns({name: table[:, i] for i, name in enumerate(OSKAR_COLUMNS)}, str(path))
 
 
-def read_csv(path: Path) -> SkyModel:
+def read_csv(path: Path, text: str | None = None, whitespace: bool = False) -> SkyModel:
     """Read a CSV sky model with a header naming its columns (see CSV_ALIASES): UTF-8 with or without a
-    byte-order mark, any line ending, '#' comment lines."""
-    lines = [line for line in _catalogue_text(path).splitlines() if not line.lstrip().startswith("#")]
+    byte-order mark, any line ending, '#' comment lines; whitespace: columns separated by blanks (the SKA Data
+    Challenge 2 truth catalogue's text layout) instead of commas."""
+    text = _catalogue_text(path) if text is None else text
+    lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    if whitespace:
+        lines = [",".join(line.split()) for line in lines]
     reader = csv.DictReader(lines)
     header = {name.strip().lower(): name for name in (reader.fieldnames or [])}
     mapping = {}
@@ -99,6 +158,10 @@ def read_csv(path: Path) -> SkyModel:
         found = next((header[a] for a in aliases if a in header), None)
         if found is not None:
             mapping[column] = found
+    # "i": the inclination in a line catalogue (SDC2's HI truth), Stokes I otherwise
+    ambiguous = "inclination_deg" if not ("line_flux_jy_hz" in mapping or "line_flux_jy_kms" in mapping) else "i_jy"
+    if mapping.get(ambiguous, "").strip().lower() == "i":
+        del mapping[ambiguous]
     try:
         rows = [{column: float(row[name]) for column, name in mapping.items()} for row in reader]
     except (TypeError, ValueError) as exc:
@@ -175,10 +238,22 @@ def read_catalogue(path: Path) -> SkyModel:
         return read_mightee_fits(path)
     if suffix == ".csv":
         return read_csv(path)
-    return read_oskar_text(path)
+    text = _catalogue_text(path)
+    first = next((line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")), "")
+    if first and not any(_is_number(token) for token in first.replace(",", " ").split()):
+        return read_csv(path, text, whitespace=True)  # a text table with a header line (SDC2's layout)
+    return read_oskar_text(path, text)
 
 
-NAMED_SKY_MODELS = ("SYNTHETIC", "MIGHTEE_L1")
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
+NAMED_SKY_MODELS = ("SYNTHETIC", "SYNTHETIC_HI", "MIGHTEE_L1")
 # Sources closer than this are counted as sharing one position (1 milliarcsecond).
 SAME_POSITION_RAD = 1e-3 * ARCSEC
 

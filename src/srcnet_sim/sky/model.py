@@ -1,10 +1,13 @@
-"""SkyModel: a catalogue of point and Gaussian sources as plain arrays (SI units inside)."""
+"""SkyModel: a catalogue of point and Gaussian sources, with continuum and spectral lines, as plain arrays
+(SI units inside)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
 import numpy as np
+
+from srcnet_sim.sky.lines import channel_line_flux, line_support_hz
 
 
 @dataclass(frozen=True)
@@ -18,6 +21,11 @@ class SkyModel:
         spectral_index: alpha in S(f) = S(ref) (f / ref)^alpha.
         major_fwhm_rad, minor_fwhm_rad: Gaussian FWHM, radians (0 = point source).
         position_angle_rad: major-axis position angle, east of north, radians.
+        line_flux_jy_hz: integrated flux of the source's line in Stokes I, Jy Hz (0 = no line).
+        line_freq_hz: observed centre frequency of the line, Hz.
+        line_w20_hz: full width of the line at 20 % of its peak, Hz (observed frame).
+        line_sigma_hz: 0 for a Gaussian line; > 0 for a rotating disc's double-horned profile whose gas has
+            this dispersion, Hz (sky.lines).
     """
 
     ra_rad: np.ndarray
@@ -31,6 +39,10 @@ class SkyModel:
     major_fwhm_rad: np.ndarray
     minor_fwhm_rad: np.ndarray
     position_angle_rad: np.ndarray
+    line_flux_jy_hz: np.ndarray
+    line_freq_hz: np.ndarray
+    line_w20_hz: np.ndarray
+    line_sigma_hz: np.ndarray
 
     @classmethod
     def from_columns(cls, ra_rad: np.ndarray, dec_rad: np.ndarray, stokes_i_jy: np.ndarray, **optional: np.ndarray) -> "SkyModel":
@@ -58,7 +70,10 @@ class SkyModel:
         checks = (("dec_rad", np.abs(self.dec_rad) > np.pi / 2, "declinations lie within -90..90 deg"),
                   ("ref_freq_hz", self.ref_freq_hz < 0, "reference frequencies are >= 0 Hz (0: flat spectrum)"),
                   ("major_fwhm_rad", self.major_fwhm_rad < 0, "Gaussian sizes are >= 0"),
-                  ("minor_fwhm_rad", self.minor_fwhm_rad < 0, "Gaussian sizes are >= 0"))
+                  ("minor_fwhm_rad", self.minor_fwhm_rad < 0, "Gaussian sizes are >= 0"),
+                  ("line_freq_hz", (self.line_flux_jy_hz != 0) & (self.line_freq_hz <= 0), "a line's frequency is > 0 Hz"),
+                  ("line_w20_hz", (self.line_flux_jy_hz != 0) & (self.line_w20_hz <= 0), "a line's W20 is > 0 Hz"),
+                  ("line_sigma_hz", self.line_sigma_hz < 0, "a line's dispersion is >= 0 Hz (0: Gaussian)"))
         for name, wrong, allowed in checks:
             bad = np.flatnonzero(wrong)
             if bad.size:
@@ -100,6 +115,30 @@ class SkyModel:
         scale = ratio**self.spectral_index  # (n_chan, n_src)
         stokes = np.stack([self.stokes_i_jy, self.stokes_q_jy, self.stokes_u_jy, self.stokes_v_jy])
         return scale[:, None, :] * stokes[None, :, :]
+
+    @property
+    def has_lines(self) -> bool:
+        """True when any source has a spectral line."""
+        return bool(np.any(self.line_flux_jy_hz))
+
+    def line_support_hz(self) -> tuple[np.ndarray, np.ndarray]:
+        """(lo, hi) (n_src,) frequencies outside which each source's line is 0 (lo > hi: no line)."""
+        lo, hi = line_support_hz(self.line_freq_hz, self.line_w20_hz, self.line_sigma_hz)
+        none = self.line_flux_jy_hz == 0
+        return np.where(none, np.inf, lo), np.where(none, -np.inf, hi)
+
+    def has_continuum(self) -> np.ndarray:
+        """(n_src,) bool: true for sources with any continuum Stokes flux."""
+        return (self.stokes_i_jy != 0) | (self.stokes_q_jy != 0) | (self.stokes_u_jy != 0) | (self.stokes_v_jy != 0)
+
+    def channel_stokes(self, freq_hz: np.ndarray, width_hz: float) -> np.ndarray:
+        """(n_chan, 4, n_src) Stokes I, Q, U, V (Jy) in channels of `width_hz` centred on freq_hz: the continuum at
+        the centre (spectral index applied) plus, in I, each line's mean over the channel (sky.lines)."""
+        stokes = self.stokes_at(freq_hz)
+        if self.has_lines:
+            stokes[:, 0, :] += channel_line_flux(self.line_flux_jy_hz, self.line_freq_hz, self.line_w20_hz,
+                                                 self.line_sigma_hz, np.asarray(freq_hz, dtype=np.float64), width_hz)
+        return stokes
 
     def angular_distance_rad(self, ra0_rad: float, dec0_rad: float) -> np.ndarray:
         """(n_src,) great-circle distance of each source from (ra0, dec0), radians."""

@@ -29,6 +29,19 @@ def _sample_fluxes(rng: np.random.Generator, n: int) -> np.ndarray:
     return (a + x * (b - a)) ** (1.0 / g)
 
 
+def uniform_on_cap(rng: np.random.Generator, ra0_rad: float, dec0_rad: float, radius_rad: float,
+                   n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ra, dec) (n,) radians, uniform on the spherical cap of `radius_rad` around (ra0, dec0): cos(distance)
+    uniform, then the bearing uniform (drawn from `rng` in that order); ra within [0, 2 pi)."""
+    cos_r = 1.0 - rng.random(n) * (1.0 - np.cos(radius_rad))
+    distance = np.arccos(cos_r)
+    bearing = rng.random(n) * 2.0 * np.pi
+    dec = np.arcsin(np.sin(dec0_rad) * cos_r + np.cos(dec0_rad) * np.sin(distance) * np.cos(bearing))
+    ra = ra0_rad + np.arctan2(np.sin(bearing) * np.sin(distance) * np.cos(dec0_rad),
+                              cos_r - np.sin(dec0_rad) * np.sin(dec))
+    return np.mod(ra, 2 * np.pi), dec
+
+
 def synthetic_field(
     ra0_rad: float, dec0_rad: float, radius_rad: float, n_sources: int, seed: int, resolved_fraction: float = 0.1
 ) -> SkyModel:
@@ -39,20 +52,13 @@ def synthetic_field(
     Gaussians with log-normal FWHM around 3 arcsec, axis ratio 0.3-1, random position angle.
     """
     rng = np.random.default_rng(seed)
-    # Uniform on the spherical cap: cos(distance) uniform, bearing uniform.
-    cos_r = 1.0 - rng.random(n_sources) * (1.0 - np.cos(radius_rad))
-    distance = np.arccos(cos_r)
-    bearing = rng.random(n_sources) * 2.0 * np.pi
-    dec = np.arcsin(np.sin(dec0_rad) * cos_r + np.cos(dec0_rad) * np.sin(distance) * np.cos(bearing))
-    ra = ra0_rad + np.arctan2(
-        np.sin(bearing) * np.sin(distance) * np.cos(dec0_rad), cos_r - np.sin(dec0_rad) * np.sin(dec)
-    )
+    ra, dec = uniform_on_cap(rng, ra0_rad, dec0_rad, radius_rad, n_sources)
     resolved = rng.random(n_sources) < resolved_fraction
     major = np.where(resolved, np.exp(rng.normal(np.log(3.0), 0.5, n_sources)) * ARCSEC, 0.0)
     minor = major * rng.uniform(0.3, 1.0, n_sources)
     order = np.argsort(resolved, kind="stable")  # point sources first, Gaussians last
     return SkyModel.from_columns(
-        ra_rad=np.mod(ra, 2 * np.pi),
+        ra_rad=ra,
         dec_rad=dec,
         stokes_i_jy=_sample_fluxes(rng, n_sources),
         ref_freq_hz=np.full(n_sources, REF_FREQ_HZ),

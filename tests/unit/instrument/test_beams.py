@@ -15,7 +15,7 @@ from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from casacore.tables import table
 
-from conftest import run_cli, unpack_ms, write_csv_sky
+from conftest import run_cli, sin_pixel_position, unpack_ms, write_csv_sky
 from srcnet_sim.instrument.beams import (KATBEAM_BAND_HZ, KATBEAM_MODEL, airy_voltage_beam, check_library_beams,
                                          katbeam_voltage_beam)
 
@@ -116,16 +116,6 @@ def test_out_of_band_everybeam_run_is_one_line_naming_beam(tmp_path: Path):
     assert "Traceback" not in result.stderr and list(tmp_path.iterdir()) == []
 
 
-def _sin_offset(dx_pix: int, dy_pix: int, cell_rad: float) -> tuple[float, float]:
-    """RA, Dec (deg) of the pixel (dx, dy) from the centre of a SIN image centred on (RA0, DEC0)."""
-    l, m = -dx_pix * cell_rad, dy_pix * cell_rad
-    ra0, dec0 = np.radians(RA0), np.radians(DEC0)
-    n = np.sqrt(1 - l**2 - m**2)
-    dec = np.arcsin(m * np.cos(dec0) + n * np.sin(dec0))
-    ra = ra0 + np.arctan2(l, n * np.cos(dec0) - m * np.sin(dec0))
-    return float(np.degrees(ra)), float(np.degrees(dec))
-
-
 def test_a_source_on_the_first_null_is_suppressed(tmp_path: Path):
     """AA1 (SKA dishes), one channel: a 1 Jy source on the first null of E (x = 3.8317, 1.07 deg at 1.3 GHz) leaves
     visibilities below 1e-5 Jy; the same source on axis gives 1 Jy."""
@@ -136,7 +126,7 @@ def test_a_source_on_the_first_null_is_suppressed(tmp_path: Path):
     for name, dy in (("null", 1000), ("axis", 0)):
         out = tmp_path / name
         out.mkdir()
-        write_csv_sky(out / "sky.csv", [(*_sin_offset(0, dy, cell), 1.0)])
+        write_csv_sky(out / "sky.csv", [(*sin_pixel_position(0, dy, cell), 1.0)])
         result = run_cli(["run", "--vis"], env={
             "OUT_DIR": str(out), "TELESCOPE": "SKA-MID-AA1", "BEAM": "everybeam", "SKY_MODEL": str(out / "sky.csv"),
             "SKY_FILTER_FWHM": "5", "START_FREQ_HZ": str(freq), "END_FREQ_HZ": str(freq + 1e5), "FREQ_INC_HZ": "1e5",
@@ -154,7 +144,7 @@ def test_an_off_axis_sources_flux_in_a_wsclean_image_is_the_truths_pb_weighted_f
     assert shutil.which("wsclean"), "WSClean must be installed (Debian package wsclean): the README's test command does it"
     cell = np.radians(8.0 / 3600)
     dy = 157  # 0.349 deg: E^2 = 0.63-0.68 across the band
-    write_csv_sky(tmp_path / "sky.csv", [(*_sin_offset(0, dy, cell), 1.0)])
+    write_csv_sky(tmp_path / "sky.csv", [(*sin_pixel_position(0, dy, cell), 1.0)])
     env = {"OUT_DIR": str(tmp_path), "TELESCOPE": "SKA-MID-AA1", "BEAM": "everybeam", "SKY_MODEL": str(tmp_path / "sky.csv"),
            "NUM_TIME_STAMPS": "24", "SMEARING": "off"}
     result = run_cli(["run", "--vis", "--truth"], env=env)

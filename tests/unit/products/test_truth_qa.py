@@ -133,11 +133,13 @@ def test_qa_command_on_an_image_and_any_catalogue(field: dict, tmp_path: Path):
 
 
 def test_truth_resimulates_the_same_visibilities(tmp_path: Path):
-    """SKY_MODEL=<truth file> goes through the MIGHTEE reader and gives the same DATA (polarised, spectral, Gaussian)."""
-    header = "ra_deg,dec_deg,i_jy,q_jy,u_jy,v_jy,ref_freq_hz,spectral_index,major_arcsec,minor_arcsec,pa_deg"
-    rows = [(RA0 + 0.05, DEC0 - 0.03, 1.0, 0.1, -0.05, 0.01, 1.4e9, -0.7, 0, 0, 0),
-            (RA0 - 0.2, DEC0 + 0.1, 0.5, 0, 0.02, 0, 0, -1.5, 30, 10, 40),  # no reference frequency: flat
-            (RA0 + 0.3, DEC0 + 0.3, 0.25, 0, 0, 0, 1.2e9, 0.4, 0, 0, 0)]
+    """SKY_MODEL=<truth file> goes through the MIGHTEE reader and gives the same DATA (polarised, spectral, Gaussian,
+    a spectral line)."""
+    header = ("ra_deg,dec_deg,i_jy,q_jy,u_jy,v_jy,ref_freq_hz,spectral_index,major_arcsec,minor_arcsec,pa_deg,"
+              "line_flux_jy_hz,line_freq_hz,w20_kms")
+    rows = [(RA0 + 0.05, DEC0 - 0.03, 1.0, 0.1, -0.05, 0.01, 1.4e9, -0.7, 0, 0, 0, 0, 0, 0),
+            (RA0 - 0.2, DEC0 + 0.1, 0.5, 0, 0.02, 0, 0, -1.5, 30, 10, 40, 0, 0, 0),  # no reference frequency: flat
+            (RA0 + 0.3, DEC0 + 0.3, 0.25, 0, 0, 0, 1.2e9, 0.4, 0, 0, 0, 2e7, 1.33e9, 4000.0)]  # a line over 2 channels
     write_csv_sky(tmp_path / "sky.csv", rows, header)
     env = {"OUT_DIR": str(tmp_path), "TELESCOPE": "SKA-MID-AA1", "NUM_TIME_STAMPS": "3", "PRECISION": "double",
            "SMEARING": "bandwidth+time"}
@@ -155,6 +157,9 @@ def test_truth_resimulates_the_same_visibilities(tmp_path: Path):
     np.testing.assert_allclose(again.ra_rad, original.ra_rad, rtol=1e-15)
     np.testing.assert_allclose(again.stokes_at(np.array([1.3e9, 1.4e9])), original.stokes_at(np.array([1.3e9, 1.4e9])), rtol=1e-14)
     np.testing.assert_allclose(again.major_fwhm_rad, original.major_fwhm_rad, rtol=1e-14)
+    for name in ("line_flux_jy_hz", "line_freq_hz", "line_w20_hz", "line_sigma_hz"):
+        np.testing.assert_allclose(getattr(again, name), getattr(original, name), rtol=1e-14)
+    assert table_["LINE_FLUX_KMS"][2] == pytest.approx(2e7 / (1.33e9 / 299_792.458)) and table_["LINE_W20_KMS"][2] == pytest.approx(4000.0)
 
     second = run_cli(["run", "--vis"], env={**env, "SKY_MODEL": str(truth), "FILE_PREFIX": "b_"})
     assert second.returncode == 0, second.stderr

@@ -30,11 +30,15 @@ assert set(STRATEGIES) == set(PREDICTORS), (set(PREDICTORS), set(STRATEGIES))
 env = {"TELESCOPE": "SKA-MID-AA0.5", "NUM_TIME_STAMPS": "5", "SMEARING": "off", "NOISE": "off",
        "PRECISION": "double", "START_FREQ_HZ": "1.0e9", "END_FREQ_HZ": "1.3e9", "FREQ_INC_HZ": "1.0e8"}
 ra, dec = load_settings(environ=env).phase_centre_rad
+# the third source has a spectral line too, 8,000 km/s wide across the 1.1 and 1.2 GHz channels
 sky = write_csv_sky(pathlib.Path(sys.argv[1]) / "sky.csv",
-                    [(np.degrees(ra), np.degrees(dec), 1.0), (np.degrees(ra) + 0.05, np.degrees(dec) - 0.03, 0.5),
-                     (np.degrees(ra) - 0.02, np.degrees(dec) + 0.04, 2.0)])
+                    [(np.degrees(ra), np.degrees(dec), 1.0, 0.0, 0.0, 0.0),
+                     (np.degrees(ra) + 0.05, np.degrees(dec) - 0.03, 0.5, 0.0, 0.0, 0.0),
+                     (np.degrees(ra) - 0.02, np.degrees(dec) + 0.04, 2.0, 5e7, 1.15e9, 8000.0)],
+                    header="ra_deg,dec_deg,i_jy,line_flux_jy_hz,line_freq_hz,w20_kms")
 obs = plan(load_settings(environ={**env, "SKY_MODEL": str(sky)})).observation.with_geometry()
 terms = obs.source_terms()
+assert np.ptp(terms.stokes[:, 0, 2]) > 0.1  # the line: Stokes I of source 3 differs between channels
 ant1, ant2 = obs.baselines
 _, dish_type = dish_types(obs.beam, obs.telescope.diameters_m)
 
@@ -61,7 +65,7 @@ for name, make in STRATEGIES.items():
     sub = list(simulate(obs, range(1, 4), slice(1, 2), predictor=strategy))
     for a, b in zip(sub, steps):
         assert np.abs(a.vis[:, 0] - b.vis[:, 1]).max() <= 1e-12 * np.abs(b.vis).max(), name
-    pending = strategy.submit(_StepInputs.of(obs, slice(None)).inputs, obs.dish_uvw_m[:2], None)
+    pending = strategy.submit(_StepInputs.of(obs, slice(None)).pieces[0], obs.dish_uvw_m[:2], None)
     assert pending.result().shape == (2, len(ant1), len(obs.freq_hz), 4), name
 print("contract holds for", ", ".join(STRATEGIES))
 """
