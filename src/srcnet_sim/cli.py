@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 # Nothing numerical is imported at module level (srcnet_sim.config imports numpy): main() sets the process's
 # thread settings first, and OpenBLAS reads its own only when numpy loads it.
 
-PRODUCT_FLAGS = ("vis", "dirty", "clean", "truth", "qa")
+PRODUCT_FLAGS = ("vis", "dirty", "clean", "cube", "dirty_cube", "truth", "qa")
 PRECEDENCE = ("Settings: command line > environment variable (same name, upper case) > TOML file "
               "(--config FILE or $SRCNET_SIM_CONFIG) > default.")
 
@@ -52,6 +52,11 @@ def add_product_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dirty", dest="dirty", action="store_true", help="ingest the dirty image (<FILE_PREFIX>dirty.fits)")
     parser.add_argument("--clean", "--cleaned", dest="clean", action="store_true",
                         help="ingest the cleaned image (<FILE_PREFIX>cleaned.fits)")
+    parser.add_argument("--cube", dest="cube", action="store_true",
+                        help="ingest the cleaned image cube (<FILE_PREFIX>cube.fits): a plane per channel or per "
+                             "IMAGING_CHANNELS_OUT group, per-plane restoring beams; CONTSUB=on subtracts the continuum")
+    parser.add_argument("--dirty-cube", dest="dirty_cube", action="store_true",
+                        help="ingest the dirty image cube (<FILE_PREFIX>dirty-cube.fits)")
     parser.add_argument("--truth", dest="truth", action="store_true",
                         help="ingest the truth catalogue: every simulated source, intrinsic and apparent (<FILE_PREFIX>truth.fits); "
                              "with GAINS=on also the true gains as CASA caltables (<FILE_PREFIX>truth_caltables.tar), with RFI=on "
@@ -109,6 +114,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         f"MS expected size        {human(e.ms_expected_bytes)}",
         f"image minimum size      {human(e.image_min_bytes)} (npixel^2 x 1 MFS channel x 8 bytes)",
         f"image file size         {human(e.image_file_bytes)} (one MFS plane, float32)",
+        *cube_lines(run_plan),
         f"staged in OUT_DIR       {run_plan.product_dir}: {listing(run_plan.products, run_plan.staged_name)} + .meta",
         f"made in temporary dir   {temporary}: {listing(run_plan.made, run_plan.file_name)} (removed at the end)",
         f"blocks                  {e.n_blocks} of {e.block_times} time steps x {e.block_channels} channels "
@@ -166,6 +172,21 @@ def duration_lines(run_plan) -> list[str]:
     ]
 
 
+def cube_lines(run_plan) -> list[str]:
+    """`estimate` lines for --cube / --dirty-cube: the cube's size and the memory of cube imaging."""
+    from srcnet_sim.run.plan import CUBES
+    from srcnet_sim.sizing import CHUNK_SAMPLES, IMAGE_WORKING_BYTES_PER_PIXEL, human
+
+    if not set(CUBES) & set(run_plan.made):
+        return []
+    npix, planes = run_plan.imaging.npix, len(run_plan.imaging.cube_planes)
+    per_plane = npix * npix * IMAGE_WORKING_BYTES_PER_PIXEL
+    return [f"cube file size          {human(run_plan.product_bytes('cube'))} ({planes} planes of npixel^2 float32 "
+            f"+ BEAMS table)",
+            f"cube imaging memory     {human(per_plane)} per plane imaged at once + at most {human(CHUNK_SAMPLES * 12)} "
+            f"of visibilities (planes in parallel: one per core, within half the available memory)"]
+
+
 def sky_cache_lines(settings: Settings) -> list[str]:
     """`estimate` lines for SKY_MODEL=MIGHTEE_L1 without SKY_MODEL_PATH: the downloaded catalogue and its cache."""
     from srcnet_sim.fs.space import free_bytes
@@ -203,6 +224,8 @@ def check_image_options(args: argparse.Namespace) -> None:
     _in_range("--robust", args.robust, -2.0, 2.0)
     if args.niter < 0:
         raise UserInputError("--niter", f"{args.niter} must be >= 0 (0: dirty image only)")
+    if args.channels_out is not None and args.channels_out < 0:
+        raise UserInputError("--channels-out", f"{args.channels_out} must be >= 0 (0: one plane per channel)")
     _in_range("--gain", args.gain, 0.0, 1.0, low_open=True)
     _in_range("--mgain", args.mgain, 0.0, 1.0, low_open=True)
     _in_range("--auto-threshold", args.auto_threshold, 0.0, math.inf)
@@ -225,7 +248,7 @@ def check_image_options(args: argparse.Namespace) -> None:
     name = args.name if args.name is not None else ms.name.removesuffix(".ms")
     if not name or "/" in name or name in (".", "..") or not name.isprintable():
         raise UserInputError("--name", f"{name!r} is not a file name prefix: printable characters, no '/'")
-    kinds = ("dirty", "cleaned", "residual", "model", "psf")
+    kinds = ("dirty", "cleaned", "residual", "model", "psf", "dirty-cube", "cube")
     naming.check_path_lengths(out_dir, [f"{name}-{kind}.fits" for kind in kinds], "--out-dir", name_setting="--name")
 
 
@@ -257,15 +280,31 @@ def cmd_image(args: argparse.Namespace) -> int:
                             multiscale_bias=args.multiscale_bias)
     kinds = ["dirty"] + (["cleaned"] if args.niter > 0 else [])
     kinds += [k for k in ("residual", "model", "psf") if getattr(args, f"save_{k}")]
-    paths = {kind: out_dir / f"{name}-{kind}.fits" for kind in kinds}
+    if args.channels_out is not None:
+        kinds = ["dirty"] + (["cleaned"] if args.niter > 0 else [])
+    suffix = {"dirty": "dirty-cube", "cleaned": "cube"} if args.channels_out is not None else {}
+    paths = {kind: out_dir / f"{name}-{suffix.get(kind, kind)}.fits" for kind in kinds}
     for path in paths.values():
         if path.exists() and not args.overwrite:
             raise UserInputError("--name", f"{path} exists already; choose another --name or add --overwrite")
-    written = image_measurement_set(ms, params, clean if args.niter > 0 else None, paths, name,
-                                    previews=() if args.no_preview else PREVIEW_KINDS).written
+    if args.channels_out is not None:
+        written = image_cube_of(ms, params, clean if args.niter > 0 else None, args.channels_out, paths, name)
+    else:
+        written = image_measurement_set(ms, params, clean if args.niter > 0 else None, paths, name,
+                                        previews=() if args.no_preview else PREVIEW_KINDS).written
     for path in written.values():
         logger.info("wrote %s", path)
     return 0
+
+
+def image_cube_of(ms_path: Path, params, clean, channels_out: int, paths: dict[str, Path], name: str) -> dict[str, Path]:
+    """`srcnet-sim image --channels-out N`: the dirty (and cleaned) cubes of an MS, N planes (0: one per channel)."""
+    from srcnet_sim.imaging.channels import channel_groups
+    from srcnet_sim.imaging.cube import cube_description, image_cube, open_measurement_set
+
+    ms = open_measurement_set(ms_path)
+    groups = channel_groups(len(ms.freq_hz), channels_out or None, "--channels-out")
+    return image_cube(ms, params, clean, groups, paths, cube_description(ms, params.cell_rad, name))
 
 
 def cmd_qa(args: argparse.Namespace) -> int:
@@ -320,7 +359,7 @@ def cmd_k8s_manifest(args: argparse.Namespace) -> int:
     products = chosen_products(args) or {"vis", "dirty", "clean"}
     run_plan = plan(settings, products)
     sizes = k8s.sizing(run_plan)
-    flags = [f"--{p}" for p in PRODUCT_FLAGS if p in products]
+    flags = [f"--{p.replace('_', '-')}" for p in PRODUCT_FLAGS if p in products]
     make = (lambda *a: k8s.cronjob(*a, schedule=args.cronjob)) if args.cronjob else k8s.job
     if args.dask_workers is not None:
         workers = k8s.dask_worker_sizing(settings, int(args.dask_workers))
@@ -416,6 +455,9 @@ def add_image_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--beam-fit", choices=BEAM_FITS, default="wsclean",
                    help="restoring-beam fit: as WSClean 3.1 does it, or over the whole fit box [wsclean]")
     p.add_argument("--allow-uv-cut", action="store_true", help="image even if the cell leaves long baselines out")
+    p.add_argument("--channels-out", type=int, help="write image cubes (<name>-dirty-cube.fits, <name>-cube.fits) of "
+                   "this many planes, each an equal group of channels (0: one plane per channel), as WSClean's "
+                   "-channels-out; without it, one MFS image")
     p.add_argument("--out-dir", help="directory for the images [current directory]")
     p.add_argument("--name", help="file name prefix [the MS name]")
     for kind in ("residual", "model", "psf"):

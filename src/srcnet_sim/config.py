@@ -84,6 +84,11 @@ class Settings(BaseModel):
     start_date_and_time: str = Field("2020-04-26T16:36", description="UTC start of the observation, ISO 8601")
     imaging_npixel: int = Field(2024, ge=MIN_NPIXEL, description="image size, pixels per side (even)")
     imaging_cellsize: float | None = Field(None, gt=0.0, description="image cell, radians; None derives FOV / npixel")
+    imaging_channels_out: int | None = Field(None, ge=1, description="planes of the cubes (--cube, --dirty-cube): the "
+                                             "channels imaged in this many equal groups (default: one plane per channel)")
+    contsub: Literal["off", "on"] = Field("off", description="on: the cleaned MFS image's model is subtracted from the "
+                                          "visibilities before cube imaging (uv-plane continuum subtraction), so that "
+                                          "the cubes show the lines")
     rucio_namespace: str = Field("testing", min_length=1, description="Rucio scope of the products")
     rucio_lifetime: int = Field(86400, ge=1, le=MAX_LIFETIME_S, description="Rucio replica lifetime, seconds")
     ivoid_authority: str = Field("test.skao", description="IVOA identifier authority")
@@ -131,7 +136,7 @@ class Settings(BaseModel):
                                                    "and the run is longer than the GPU kernel's compilation (auto), "
                                                    "or cpu, or gpu (an error without a device)")
 
-    @field_validator("imaging_cellsize", "sky_model_path", "sky_model_cache", "dask_scheduler_address", "dask_workers",
+    @field_validator("imaging_cellsize", "imaging_channels_out", "sky_model_path", "sky_model_cache", "dask_scheduler_address", "dask_workers",
                      "memory_limit", "worker_threads", mode="before")
     @classmethod
     def _none_string(cls, value: Any) -> Any:

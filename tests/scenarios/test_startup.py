@@ -70,9 +70,10 @@ def test_the_default_run_imports_only_what_it_uses(tmp_path: Path):
     assert (out / "testing" / "measurements.ms.tar.meta").is_file()  # the whole run happened, staging included
     assert {"numba", "casacore.tables", "srcnet_sim.simulate.predict", "srcnet_sim.products.staging"} <= modules
     assert imported(modules, NOT_FOR_THE_DEFAULT_RUN) == []
-    # Only the option lists of `srcnet-sim image` (its parser is built with the others), which import numpy alone.
+    # Only the option lists of `srcnet-sim image` (its parser is built with the others), which import numpy alone,
+    # and the plan's check of the cube planes' channels (imaging.channels, plain Python).
     assert imported(modules, ("srcnet_sim.imaging",)) == ["srcnet_sim.imaging", "srcnet_sim.imaging.beam",
-                                                          "srcnet_sim.imaging.weighting"]
+                                                          "srcnet_sim.imaging.channels", "srcnet_sim.imaging.weighting"]
 
 
 @pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["--version"]])

@@ -50,7 +50,7 @@ class CleanResult:
     threshold_jy: float
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)  # cube planes clean in parallel threads
 def clark_minor_cycle(residual, psf, model, gain, stop, max_iter):  # pragma: no cover - compiled
     """Clean pixels of `residual` above `stop` until the peak falls below it or `max_iter` is reached.
 

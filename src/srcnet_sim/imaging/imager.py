@@ -19,12 +19,17 @@ MIN_NPIX = 32
 Source = Visibilities | MeasurementSetSource  # anything with metadata and .chunks()
 
 
+class NoVisibilities(UserInputError):
+    """Every sample is flagged or off the uv grid: there is nothing to image."""
+
+
 @dataclass(frozen=True)
 class ImagingParameters:
     """npix: pixels per side (even, >= 32); cell_rad: pixel size; weighting: uniform, natural or briggs;
     robust: Briggs robustness; epsilon: gridder accuracy; allow_uv_cut: image even when baselines fall
     outside the uv grid (they are then left out, as WSClean does); beam_fit: "wsclean" or "full"
-    (see imaging.beam.BEAM_FITS)."""
+    (see imaging.beam.BEAM_FITS); threads: the gridder's threads (None: every core; a cube's planes imaged in
+    parallel take a share each)."""
 
     npix: int
     cell_rad: float
@@ -33,6 +38,7 @@ class ImagingParameters:
     epsilon: float = DEFAULT_EPSILON
     allow_uv_cut: bool = False
     beam_fit: str = "wsclean"
+    threads: int | None = None
 
 
 @dataclass(frozen=True)
@@ -98,7 +104,8 @@ def make_images(source: Source, params: ImagingParameters, clean: CleanParameter
         return apply_weights(grid_w, chunk.uvw_m, chunk.freq_hz, chunk.weight, params.weighting, params.robust)
 
     def image(chunk: Visibilities, values: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        return grid(chunk.uvw_m, chunk.freq_hz, values, weights, params.npix, params.cell_rad, params.epsilon)
+        return grid(chunk.uvw_m, chunk.freq_hz, values, weights, params.npix, params.cell_rad, params.epsilon,
+                    params.threads)
 
     dirty = np.zeros((params.npix, params.npix), dtype=np.float64)
     psf = np.zeros_like(dirty)
@@ -111,7 +118,7 @@ def make_images(source: Source, params: ImagingParameters, clean: CleanParameter
         dirty += image(chunk, chunk.vis, weights)
         psf += image(chunk, np.ones_like(chunk.vis), weights)
     if weight_sum <= 0:
-        raise UserInputError("MS", "no visibility falls on the image's uv grid")
+        raise NoVisibilities("MS", "no visibility falls on the image's uv grid")
     dirty = (dirty / weight_sum).astype(np.float32)
     psf = (psf / weight_sum).astype(np.float32)
     beam = fit_beam(psf, params.cell_rad, 1.0 / source.max_uvw_wavelengths, params.beam_fit)
@@ -121,7 +128,8 @@ def make_images(source: Source, params: ImagingParameters, clean: CleanParameter
             total = np.zeros((params.npix, params.npix), dtype=np.float64)
             for chunk in source.chunks():
                 weights = weights_of(chunk)
-                model_vis = degrid(chunk.uvw_m, chunk.freq_hz, model, params.cell_rad, params.epsilon, weights > 0)
+                model_vis = degrid(chunk.uvw_m, chunk.freq_hz, model, params.cell_rad, params.epsilon, weights > 0,
+                                   params.threads)
                 total += image(chunk, chunk.vis - model_vis, weights)
             return (total / weight_sum).astype(np.float32)
 

@@ -125,7 +125,7 @@ class MeasurementSetSource:
         with open_table(self.path) as main:
             for row in range(0, self.n_rows, self.rows_per_chunk):
                 n = min(self.rows_per_chunk, self.n_rows - row)
-                chunk = self._read(main, row, n)
+                chunk = self.read_rows(main, row, n)
                 scanner.add(main.getcol("TIME", row, n), main.getcol("INTERVAL", row, n), chunk.uvw_m)
                 if n == self.n_rows:
                     self._single = chunk  # it all fits in one chunk: keep it instead of reading it on every pass
@@ -142,16 +142,24 @@ class MeasurementSetSource:
         self.longest_baseline_wavelengths = uv_max * scale
         self.max_uvw_wavelengths = uvw_max * scale
 
-    def _read(self, main: table, row: int, n: int) -> Visibilities:
-        flag = main.getcol("FLAG", row, n) | main.getcol("FLAG_ROW", row, n)[:, None, None]
-        data = main.getcol("DATA", row, n)
-        weight = main.getcol(self._weight_column, row, n)
+    def read_rows(self, main: table, row: int, n: int, channels: tuple[int, int] | None = None) -> Visibilities:
+        """Rows [row, row + n) of the open main table as Stokes I; channels: (start, stop) to read only those."""
+        def column(name: str) -> np.ndarray:
+            if channels is None:
+                return main.getcol(name, row, n)
+            return main.getcolslice(name, [channels[0], 0], [channels[1] - 1, len(self.corr_types) - 1], [], row, n)
+
+        selected = slice(None) if channels is None else slice(*channels)
+        flag = column("FLAG") | main.getcol("FLAG_ROW", row, n)[:, None, None]
+        data = column("DATA")
+        weight = column(self._weight_column) if self._weight_column == "WEIGHT_SPECTRUM" else main.getcol("WEIGHT", row, n)
         if weight.ndim == 2:
             weight = np.broadcast_to(weight[:, None, :], data.shape)
         vis, w = _stokes_i(data, flag, weight, self.corr_types)
-        return Visibilities(uvw_m=np.ascontiguousarray(main.getcol("UVW", row, n), dtype=np.float64), freq_hz=self.freq_hz,
-                            vis=vis, weight=w, phase_centre_rad=self.phase_centre_rad, time_range_s=(0.0, 0.0),
-                            telescope_name=self.telescope_name, channel_width_hz=self.channel_width_hz)
+        return Visibilities(uvw_m=np.ascontiguousarray(main.getcol("UVW", row, n), dtype=np.float64),
+                            freq_hz=self.freq_hz[selected], vis=vis, weight=w, phase_centre_rad=self.phase_centre_rad,
+                            time_range_s=(0.0, 0.0), telescope_name=self.telescope_name,
+                            channel_width_hz=self.channel_width_hz[selected])
 
     def chunks(self) -> Iterator[Visibilities]:
         """The Stokes I data, a chunk of rows at a time (read again on every pass unless it is one chunk)."""
@@ -160,7 +168,7 @@ class MeasurementSetSource:
             return
         with open_table(self.path) as main:
             for row in range(0, self.n_rows, self.rows_per_chunk):
-                yield self._read(main, row, min(self.rows_per_chunk, self.n_rows - row))
+                yield self.read_rows(main, row, min(self.rows_per_chunk, self.n_rows - row))
 
 
 def read_visibilities(path: Path) -> Visibilities:

@@ -83,23 +83,27 @@ def visibility_record(ms_path: Path, identity: Identity, name: str, size_bytes: 
 
 
 def image_record(fits_path: Path, identity: Identity, name: str) -> dict:
-    """ObsCore of a FITS image (calib_level 3, dataproduct_type image)."""
+    """ObsCore of a FITS image (calib_level 3): dataproduct_type image for one FREQ plane, cube for several (with
+    em_res_power, the planes' centre frequency over their width; s_resolution the widest plane's beam)."""
     from astropy.io import fits
     from astropy.time import Time
     from astropy.wcs import WCS
 
     with fits.open(fits_path) as hdul:
         head = hdul[0].header
+        beam_deg = float(head["BMAJ"]) if "BMAJ" in head else float(np.nanmax(hdul["BEAMS"].data["BMAJ"])) / ARCSEC_PER_DEG
     wcs = WCS(head).celestial
     nx, ny = int(head["NAXIS1"]), int(head["NAXIS2"])
     corners = wcs.pixel_to_world_values([-0.5, nx - 0.5, nx - 0.5, -0.5], [-0.5, -0.5, ny - 0.5, ny - 0.5])
     polygon = " ".join(f"{ra:.6f} {dec:.6f}" for ra, dec in zip(*corners, strict=True))
-    centre, width = float(head["CRVAL3"]), float(head["CDELT3"])
+    first, width, planes = float(head["CRVAL3"]), float(head["CDELT3"]), int(head.get("NAXIS3", 1))
+    low, high = first - abs(width) / 2, first + (planes - 1) * width + abs(width) / 2
+    spectral = {"em_res_power": 0.5 * (low + high) / abs(width)} if planes > 1 else {}
     start = Time(head["DATE-OBS"], scale="utc")
     end = Time(head["DATE-END"], scale="utc") if "DATE-END" in head else start
     return {
         **common_fields(identity, name, fits_path.stat().st_size),
-        "dataproduct_type": "image",
+        "dataproduct_type": "cube" if planes > 1 else "image",
         "calib_level": 3,
         "access_format": "image/fits",
         "instrument_name": str(head.get("TELESCOP", INSTRUMENT)),
@@ -110,9 +114,10 @@ def image_record(fits_path: Path, identity: Identity, name: str) -> dict:
         "s_pixel_scale": abs(float(head["CDELT2"])) * ARCSEC_PER_DEG,
         "s_fov": max(nx, ny) * abs(float(head["CDELT2"])),
         "s_region": f"POLYGON ICRS {polygon}",
-        "s_resolution": float(head["BMAJ"]) * ARCSEC_PER_DEG,
-        **_wavelengths(centre - abs(width) / 2, centre + abs(width) / 2),
-        "em_xel": int(head.get("NAXIS3", 1)),
+        "s_resolution": beam_deg * ARCSEC_PER_DEG,
+        **_wavelengths(low, high),
+        "em_xel": planes,
+        **spectral,
         "t_min": float(start.mjd),
         "t_max": float(end.mjd),
         "pol_states": "/I/",

@@ -34,10 +34,11 @@ def _probe_record(settings: Settings, product: str) -> dict:
                 "instrument_name": obscore.INSTRUMENT, "em_res_power": 1.0, "t_exptime": s.length_s,
                 "t_resolution": s.interval_s, "t_xel": s.num_time_stamps, "pol_states": "/XX/XY/YX/YY/", "pol_xel": 4,
                 **wavelengths}
+    cube = {"dataproduct_type": "cube", "em_res_power": 1.0} if product in ("cube", "dirty_cube") else {}
     return {"dataproduct_type": "image", "calib_level": 3, "access_format": "image/fits",
             "instrument_name": obscore.INSTRUMENT, "s_xel1": s.imaging_npixel, "s_xel2": s.imaging_npixel,
             "s_pixel_scale": 1.0, "s_fov": 1.0, "s_region": "POLYGON ICRS" + " 1.0 1.0" * 4, "pol_states": "/I/",
-            "pol_xel": 1, **wavelengths}
+            "pol_xel": 1, **wavelengths, **cube}
 
 
 def check_sidecar_values(settings: Settings, identity: obscore.Identity, staged_names: dict[str, str]) -> None:

@@ -17,9 +17,9 @@ from srcnet_sim.fs import claims, scratch, stopping
 from srcnet_sim.products import staging
 from srcnet_sim.progress import logger
 from srcnet_sim.run import resume
-from srcnet_sim.run.plan import NOTIFICATION_NAME, PRODUCTS, Plan, plan
+from srcnet_sim.run.plan import CUBES, NOTIFICATION_NAME, PRODUCTS, Plan, plan
 from srcnet_sim.run.preflight import preflight
-from srcnet_sim.run.stages import (make_images, qa_unavailable, quality_report, stage_products, write_measurement_set,
+from srcnet_sim.run.stages import (make_cubes, make_images, qa_unavailable, quality_report, stage_products, write_measurement_set,
                                    write_previews, write_true_gains, write_true_rfi, write_truth_catalogue)
 from srcnet_sim.simulate import measures_data
 from srcnet_sim.simulate.observation import gpu_block_device_bytes
@@ -77,6 +77,8 @@ def run(settings: Settings, products: set[str], overwrite: bool = False, notific
                 if "dirty" in run_plan.made:
                     images, ms_scan = make_images(run_plan, made["vis"], scratch_dir)
                     made.update(images)
+                if set(CUBES) & set(run_plan.made):
+                    made.update(make_cubes(run_plan, made["vis"], scratch_dir, made.pop("continuum_model", None)))
                 if "truth" in run_plan.made:
                     made["truth"] = write_truth_catalogue(run_plan, scratch_dir / run_plan.file_name("truth"))
                 if "rfi" in run_plan.made:

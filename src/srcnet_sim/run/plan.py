@@ -17,6 +17,7 @@ import numpy as np
 from srcnet_sim import __version__
 from srcnet_sim.config import Settings
 from srcnet_sim.errors import UserInputError
+from srcnet_sim.imaging.channels import channel_groups
 from srcnet_sim.fs.space import default_memory_limit
 from srcnet_sim.instrument import Telescope, load_telescope
 from srcnet_sim.instrument.beams import check_library_beams, power_beam_fwhm_rad
@@ -32,9 +33,11 @@ from srcnet_sim.simulate.observation import Observation
 from srcnet_sim.sizing import Estimate, estimate
 from srcnet_sim.sky.resolve import load_sky_model
 
-PRODUCT_NAMES = {"vis": "measurements.ms", "dirty": "dirty.fits", "clean": "cleaned.fits", "truth": "truth.fits",
+PRODUCT_NAMES = {"vis": "measurements.ms", "dirty": "dirty.fits", "clean": "cleaned.fits", "cube": "cube.fits",
+                 "dirty_cube": "dirty-cube.fits", "truth": "truth.fits",
                  "gains": "truth_caltables", "rfi": "truth_rfi.fits", "qa": "qa"}
 PRODUCTS = tuple(PRODUCT_NAMES)
+CUBES = {"cube": "cleaned", "dirty_cube": "dirty"}  # cube products and the imaging.cube kind each is
 MS_ARCHIVE_SUFFIX = ".tar"
 ARCHIVED = ("vis", "gains", "qa")  # directories, staged as tar files
 QA_PRODUCT_BYTES = 4 * 2**20  # JSON, four PNGs and PyBDSF's source list
@@ -49,11 +52,14 @@ HORIZON_CHECK_POINTS = 1441  # elevation is smooth: at most one check a minute o
 @dataclass(frozen=True)
 class ImagingPlan:
     """The images' grid: npix x npix pixels of cell_rad (IMAGING_NPIXEL, IMAGING_CELLSIZE or FOV / npixel),
-    field_name the FITS OBJECT (OBS_ID)."""
+    field_name the FITS OBJECT (OBS_ID); the cubes' planes, [start, stop) channels each (IMAGING_CHANNELS_OUT),
+    and whether the continuum is subtracted before cube imaging (CONTSUB)."""
 
     npix: int
     cell_rad: float
     field_name: str
+    cube_planes: tuple[tuple[int, int], ...] = ()
+    contsub: bool = False
 
 
 @dataclass(frozen=True)
@@ -109,7 +115,9 @@ class Plan:
         needed = set(self.products)
         if "qa" in needed:
             needed |= {"clean", "truth"}
-        if needed & {"dirty", "clean", "gains"}:
+        if needed & set(CUBES) and self.imaging.contsub:
+            needed.add("clean")  # its model is the continuum subtracted
+        if needed & {"dirty", "clean", "gains", *CUBES}:
             needed.add("vis")
         if "clean" in needed:
             needed |= {"dirty", "truth"}  # a cleaned image is always compared with the truth (QA in the log)
@@ -135,6 +143,8 @@ class Plan:
             return caltables_bytes(e.n_times, self.telescope.n_dish, e.n_channels)
         if product == "rfi":  # the uint32 mask, the emitters' table and the headers
             return e.n_times * e.n_channels * 4 + 10 * 2880
+        if product in CUBES:
+            return cube_file_bytes(self.imaging.npix, len(self.imaging.cube_planes))
         return e.ms_expected_bytes if product == "vis" else e.image_file_bytes
 
     def cell_rad(self) -> float:
@@ -150,6 +160,13 @@ def staged_file_name(prefix: str, product: str) -> str:
 def truth_file_bytes(n_sources: int, n_channels: int) -> int:
     """Size of the truth catalogue: a 16-byte name, 18 columns of 8 bytes, 2 per-channel columns, headers."""
     return n_sources * (16 + 18 * 8 + 2 * 8 * n_channels) + 20 * 2880
+
+
+def cube_file_bytes(npix: int, n_planes: int) -> int:
+    """Size of a FITS cube: npix^2 x planes float32, its header and its BEAMS table (20 bytes a plane), in 2880-byte
+    FITS blocks."""
+    blocks = -(-npix * npix * n_planes * 4 // 2880) + -(-n_planes * 20 // 2880)
+    return (blocks + 4) * 2880  # + the primary header, the table's header
 
 
 def caltables_bytes(n_times: int, n_dish: int, n_channels: int) -> int:
@@ -181,7 +198,8 @@ def _check_names(settings: Settings) -> None:
 def plan(settings: Settings, products: set[str] | frozenset[str] = frozenset({"vis"})) -> Plan:
     """Resolve telescope, times, sky and sizes; raise UserInputError on anything a user can fix."""
     if not products:
-        raise UserInputError("--vis", "choose at least one product to ingest: --vis, --dirty, --clean, --truth or --qa")
+        raise UserInputError("--vis", "choose at least one product to ingest: --vis, --dirty, --clean, --cube, "
+                             "--dirty-cube, --truth or --qa")
     tables = measures_data.current()  # before anything opens a casacore table
     _check_names(settings)
     ident = identity(settings)
@@ -228,15 +246,17 @@ def plan(settings: Settings, products: set[str] | frozenset[str] = frozenset({"v
                                  settings.worker_threads, sizes.memory_limit_bytes)
     cell_rad = (settings.imaging_cellsize if settings.imaging_cellsize is not None
                 else field_of_view_rad(settings) / settings.imaging_npixel)
+    planes = tuple(channel_groups(settings.n_channels, settings.imaging_channels_out))
     if "truth" in products and observation.gains is not None:
         products = set(products) | {"gains"}  # the truth of the gains goes with the truth catalogue
     if "truth" in products and observation.rfi is not None:
         products = set(products) | {"rfi"}
     run_plan = Plan(settings, telescope, observation, sizes, Path(settings.out_dir) / settings.rucio_namespace,
                     frozenset(products), identity=ident, names=ProductNames(settings.file_prefix, settings.rucio_lifetime),
-                    imaging=ImagingPlan(settings.imaging_npixel, cell_rad, settings.obs_id), execution=execution,
+                    imaging=ImagingPlan(settings.imaging_npixel, cell_rad, settings.obs_id, planes, settings.contsub == "on"),
+                    execution=execution,
                     filter_radius_rad=radius, history=history_lines(settings))
-    if "dirty" in run_plan.made:
+    if {"dirty", *CUBES} & set(run_plan.made):
         from srcnet_sim.imaging.grid_checks import check_image_grid  # a run without images loads no imaging
 
         check_image_grid(settings.imaging_npixel, cell_rad, telescope.itrf_m, times_s, (ra0, dec0), settings.start_freq_hz)

@@ -26,7 +26,7 @@ from srcnet_sim.qa.finder import import_bdsf
 from srcnet_sim.run import resume
 from srcnet_sim.run.blocks import BlockResult, make_blocks
 from srcnet_sim.run.executors import run_blocks
-from srcnet_sim.run.plan import NOTIFICATION_NAME, PRODUCTS, Plan
+from srcnet_sim.run.plan import CUBES, NOTIFICATION_NAME, PRODUCTS, Plan
 from srcnet_sim.sizing import BlockShape, human, result_bytes
 from srcnet_sim.vis.reader import MainTableScan
 from srcnet_sim.vis.writer import MeasurementSetWriter, MSDescription
@@ -119,8 +119,9 @@ def _allocated_bytes(directory: Path) -> int:
 def make_images(run_plan: Plan, ms_path: Path, scratch: Path) -> tuple[dict[str, Path], MainTableScan]:
     """Image the MS as the seed did (uniform weighting, WSClean's clean parameters) into `scratch`.
 
-    Returns {"dirty": path, "clean": path} of the FITS files made (with PNG quick-looks beside them), and the
-    MS's main-table scan that imaging made (the MS's sidecar reuses it: one scan of the table per run).
+    Returns {"dirty": path, "clean": path} of the FITS files made (with PNG quick-looks beside them; with CONTSUB=on
+    and a cube also "continuum_model", the cleaned image's model in Jy/pixel), and the MS's main-table scan that
+    imaging made (the MS's sidecar reuses it: one scan of the table per run).
     """
     from srcnet_sim.imaging.clean import CleanParameters
     from srcnet_sim.imaging.imager import ImagingParameters
@@ -129,11 +130,37 @@ def make_images(run_plan: Plan, ms_path: Path, scratch: Path) -> tuple[dict[str,
     params = ImagingParameters(npix=run_plan.imaging.npix, cell_rad=run_plan.imaging.cell_rad, allow_uv_cut=True)
     kinds = {"dirty": "dirty", "clean": "cleaned"}
     paths = {kinds[p]: scratch / run_plan.file_name(p) for p in kinds if p in run_plan.made}
+    if run_plan.imaging.contsub and set(CUBES) & set(run_plan.made):
+        kinds["continuum_model"] = "model"
+        paths["model"] = scratch / f"{run_plan.names.file_prefix}continuum-model.fits"
     clean = CleanParameters(**SEED_CLEAN) if "clean" in run_plan.made else None
     imaged = image_measurement_set(ms_path, params, clean, paths,
                                    run_plan.imaging.field_name, previews=[kinds[p] for p in kinds if p in run_plan.products],
                                    cell_setting="IMAGING_CELLSIZE")
     return {product: imaged.written[kind] for product, kind in kinds.items() if kind in imaged.written}, imaged.main_scan
+
+
+def make_cubes(run_plan: Plan, ms_path: Path, scratch: Path, continuum_model: Path | None = None) -> dict[str, Path]:
+    """The image cubes the plan makes ("cube" cleaned, "dirty_cube"), into `scratch`: the run's grid, uniform
+    weighting and the seed's clean parameters for every plane, the planes of run_plan.imaging.cube_planes;
+    continuum_model: the FITS model (Jy/pixel) subtracted from the visibilities first (CONTSUB=on)."""
+    from astropy.io import fits
+
+    from srcnet_sim.imaging.clean import CleanParameters
+    from srcnet_sim.imaging.cube import ContinuumModel, cube_description, image_cube, open_measurement_set
+    from srcnet_sim.imaging.imager import ImagingParameters
+
+    grid = run_plan.imaging
+    params = ImagingParameters(npix=grid.npix, cell_rad=grid.cell_rad, allow_uv_cut=True)
+    paths = {kind: scratch / run_plan.file_name(product) for product, kind in CUBES.items() if product in run_plan.made}
+    clean = CleanParameters(**SEED_CLEAN) if "cube" in run_plan.made else None
+    ms = open_measurement_set(ms_path)
+    desc = cube_description(ms, grid.cell_rad, grid.field_name)
+    continuum = None
+    if continuum_model is not None:
+        continuum = ContinuumModel(np.asarray(fits.getdata(continuum_model)[0, 0], dtype=np.float32), grid.cell_rad)
+    written = image_cube(ms, params, clean, list(grid.cube_planes), paths, desc, continuum)
+    return {product: written[kind] for product, kind in CUBES.items() if kind in written}
 
 
 def write_truth_catalogue(run_plan: Plan, path: Path) -> Path:
