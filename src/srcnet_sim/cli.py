@@ -175,7 +175,7 @@ def duration_lines(run_plan) -> list[str]:
 def cube_lines(run_plan) -> list[str]:
     """`estimate` lines for --cube / --dirty-cube: the cube's size and the memory of cube imaging."""
     from srcnet_sim.run.plan import CUBES
-    from srcnet_sim.sizing import CHUNK_SAMPLES, IMAGE_WORKING_BYTES_PER_PIXEL, human
+    from srcnet_sim.sizing import CHUNK_SAMPLES, IMAGE_WORKING_BYTES_PER_PIXEL, STOKES_I_SAMPLE_BYTES, human
 
     if not set(CUBES) & set(run_plan.made):
         return []
@@ -183,8 +183,8 @@ def cube_lines(run_plan) -> list[str]:
     per_plane = npix * npix * IMAGE_WORKING_BYTES_PER_PIXEL
     return [f"cube file size          {human(run_plan.product_bytes('cube'))} ({planes} planes of npixel^2 float32 "
             f"+ BEAMS table)",
-            f"cube imaging memory     {human(per_plane)} per plane imaged at once + at most {human(CHUNK_SAMPLES * 12)} "
-            f"of visibilities (planes in parallel: one per core, within half the available memory)"]
+            f"cube imaging memory     {human(per_plane)} per plane imaged at once + at most "
+            f"{human(CHUNK_SAMPLES * STOKES_I_SAMPLE_BYTES)} of visibilities (planes in parallel: one per core, within half the available memory)"]
 
 
 def sky_cache_lines(settings: Settings) -> list[str]:

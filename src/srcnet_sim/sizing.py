@@ -23,6 +23,7 @@ FIXED_MS_BYTES = 2_000_000  # subtables and table descriptors
 PROCESS_BASELINE_BYTES = 350_000_000  # python, numpy, numba, casacore loaded
 FITS_HEADER_BYTES = 2 * 2880
 CHUNK_SAMPLES = 16_000_000  # as imaging.msdata.CHUNK_SAMPLES
+STOKES_I_SAMPLE_BYTES = 8 + 4  # a Stokes I sample held for imaging: complex64 visibility, float32 weight
 # Imaging working set per image pixel: float32 images (dirty, PSF, model, residual, restored, scratch)
 # and ducc0's oversampled grids while gridding and degridding. Calibrated on the default run
 # (2024^2 pixels: 886 MB peak resident, of which ~350 MB is the loaded process).

@@ -30,12 +30,10 @@ from srcnet_sim.imaging.gridding import DEFAULT_EPSILON, core_count, degrid
 from srcnet_sim.imaging.imager import ImagingParameters, NoVisibilities, make_images
 from srcnet_sim.imaging.msdata import MeasurementSetSource, Visibilities
 from srcnet_sim.progress import Progress, logger
-from srcnet_sim.sizing import CHUNK_SAMPLES, IMAGE_WORKING_BYTES_PER_PIXEL
+from srcnet_sim.sizing import CHUNK_SAMPLES, IMAGE_WORKING_BYTES_PER_PIXEL, STOKES_I_SAMPLE_BYTES
 from srcnet_sim.vis.reader import open_table
 
-CUBE_KINDS = ("dirty", "cleaned")  # the cubes a run can write: the dirty planes and the restored ones
 _TABLE_LOCK = threading.Lock()  # casacore's tables are not thread-safe: the planes read the MS one at a time
-SAMPLE_BYTES = 8 + 4  # a Stokes I sample held for a plane: complex64 visibility and float32 weight
 
 
 @dataclass(frozen=True)
@@ -128,14 +126,12 @@ def cube_description(ms: MeasurementSetSource, cell_rad: float, object_name: str
                             beam=Beam(0.0, 0.0, 0.0), object_name=object_name)
 
 
-def plane_workers(npix: int, n_planes: int, hold_samples: int, threads: int | None = None,
-                  memory_bytes: int | None = None) -> int:
+def plane_workers(npix: int, n_planes: int) -> int:
     """Planes imaged at once: one per core, at most what half the available memory holds (each plane needs
-    npix^2 x IMAGE_WORKING_BYTES_PER_PIXEL and its held data), at least one."""
-    cores = threads or core_count()
-    memory = available_memory_bytes() if memory_bytes is None else memory_bytes
-    per_plane = npix * npix * IMAGE_WORKING_BYTES_PER_PIXEL + hold_samples * SAMPLE_BYTES
-    return max(1, min(cores, n_planes, memory // 2 // per_plane))
+    npix^2 x IMAGE_WORKING_BYTES_PER_PIXEL and its share of CHUNK_SAMPLES held samples), at least one."""
+    cores = min(core_count(), n_planes)
+    per_plane = npix * npix * IMAGE_WORKING_BYTES_PER_PIXEL + CHUNK_SAMPLES // cores * STOKES_I_SAMPLE_BYTES
+    return max(1, min(cores, available_memory_bytes() // 2 // per_plane))
 
 
 def image_cube(ms: MeasurementSetSource, params: ImagingParameters, clean: CleanParameters | None,
@@ -150,7 +146,7 @@ def image_cube(ms: MeasurementSetSource, params: ImagingParameters, clean: Clean
     """
     if "cleaned" in paths and clean is None:
         raise ValueError("a cleaned cube needs clean parameters")
-    workers = workers or plane_workers(params.npix, len(groups), CHUNK_SAMPLES // max(1, min(core_count(), len(groups))))
+    workers = workers or plane_workers(params.npix, len(groups))
     hold = CHUNK_SAMPLES // workers
     plane_params = replace(params, threads=max(1, (params.threads or core_count()) // workers))
     spectral = spectral_axis(ms.freq_hz, ms.channel_width_hz, groups)
