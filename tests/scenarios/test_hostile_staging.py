@@ -266,3 +266,28 @@ def test_a_product_that_appears_during_the_run_is_never_replaced_without_overwri
             staging.publish(item, overwrite=False)
         assert final.read_text() == "theirs" and staging.meta_path(final).read_text() == "{}"
     assert sorted(p.name for p in private.iterdir()) == ([] if overwrite else ["x.fits.meta.partial", "x.fits.partial"])
+
+
+def test_sigterm_while_imaging_a_cube_stages_nothing_and_the_rerun_makes_the_same_cube(dirs, tmp_path: Path):
+    """SIGTERM while the cube's planes are imaged (its partial file exists): one line, the scratch (and the partial
+    cube) removed, nothing staged, the MS kept; the rerun with the same settings stages the cube, byte for byte the
+    cube of an uninterrupted run."""
+    out, tmp = dirs
+    cube = {"FREQ_INC_HZ": "277343.75", "IMAGING_NPIXEL": "256", "OBS_ID": "cube-signal"}  # 256 planes: seconds
+    proc = start(["--cube"], environment(out, tmp, **cube), tmp_path / "run.log")
+    wait_for(lambda: any(tmp.rglob(".h_cube.fits.partial-*")), proc, "the partial cube")
+    proc.send_signal(signal.SIGTERM)
+    code = proc.wait(timeout=60)
+    stderr = (tmp_path / "run.log").read_text()
+    assert code == 128 + signal.SIGTERM, stderr
+    assert last_line(stderr).startswith("srcnet-sim: stopped by SIGTERM")
+    assert [name[:len("srcnet-resume-")] for name in entries(tmp)] == ["srcnet-resume-"] and entries(out) == []
+    rerun = run(["--cube"], environment(out, tmp, **cube))
+    assert rerun.returncode == 0, rerun.stderr
+    assert entries(out / "hostile") == ["h_cube.fits", "h_cube.fits.meta"] and entries(tmp) == []
+    fresh_out, fresh_tmp = tmp_path / "fresh-out", tmp_path / "fresh-tmp"
+    fresh_out.mkdir()
+    fresh_tmp.mkdir()
+    fresh = run(["--cube"], environment(fresh_out, fresh_tmp, **cube))
+    assert fresh.returncode == 0, fresh.stderr
+    assert (out / "hostile" / "h_cube.fits").read_bytes() == (fresh_out / "hostile" / "h_cube.fits").read_bytes()
