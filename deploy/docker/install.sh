@@ -7,6 +7,6 @@ src="$1"
 prefix="$2"
 extras="${3:-}"
 python3 -m venv "$prefix"
-# qa (PyBDSF: the QA lines of --clean runs) always; more extras (gpu) from the third argument
-"$prefix/bin/pip" install --no-cache-dir --disable-pip-version-check "$src[qa${extras:+,$extras}]"
+# qa (PyBDSF: the QA lines of --clean runs) and msv4 (zarr, xarray: VIS_FORMAT=msv4) always; more extras (gpu) from the third argument
+"$prefix/bin/pip" install --no-cache-dir --disable-pip-version-check "$src[qa,msv4${extras:+,$extras}]"
 "$prefix/bin/srcnet-sim" --version

@@ -112,6 +112,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         f"measurements            {e.measurements}",
         f"MS minimum size         {human(e.ms_min_bytes)} (measurements x 8 bytes)",
         f"MS expected size        {human(e.ms_expected_bytes)}",
+        *([f"MSv4 expected size      {human(e.msv4_bytes)} (zarr: raw visibilities and UVW, flags and weights "
+           "Blosc-compressed; staged as an uncompressed zip)"] if "msv4" in run_plan.made else []),
         f"image minimum size      {human(e.image_min_bytes)} (npixel^2 x 1 MFS channel x 8 bytes)",
         f"image file size         {human(e.image_file_bytes)} (one MFS plane, float32)",
         *cube_lines(run_plan),
@@ -126,7 +128,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         f"free in temporary dir   {human(free_bytes(temporary))}",
     ]
     lines += sky_cache_lines(settings)
-    if "vis" in run_plan.made:
+    if {"vis", "msv4"} & set(run_plan.made):
         lines += duration_lines(run_plan)
     if args.k8s:
         from srcnet_sim.deploy import k8s

@@ -124,6 +124,9 @@ class Settings(BaseModel):
                                       "900 towers) added to DATA and flagged in FLAG; with --truth their mask is staged")
     rfi_flag_sigma: float = Field(5.0, gt=0.0, le=1000.0, description="RFI=on: the flagger's threshold on the residual, "
                                   "in units of the radiometer noise rms")
+    vis_format: Literal["msv2", "msv4", "both"] = Field("msv2", description="--vis stages the MeasurementSet v2 "
+                                                        "(a tar of the CASA MS), v4 (a zip of xradio's zarr processing "
+                                                        "set, read in place) or both, written in the same pass")
     precision: Literal["single", "double"] = Field("single", description="visibility precision")
     correlations: Literal["cross", "cross+auto"] = Field("cross", description="baselines written")
     smearing: Literal["bandwidth", "off", "bandwidth+time"] = Field("bandwidth", description="smearing applied")

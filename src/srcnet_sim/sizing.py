@@ -20,6 +20,12 @@ IMAGE_CHANNELS = 1
 # eleven int32 ids 44, FLAG_ROW 1, plus FLAG at 1 bit per value; measured overhead ~10 %.
 ROW_OVERHEAD_BYTES = 24 + 32 + 32 + 44 + 1
 FIXED_MS_BYTES = 2_000_000  # subtables and table descriptors
+# MSv4 (vis.msv4): VISIBILITY (and VISIBILITY_MODEL) raw complex64, UVW raw float64; FLAG, WEIGHT and the two time
+# columns Blosc-LZ4 compressed: measured at most MSV4_PACKED_BYTES_PER_VALUE per (baseline, channel, correlation)
+# value for FLAG + WEIGHT together (constant weights; RFI flags included) and per row for the time columns.
+MSV4_PACKED_BYTES_PER_VALUE = 0.05
+MSV4_ROW_BYTES = 24 + 2  # UVW + the packed TIME_CENTROID and EFFECTIVE_INTEGRATION_TIME
+FIXED_MSV4_BYTES = 256 * 1024  # metadata, coordinates, antenna and field datasets (measured: 90 KB for AA*)
 PROCESS_BASELINE_BYTES = 350_000_000  # python, numpy, numba, casacore loaded
 FITS_HEADER_BYTES = 2 * 2880
 CHUNK_SAMPLES = 16_000_000  # as imaging.msdata.CHUNK_SAMPLES
@@ -77,6 +83,7 @@ class Estimate:
     block_channels: int = 0  # channels per block
     n_blocks: int = 0
     memory_limit_bytes: int = 0  # the worker budget the blocks were sized to
+    msv4_bytes: int = 0  # the MSv4 processing set (VIS_FORMAT=msv4 or both), on disk and staged as its zip
 
     @property
     def measurements(self) -> int:
@@ -193,7 +200,16 @@ def estimate(n_channels: int, n_times: int, n_dishes: int, autocorrelations: boo
         simulate_peak_bytes=int(PROCESS_BASELINE_BYTES + simulate_peak),
         imaging_peak_bytes=int(PROCESS_BASELINE_BYTES + imaging_peak),
         block_times=shape.n_times, block_channels=shape.n_channels, n_blocks=n_blocks, memory_limit_bytes=limit,
+        msv4_bytes=msv4_bytes(n_times, n_baselines, n_channels, model_data),
     )
+
+
+def msv4_bytes(n_times: int, n_baselines: int, n_channels: int, model_data: bool = False) -> int:
+    """Size of the MSv4 processing set of n_times x n_baselines rows of n_channels x 4 values (vis.msv4's layout):
+    raw visibilities (twice with MODEL_DATA=on), raw UVW, packed flags, weights and times, bytes."""
+    values = n_times * n_baselines * n_channels * N_CORRELATIONS
+    return int(values * (BYTES_PER_COMPLEX64 * (2 if model_data else 1) + MSV4_PACKED_BYTES_PER_VALUE)
+               + n_times * n_baselines * MSV4_ROW_BYTES + FIXED_MSV4_BYTES)
 
 
 GPU_BLOCK_BYTES = 256 << 20  # host memory for one block of GPU-predicted steps

@@ -8,11 +8,15 @@ from pathlib import Path
 import numpy as np
 
 from srcnet_sim.constants import ARCSEC_PER_DEG, SECONDS_PER_DAY, SPEED_OF_LIGHT_M_S
-from srcnet_sim.vis.reader import MainTableScan, read_metadata, scan_main_table
+from srcnet_sim.vis.reader import MainTableScan, MSMetadata, read_metadata, scan_main_table
 
 FACILITY = "SKAO"
 INSTRUMENT = "SKA-Mid"
 DEFAULT_ACCESS_URL = "https://datalink.ivoa.srcdev.skao.int/rucio/links?id={namespace}:{name}"
+# The visibilities' access formats: a tar of the CASA MeasurementSet v2 directory; an uncompressed zip of the
+# MeasurementSet v4 zarr (format 3) store, which zarr's ZipStore opens in place (xradio's schema, MSv4 4.0.1).
+MSV2_ACCESS_FORMAT = "application/x-tar"
+MSV4_ACCESS_FORMAT = "application/zip; profile=zarr-v3-msv4"
 # casacore Stokes codes -> ObsCore pol_states labels.
 # The truth catalogue and the QA report are tables of measurements (ObsCore 1.1 dataproduct_type
 # "measurements"); calib_level 4, ObsCore's level of analysis products, sorts them after the images (3)
@@ -52,10 +56,25 @@ def _wavelengths(freq_low_hz: float, freq_high_hz: float) -> dict:
 
 def visibility_record(ms_path: Path, identity: Identity, name: str, size_bytes: int,
                       scan: MainTableScan | None = None) -> dict:
-    """ObsCore of a MeasurementSet (calib_level 1, dataproduct_type visibility); `scan`: its main table's scan
-    when a reader made one already (imaging), else it is scanned here."""
-    meta = read_metadata(ms_path)
+    """ObsCore of a MeasurementSet v2 (calib_level 1, dataproduct_type visibility, staged as a tar); `scan`: its
+    main table's scan when a reader made one already (imaging), else it is scanned here."""
     scan = scan_main_table(ms_path) if scan is None else scan
+    return _visibility_fields(read_metadata(ms_path), scan, identity, name, size_bytes, MSV2_ACCESS_FORMAT)
+
+
+def msv4_record(store_path: Path, identity: Identity, name: str, size_bytes: int) -> dict:
+    """ObsCore of a MeasurementSet v4 processing set (calib_level 1, dataproduct_type visibility, staged as an
+    uncompressed zip of the zarr store), from the store itself (vis.msv4.read_summary)."""
+    from srcnet_sim.vis.msv4 import read_summary
+
+    meta, scan = read_summary(store_path)
+    return _visibility_fields(meta, scan, identity, name, size_bytes, MSV4_ACCESS_FORMAT)
+
+
+def _visibility_fields(meta: MSMetadata, scan: MainTableScan, identity: Identity, name: str, size_bytes: int,
+                       access_format: str) -> dict:
+    """The ObsCore fields of visibilities, whatever their format: from the frequencies, phase centre, correlations
+    and telescope (meta) and the time samples and longest baseline (scan)."""
     freq, width, corr = meta.freq_hz, meta.channel_width_hz, meta.corr_types
     ra, dec = np.degrees(meta.phase_centre_rad)
     start_s, end_s, longest_m, samples = scan.start_s, scan.end_s, scan.longest_uv_m, scan.sample_intervals_s
@@ -64,7 +83,7 @@ def visibility_record(ms_path: Path, identity: Identity, name: str, size_bytes: 
         **common_fields(identity, name, size_bytes),
         "dataproduct_type": "visibility",
         "calib_level": 1,
-        "access_format": "application/x-tar",
+        "access_format": access_format,
         "instrument_name": meta.telescope_name or INSTRUMENT,
         "s_ra": float(ra),
         "s_dec": float(dec),

@@ -19,6 +19,7 @@ import os
 import shutil
 import stat
 import tarfile
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +76,24 @@ def tar_directory(source: Path) -> Callable[[BinaryIO], None]:
     def write(handle: BinaryIO) -> None:
         with tarfile.open(fileobj=handle, mode="w", format=tarfile.PAX_FORMAT, copybufsize=COPY_BUFFER_BYTES) as archive:
             archive.add(source, arcname=source.name)
+    return write
+
+
+ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)  # every member's time: a store's zip depends only on its files' bytes
+
+
+def zip_store(source: Path) -> Callable[[BinaryIO], None]:
+    """Writer of an uncompressed (stored) zip of the zarr store `source`, its files at the zip's root in sorted order,
+    which zarr's ZipStore (and so xarray) opens in place: the members need no unpacking and chunks are read where
+    they lie. Member times and modes are fixed, so the zip of a resumed run equals an uninterrupted one's."""
+    def write(handle: BinaryIO) -> None:
+        with zipfile.ZipFile(handle, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+            for path in sorted(p for p in source.rglob("*") if p.is_file()):
+                info = zipfile.ZipInfo(path.relative_to(source).as_posix(), date_time=ZIP_DATE_TIME)
+                info.compress_type, info.create_system, info.external_attr = zipfile.ZIP_STORED, 3, 0o100644 << 16
+                info.file_size = path.stat().st_size
+                with open(path, "rb") as data, archive.open(info, "w", force_zip64=info.file_size >= zipfile.ZIP64_LIMIT) as member:
+                    shutil.copyfileobj(data, member, COPY_BUFFER_BYTES)
     return write
 
 

@@ -45,7 +45,8 @@ class Block:
 class BlockResult:
     """What a block computes: time_s (n_t,) MJD seconds, uvw_m (n_t, n_bl, 3) m, vis (n_t, n_bl, n_c, 4) Jy complex64,
     model the same shape (before gains and noise) when the observation keeps it, else None; flag the same shape
-    (bool) and rfi_score (the block's summed simulate.flagger counts) with RFI, else None."""
+    (bool) and rfi_score (the block's summed simulate.flagger counts) with RFI, else None; stored: the worker wrote
+    it into the run's MSv4 store already (run.worker_writes; its arrays may then be empty)."""
 
     block: Block
     time_s: np.ndarray
@@ -54,6 +55,7 @@ class BlockResult:
     model: np.ndarray | None = None
     flag: np.ndarray | None = None
     rfi_score: np.ndarray | None = None
+    stored: bool = False
 
 
 def make_blocks(n_times: int, n_channels: int, shape: BlockShape, first_time: int = 0) -> list[Block]:

@@ -25,6 +25,7 @@ from pathlib import Path
 from srcnet_sim.fs import scratch
 from srcnet_sim.run.blocks import Block, BlockResult, compute_block
 from srcnet_sim.run.overlap import write_behind
+from srcnet_sim.run.worker_writes import WorkerStore, compute_and_store
 from srcnet_sim.progress import logger
 
 QUEUE_DEPTH = 1
@@ -65,11 +66,12 @@ def executor_options(executor: str, scheduler_address: str | None, dask_workers:
 
 
 def run_blocks(observation, blocks: Iterable[Block], write: Callable[[BlockResult], None],
-               options: ExecutorOptions) -> None:
+               options: ExecutorOptions, store: WorkerStore | None = None) -> None:
     """Compute `blocks` (in order) with the chosen executor; `write` is called with each result in block order,
-    from one thread at a time."""
+    from one thread at a time. With `store`, Dask workers write their blocks into it themselves (run.worker_writes;
+    the results come back marked `stored`)."""
     if options.kind == "dask":
-        _run_dask(observation, list(blocks), write, options)
+        _run_dask(observation, list(blocks), write, options, store)
     else:
         _run_local(observation, blocks, write, options)
 
@@ -98,17 +100,18 @@ def _client(options: ExecutorOptions, local_directory: str):
     return Client(cluster), cluster
 
 
-def _run_dask(observation, blocks: list[Block], write: Callable[[BlockResult], None], options: ExecutorOptions) -> None:
+def _run_dask(observation, blocks: list[Block], write: Callable[[BlockResult], None], options: ExecutorOptions,
+              store: WorkerStore | None) -> None:
     import dask
 
     # A scratch directory with its run's lock, so that the next run removes it if this one is killed with its workers.
     with scratch.live_directory(Path(tempfile.gettempdir()), scratch.SCRATCH_PREFIX + "dask-") as local_directory, \
             dask.config.set({"temporary-directory": str(local_directory)}):
-        _run_on_cluster(observation, blocks, write, options, str(local_directory))
+        _run_on_cluster(observation, blocks, write, options, str(local_directory), store)
 
 
 def _run_on_cluster(observation, blocks: list[Block], write: Callable[[BlockResult], None], options: ExecutorOptions,
-                    local_directory: str) -> None:
+                    local_directory: str, store: WorkerStore | None) -> None:
     from srcnet_sim.run.dask_plugin import ProcessSettings
 
     client, cluster = _client(options, local_directory)
@@ -124,7 +127,8 @@ def _run_on_cluster(observation, blocks: list[Block], write: Callable[[BlockResu
         def submit_next() -> None:
             block = next(remaining, None)
             if block is not None:
-                pending.append(client.submit(compute_block, model, block, options.threads, options.backend, pure=False,
+                task, extra = (compute_block, ()) if store is None else (compute_and_store, (store,))
+                pending.append(client.submit(task, model, block, options.threads, options.backend, *extra, pure=False,
                                              key=f"srcnet-sim-block-{block.index}-{os.getpid()}"))
 
         for _ in range(WINDOW_PER_WORKER * n_workers):

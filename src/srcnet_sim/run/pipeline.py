@@ -17,9 +17,9 @@ from srcnet_sim.fs import claims, scratch, stopping
 from srcnet_sim.products import staging
 from srcnet_sim.progress import logger
 from srcnet_sim.run import resume
-from srcnet_sim.run.plan import CUBES, NOTIFICATION_NAME, PRODUCTS, Plan, plan
+from srcnet_sim.run.plan import CUBES, NOTIFICATION_NAME, PRODUCTS, VISIBILITIES, Plan, plan
 from srcnet_sim.run.preflight import preflight
-from srcnet_sim.run.stages import (make_cubes, make_images, qa_unavailable, quality_report, stage_products, write_measurement_set,
+from srcnet_sim.run.stages import (make_cubes, make_images, qa_unavailable, quality_report, stage_products, write_visibilities,
                                    write_previews, write_true_gains, write_true_rfi, write_truth_catalogue)
 from srcnet_sim.simulate import measures_data
 from srcnet_sim.simulate.observation import gpu_block_device_bytes
@@ -61,17 +61,19 @@ def run(settings: Settings, products: set[str], overwrite: bool = False, notific
             staging.check_free_to_stage(product_dir, names, with_sidecar, overwrite)
             preflight(run_plan)
             qa_error = qa_unavailable(run_plan)
+            visibilities = [p for p in VISIBILITIES if p in run_plan.made]
             resumable = (resume.run_state(scratch_parent, product_dir, settings.file_prefix,
-                                          resume.defining_settings(settings), run_plan.file_name("vis"), sizes.n_times,
-                                          sizes.n_channels, restart) if "vis" in run_plan.made else contextlib.nullcontext())
+                                          resume.defining_settings(settings), run_plan.file_name(visibilities[0]),
+                                          sizes.n_times, sizes.n_channels, restart)
+                         if visibilities else contextlib.nullcontext())
             with resumable as state, \
                     scratch.live_directory(scratch_parent, scratch.SCRATCH_PREFIX) as scratch_dir, \
                     scratch.live_directory(product_dir, scratch.PARTIAL_PREFIX) as private_dir, \
                     _kept_on_stop(state):
                 made, ms_scan = {}, None
-                if "vis" in run_plan.made:
-                    made["vis"] = write_measurement_set(run_plan, state, backend.name)
-                    logger.info("wrote %s", made["vis"])
+                if visibilities:
+                    made.update(write_visibilities(run_plan, state, backend.name))
+                    logger.info("wrote %s", " and ".join(str(made[p]) for p in visibilities))
                 if "gains" in run_plan.made:
                     made["gains"] = write_true_gains(run_plan, made["vis"], scratch_dir / run_plan.file_name("gains"))
                 if "dirty" in run_plan.made:

@@ -33,13 +33,16 @@ from srcnet_sim.simulate.observation import Observation
 from srcnet_sim.sizing import Estimate, estimate
 from srcnet_sim.sky.resolve import load_sky_model
 
-PRODUCT_NAMES = {"vis": "measurements.ms", "dirty": "dirty.fits", "clean": "cleaned.fits", "cube": "cube.fits",
+PRODUCT_NAMES = {"vis": "measurements.ms", "msv4": "measurements.ps.zarr", "dirty": "dirty.fits", "clean": "cleaned.fits", "cube": "cube.fits",
                  "dirty_cube": "dirty-cube.fits", "truth": "truth.fits",
                  "gains": "truth_caltables", "rfi": "truth_rfi.fits", "qa": "qa"}
 PRODUCTS = tuple(PRODUCT_NAMES)
 CUBES = {"cube": "cleaned", "dirty_cube": "dirty"}  # cube products and the imaging.cube kind each is
 MS_ARCHIVE_SUFFIX = ".tar"
 ARCHIVED = ("vis", "gains", "qa")  # directories, staged as tar files
+ZIP_SUFFIX = ".zip"
+ZIPPED = ("msv4",)  # a zarr store, staged as an uncompressed zip that zarr reads in place (products.staging)
+VISIBILITIES = ("vis", "msv4")  # the MeasurementSet v2 and v4 of a run, written in one pass (VIS_FORMAT)
 QA_PRODUCT_BYTES = 4 * 2**20  # JSON, four PNGs and PyBDSF's source list
 CALTABLE_ROW_BYTES = 96  # a caltable row of one channel (TIME .. WEIGHT, measured: 82) with margin
 CALTABLE_FIXED_BYTES = 2 * 2**20  # three tables' descriptions and copied subtables (measured: about 0.6 MB for AA*)
@@ -118,7 +121,7 @@ class Plan:
         if needed & set(CUBES) and self.imaging.contsub:
             needed.add("clean")  # its model is the continuum subtracted
         if needed & {"dirty", "clean", "gains", *CUBES}:
-            needed.add("vis")
+            needed.add("vis")  # imaging and the caltables read the MSv2 (made beside an MSv4, discarded if not chosen)
         if "clean" in needed:
             needed |= {"dirty", "truth"}  # a cleaned image is always compared with the truth (QA in the log)
         return tuple(p for p in PRODUCTS if p in needed)
@@ -145,6 +148,8 @@ class Plan:
             return e.n_times * e.n_channels * 4 + 10 * 2880
         if product in CUBES:
             return cube_file_bytes(self.imaging.npix, len(self.imaging.cube_planes))
+        if product == "msv4":
+            return e.msv4_bytes
         return e.ms_expected_bytes if product == "vis" else e.image_file_bytes
 
     def cell_rad(self) -> float:
@@ -153,8 +158,9 @@ class Plan:
 
 
 def staged_file_name(prefix: str, product: str) -> str:
-    """<FILE_PREFIX><product file name>, with .tar for the products that are directories."""
-    return prefix + PRODUCT_NAMES[product] + (MS_ARCHIVE_SUFFIX if product in ARCHIVED else "")
+    """<FILE_PREFIX><product file name>, with .tar for the products that are directories (.zip for a zarr store)."""
+    suffix = MS_ARCHIVE_SUFFIX if product in ARCHIVED else ZIP_SUFFIX if product in ZIPPED else ""
+    return prefix + PRODUCT_NAMES[product] + suffix
 
 
 def truth_file_bytes(n_sources: int, n_channels: int) -> int:
@@ -201,6 +207,7 @@ def plan(settings: Settings, products: set[str] | frozenset[str] = frozenset({"v
         raise UserInputError("--vis", "choose at least one product to ingest: --vis, --dirty, --clean, --cube, "
                              "--dirty-cube, --truth or --qa")
     tables = measures_data.current()  # before anything opens a casacore table
+    products = visibility_products(products, settings.vis_format)
     _check_names(settings)
     ident = identity(settings)
     check_sidecar_values(settings, ident, {p: staged_file_name(settings.file_prefix, p) for p in PRODUCTS})
@@ -263,6 +270,21 @@ def plan(settings: Settings, products: set[str] | frozenset[str] = frozenset({"v
     return run_plan
 
 
+def visibility_products(products: set[str] | frozenset[str], vis_format: str) -> frozenset[str]:
+    """The products with --vis ("vis") resolved by VIS_FORMAT: the MSv2 ("vis"), the MSv4 ("msv4") or both; the
+    MSv4 needs xradio's schema packages (zarr, xarray), refused here with the extra to install when missing."""
+    products = frozenset(products)
+    if "vis" not in products or vis_format == "msv2":
+        return products
+    try:
+        import xarray  # noqa: F401
+        import zarr  # noqa: F401
+    except ImportError as exc:
+        raise UserInputError("VIS_FORMAT", f"{vis_format} needs zarr and xarray ({exc.name} is missing); install them "
+                             "with: pip install 'srcnet-sim[msv4]'") from None
+    return products | {"msv4"} if vis_format == "both" else (products - {"vis"}) | {"msv4"}
+
+
 def dish_gains(settings: Settings, n_dish: int, times_s: np.ndarray) -> DishGains | None:
     """The dishes' gains drawn for GAINS=on (instrument.gains), their drifts starting at the first sample; None
     when GAINS=off."""
@@ -315,6 +337,8 @@ def identity(settings: Settings) -> obscore.Identity:
 
 def history_lines(settings: Settings) -> tuple[str, ...]:
     """HISTORY messages: the software version, every setting (seed included) but those that only choose how the
-    blocks are computed (the MS is the same whatever they are), as JSON, and the measures tables used."""
-    return (f"srcnet-sim {__version__}", "settings " + json.dumps(resume.defining_settings(settings), sort_keys=True),
+    blocks are computed or which formats hold them (the MS is the same whatever they are: VIS_FORMAT=both writes the
+    MSv2 of VIS_FORMAT=msv2 byte for byte), as JSON, and the measures tables used."""
+    defining = {name: value for name, value in resume.defining_settings(settings).items() if name != "vis_format"}
+    return (f"srcnet-sim {__version__}", "settings " + json.dumps(defining, sort_keys=True),
             *measures_data.history_lines(measures_data.current()))

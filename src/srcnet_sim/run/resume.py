@@ -110,9 +110,10 @@ class RunState:
         finally:
             os.close(fd)
 
-    def start_over(self, ms_name: str) -> None:
-        """Forget what was written (an MS that cannot be opened again): an empty journal, no MS."""
-        shutil.rmtree(self.directory / ms_name, ignore_errors=True)
+    def start_over(self, *ms_names: str) -> None:
+        """Forget what was written (an MS that cannot be opened again): an empty journal, none of the MSs named."""
+        for name in ms_names:
+            shutil.rmtree(self.directory / name, ignore_errors=True)
         empty = self.directory / (JOURNAL + ".new")
         empty.unlink(missing_ok=True)
         _write_file(empty, "")

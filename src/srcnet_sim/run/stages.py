@@ -26,23 +26,28 @@ from srcnet_sim.qa.finder import import_bdsf
 from srcnet_sim.run import resume
 from srcnet_sim.run.blocks import BlockResult, make_blocks
 from srcnet_sim.run.executors import run_blocks
-from srcnet_sim.run.plan import CUBES, NOTIFICATION_NAME, PRODUCTS, Plan
+from srcnet_sim.run.worker_writes import WorkerStore
+from srcnet_sim.run.plan import CUBES, NOTIFICATION_NAME, PRODUCTS, VISIBILITIES, ZIPPED, Plan
 from srcnet_sim.sizing import BlockShape, human, result_bytes
 from srcnet_sim.vis.reader import MainTableScan
+from srcnet_sim.vis import msv4
 from srcnet_sim.vis.writer import MeasurementSetWriter, MSDescription
 
 # The seed's WSClean cleaning: -niter 50000 -mgain 0.8 -auto-threshold 3, uniform weighting (CleanParameters fields).
 SEED_CLEAN = {"gain": 0.1, "mgain": 0.8, "niter": 50_000, "auto_threshold": 3.0}
 
 
-def write_measurement_set(run_plan: Plan, state: resume.RunState, backend: str = "cpu") -> Path:
-    """Simulate the blocks not yet written and write them into the MS in `state` (the run's resumable state
-    directory; staging publishes it): blocks computed by the plan's executor with the `backend` predictor ("cpu"
-    or "gpu", see simulate.predictors), written in time order by one writer, each journaled once it is on disk.
-    Reads the plan's observation, estimate, execution, imaging.field_name and history."""
+def write_visibilities(run_plan: Plan, state: resume.RunState, backend: str = "cpu") -> dict[str, Path]:
+    """Simulate the blocks not yet written and write them into the visibility products the plan makes, in `state`
+    (the run's resumable state directory; staging publishes them): the MSv2 ("vis") and/or the MSv4 processing set
+    ("msv4", vis.msv4), both from the same blocks in one pass. Blocks are computed by the plan's executor with the
+    `backend` predictor ("cpu" or "gpu", see simulate.predictors) and written in time order; each is journaled
+    once it is on disk in every format. Reads the plan's observation, estimate, execution, imaging.field_name and
+    history. Returns {product: path}."""
     obs = run_plan.observation.with_geometry()  # every time step's UVW, in order: the same for every block
     sizes = run_plan.estimate
-    path = state.ms_path(run_plan.file_name("vis"))
+    formats = [p for p in VISIBILITIES if p in run_plan.made]
+    paths = {p: state.ms_path(run_plan.file_name(p)) for p in formats}
     description = MSDescription(
         telescope=run_plan.telescope, freq_hz=obs.freq_hz, channel_width_hz=obs.channel_width_hz,
         phase_centre_rad=(obs.ra_rad, obs.dec_rad), field_name=run_plan.imaging.field_name,
@@ -52,62 +57,100 @@ def write_measurement_set(run_plan: Plan, state: resume.RunState, backend: str =
     ant1, ant2 = obs.baselines
     n_bl, n_times, n_chan = len(ant1), sizes.n_times, sizes.n_channels
     sigma = obs.baseline_sigma()
-    writer = None
-    if state.resumed:
-        try:
-            writer = MeasurementSetWriter.reopen(path)
-            if writer.n_rows != n_times * n_bl:
-                raise RuntimeError(f"{writer.n_rows} rows instead of {n_times * n_bl}")
-        except RuntimeError as exc:  # casacore could not read what the killed run left
-            logger.warning("resume: %s cannot be opened (%s); starting it again", path, str(exc).splitlines()[0])
-            state.start_over(path.name)
-    space = DiskGuard(path.parent, "TMPDIR", sizes.ms_expected_bytes)
-    if writer is None:
+    writers = _reopen_writers(paths, n_times * n_bl, state) if state.resumed else {}
+    expected = sum(run_plan.product_bytes(p) for p in formats)
+    space = DiskGuard(state.directory, "TMPDIR", expected)
+    if not writers:
         space.check(1.0)
-        creating = path.with_name(path.name + ".creating")  # a run killed while creating leaves no MS
-        shutil.rmtree(creating, ignore_errors=True)
-        MeasurementSetWriter(creating, description, tile_channels=sizes.block_channels, n_rows=n_times * n_bl,
-                             model_data=obs.model_data).close()
-        os.rename(creating, path)
-        writer = MeasurementSetWriter.reopen(path)
+        for product, path in paths.items():
+            creating = path.with_name(path.name + ".creating")  # a run killed while creating leaves nothing
+            shutil.rmtree(creating, ignore_errors=True)
+            if product == "vis":
+                MeasurementSetWriter(creating, description, tile_channels=sizes.block_channels, n_rows=n_times * n_bl,
+                                     model_data=obs.model_data).close()
+            else:
+                msv4.create_store(creating, description, obs.times_s, obs.interval_s, ant1, ant2, sizes.block_times,
+                                  sizes.block_channels, model=obs.model_data, partition=msv4.partition_name(path))
+            os.rename(creating, path)
+        writers = _reopen_writers(paths, n_times * n_bl, None)
     shape = BlockShape(sizes.block_times, sizes.block_channels, sizes.simulate_peak_bytes)
     blocks = make_blocks(n_times, n_chan, shape, first_time=state.time_steps_done)
     options = replace(run_plan.execution, backend=backend)
     logger.info("simulate: %d blocks of %d time steps x %d channels (a worker needs about %s of MEMORY_LIMIT %s); "
-                "executor %s, %d worker%s x %d threads", len(blocks), shape.n_times, shape.n_channels,
+                "executor %s, %d worker%s x %d threads; writing %s", len(blocks), shape.n_times, shape.n_channels,
                 human(shape.worker_peak_bytes), human(sizes.memory_limit_bytes), options.kind, options.workers,
-                "s" if options.workers > 1 else "", options.threads)
+                "s" if options.workers > 1 else "", options.threads, " and ".join(FORMAT_NAMES[p] for p in formats))
     progress = Progress(n_times * n_chan, len(blocks), "simulate", done_units=state.time_steps_done * n_chan)
 
     def write(result: BlockResult) -> None:
         block = result.block
-        space.check(1.0 - _allocated_bytes(path) / sizes.ms_expected_bytes)  # the rows are allocated, not all on disk
-        writer.put_rows(block.time_start * n_bl, result.time_s, obs.interval_s, ant1, ant2, result.uvw_m, result.vis, sigma,
-                        chan_start=block.chan_start, flag=result.flag, model=result.model)
-        space.check(1.0 - _allocated_bytes(path) / sizes.ms_expected_bytes)  # casacore aborts on a full volume
-        writer.flush()
+        space.check(1.0 - _allocated_bytes(state.directory) / expected)  # MSv2 rows are allocated, not on disk
+        if "vis" in writers:
+            writers["vis"].put_rows(block.time_start * n_bl, result.time_s, obs.interval_s, ant1, ant2, result.uvw_m,
+                                    result.vis, sigma, chan_start=block.chan_start, flag=result.flag, model=result.model)
+        if "msv4" in writers and not result.stored:
+            writers["msv4"].put_block(block.time_start, block.chan_start, obs.interval_s, result.uvw_m, result.vis,
+                                      sigma, flag=result.flag, model=result.model)
+        space.check(1.0 - _allocated_bytes(state.directory) / expected)  # casacore aborts on a full volume
+        if "vis" in writers:
+            writers["vis"].flush()
         if result.rfi_score is not None:
             rfi_score[:] += result.rfi_score
+        stored[0] += result.stored
         state.record(block.time_start, block.time_stop, block.chan_start, block.chan_stop)
         progress.advance(block.n_times * block.n_channels)
 
     rfi_score = np.zeros(4, dtype=np.int64)  # simulate.flagger's counts, summed over the blocks written now
+    stored = [0]  # blocks the Dask workers wrote into the MSv4 themselves
+    store = (WorkerStore(str(paths["msv4"]), obs.interval_s, sigma, keep_results="vis" in writers)
+             if "msv4" in writers and options.kind == "dask" else None)  # Dask workers write their own chunks
     started = time.perf_counter()
     try:
-        run_blocks(obs, blocks, write, options)
+        run_blocks(obs, blocks, write, options, store)
     finally:
-        writer.close()
+        if "vis" in writers:
+            writers["vis"].close()
     seconds = time.perf_counter() - started
     samples = sum(b.n_times * b.n_channels for b in blocks) * n_bl * len(obs.sky)
     written = sum(result_bytes(b.n_times, b.n_channels, n_bl, obs.model_data, obs.rfi is not None) for b in blocks)
     logger.info("simulate: %d blocks in %.2f s (%.2f G source-visibilities/s, %.0f MB/s of visibilities written)",
                 len(blocks), seconds, samples / max(seconds, 1e-9) / 1e9, written / max(seconds, 1e-9) / 1e6)
+    if store is not None:
+        logger.info("msv4: %d of %d blocks written by the Dask workers themselves%s", stored[0], len(blocks),
+                    "" if stored[0] == len(blocks) else " (the others by this process: the workers could not see "
+                    f"{paths['msv4']}, or a block did not fill whole chunks)")
     if obs.rfi is not None:
         from srcnet_sim.simulate.flagger import describe
 
         logger.info("rfi: %d emitters in band; %s%s", obs.rfi.emitters.n_emit, describe(rfi_score, obs.rfi_flag_sigma),
                     " (the blocks written by this run)" if state.resumed else "")
-    return path
+    return paths
+
+
+FORMAT_NAMES = {"vis": "MSv2", "msv4": "MSv4"}
+
+
+def _reopen_writers(paths: dict[str, Path], n_rows: int, state: resume.RunState | None) -> dict:
+    """Writers of the visibility products at `paths` made before ({product: writer}). With `state` (a resumed run),
+    products the killed run left unreadable are logged and the state started over (an empty dict returned)."""
+    writers: dict = {}
+    try:
+        for product, path in paths.items():
+            if product == "vis":
+                writers[product] = MeasurementSetWriter.reopen(path)
+                if writers[product].n_rows != n_rows:
+                    raise RuntimeError(f"{writers[product].n_rows} rows instead of {n_rows}")
+            else:
+                writers[product] = msv4.ProcessingSetWriter(path)
+    except (RuntimeError, OSError, ValueError, KeyError) as exc:  # what the killed run left cannot be opened
+        if state is None:
+            raise
+        if "vis" in writers:
+            writers["vis"].close()
+        logger.warning("resume: %s cannot be opened (%s); starting it again", path, str(exc).splitlines()[0])
+        state.start_over(*(p.name for p in paths.values()))
+        return {}
+    return writers
 
 
 def _allocated_bytes(directory: Path) -> int:
@@ -233,6 +276,8 @@ def prepare_products(run_plan: Plan, made: dict[str, Path], private_dir: Path, p
         def make_sidecar(path: Path, product: str = product, source: Path = source, name: str = name) -> dict:
             if product == "vis":
                 meta = obscore.visibility_record(source, ident, name, path.stat().st_size, ms_scan)
+            elif product == "msv4":
+                meta = obscore.msv4_record(path, ident, name, path.stat().st_size)
             elif product == "truth":
                 meta = obscore.truth_record(path, ident, name)
             elif product == "rfi":
@@ -248,7 +293,8 @@ def prepare_products(run_plan: Plan, made: dict[str, Path], private_dir: Path, p
                 meta = obscore.image_record(path, ident, name)
             return sidecar.build(ident.namespace, name, names.lifetime_s, meta, dataset_name=ident.obs_id)
 
-        write = staging.tar_directory(source) if source.is_dir() else staging.copy_of(source)
+        write = (staging.zip_store(source) if product in ZIPPED else staging.tar_directory(source) if source.is_dir()
+                 else staging.copy_of(source))
         prepared.append(staging.prepare(private_dir, run_plan.product_dir / name, write, make_sidecar))
     return prepared
 
@@ -266,7 +312,7 @@ def stage_products(run_plan: Plan, made: dict[str, Path], private_dir: Path, ove
     if notification:
         from srcnet_sim.products.notification import notification_text
 
-        source = made["vis"].parent / "notification-products"  # in the scratch directory
+        source = made[next(p for p in (*VISIBILITIES, "dirty", "clean") if p in made)].parent / "notification-products"
         source.mkdir()
         for product in run_plan.products & {"vis", "dirty", "clean"}:  # the products its plugins read
             made[product].rename(source / made[product].name)
