@@ -210,6 +210,14 @@ def _in_range(option: str, value: float, low: float, high: float, low_open: bool
         raise UserInputError(option, f"{value} is not a finite number in {'(' if low_open else '['}{low:g}, {high:g}]")
 
 
+def image_name(ms: Path) -> str:
+    """The images' default name prefix: the MS's name without .ms, .ps.zarr or .ps.zarr.zip."""
+    name = ms.name
+    for suffix in (".zip", ".zarr", ".ps", ".ms"):
+        name = name.removesuffix(suffix)
+    return name
+
+
 def check_image_options(args: argparse.Namespace) -> None:
     """Validate `srcnet-sim image` options before the MS is read: each error names its option."""
     from srcnet_sim.config import MIN_NPIXEL
@@ -244,10 +252,14 @@ def check_image_options(args: argparse.Namespace) -> None:
     out_dir = Path(args.out_dir) if args.out_dir else Path.cwd()
     if not out_dir.is_dir() or not os.access(out_dir, os.W_OK | os.X_OK):
         raise UserInputError("--out-dir", f"{out_dir} is not a writable directory")
-    ms = directory(Path(args.ms), "MS", "MeasurementSet")
-    if os.path.lexists(ms / "table.dat"):
-        regular_file(ms / "table.dat", "MS", "MeasurementSet table")
-    name = args.name if args.name is not None else ms.name.removesuffix(".ms")
+    ms = Path(args.ms)
+    if os.path.isfile(ms):  # an MSv4's staged zip (imaging.msdata.open_visibilities)
+        regular_file(ms, "MS", "MeasurementSet v4 zip")
+    else:
+        ms = directory(ms, "MS", "MeasurementSet")
+        if os.path.lexists(ms / "table.dat"):
+            regular_file(ms / "table.dat", "MS", "MeasurementSet table")
+    name = args.name if args.name is not None else image_name(ms)
     if not name or "/" in name or name in (".", "..") or not name.isprintable():
         raise UserInputError("--name", f"{name!r} is not a file name prefix: printable characters, no '/'")
     kinds = ("dirty", "cleaned", "residual", "model", "psf", "dirty-cube", "cube")
@@ -267,7 +279,7 @@ def cmd_image(args: argparse.Namespace) -> int:
     out_dir = Path(args.out_dir) if args.out_dir else Path.cwd()
     if not out_dir.is_dir():
         raise UserInputError("--out-dir", f"{out_dir} does not exist")
-    name = args.name or ms.name.removesuffix(".ms")
+    name = args.name or image_name(ms)
     params = ImagingParameters(npix=args.npixel, cell_rad=args.cellsize_arcsec * RAD_PER_ARCSEC,
                                weighting=args.weighting, robust=args.robust, allow_uv_cut=args.allow_uv_cut,
                                beam_fit=args.beam_fit)
@@ -441,7 +453,7 @@ def add_image_parser(commands: argparse._SubParsersAction) -> None:
 
     p = commands.add_parser("image", help="dirty and cleaned images of a MeasurementSet",
                             description="Dirty and cleaned MFS Stokes I images of a MeasurementSet, WSClean-compatible.")
-    p.add_argument("ms", help="the MeasurementSet")
+    p.add_argument("ms", help="the MeasurementSet: a v2 directory, or a v4 processing set (a zarr directory or its staged .zip)")
     p.add_argument("--npixel", type=int, default=2024, help="pixels per side (even, >= 32) [2024]")
     p.add_argument("--cellsize-arcsec", type=float, required=True, help="pixel size, arcsec")
     p.add_argument("--weighting", choices=WEIGHTINGS, default="uniform", help="imaging weights [uniform, as WSClean]")

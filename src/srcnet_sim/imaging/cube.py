@@ -29,11 +29,9 @@ from srcnet_sim.imaging.fits import CubeFile, ImageDescription, SpectralAxis
 from srcnet_sim.imaging.gridding import DEFAULT_EPSILON, core_count, degrid
 from srcnet_sim.imaging.imager import ImagingParameters, NoVisibilities, make_images
 from srcnet_sim.imaging.msdata import MeasurementSetSource, Visibilities
+from srcnet_sim.imaging.sources import open_visibilities
 from srcnet_sim.progress import Progress, logger
 from srcnet_sim.sizing import CHUNK_SAMPLES, IMAGE_WORKING_BYTES_PER_PIXEL, STOKES_I_SAMPLE_BYTES
-from srcnet_sim.vis.reader import open_table
-
-_TABLE_LOCK = threading.Lock()  # casacore's tables are not thread-safe: the planes read the MS one at a time
 
 
 @dataclass(frozen=True)
@@ -82,8 +80,7 @@ class ChannelSlice:
         n_rows = self.ms.n_rows
         for row in range(0, n_rows, self.rows_per_chunk):
             n = min(self.rows_per_chunk, n_rows - row)
-            with _TABLE_LOCK, open_table(self.ms.path) as main:
-                chunk = self.ms.read_rows(main, row, n, self.channels)
+            chunk = self.ms.read_channels(row, n, self.channels)
             if self.continuum is not None:
                 chunk = self._subtracted(chunk)
             if n == n_rows:
@@ -115,7 +112,7 @@ SCAN_SAMPLES = CHUNK_SAMPLES // 8  # samples (rows x all channels) a cube's firs
 def open_measurement_set(path: Path) -> MeasurementSetSource:
     """The MS to image into a cube: its first scan (time range, longest baselines) reads SCAN_SAMPLES at a time, as
     the planes read their own channels afterwards and nothing of the scan is kept."""
-    return MeasurementSetSource(path, chunk_samples=SCAN_SAMPLES)
+    return open_visibilities(path, chunk_samples=SCAN_SAMPLES)
 
 
 def cube_description(ms: MeasurementSetSource, cell_rad: float, object_name: str) -> ImageDescription:

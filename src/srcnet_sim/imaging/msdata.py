@@ -6,7 +6,8 @@ with the length of the observation; `read_visibilities` reads it all at once (on
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from srcnet_sim.sizing import CHUNK_SAMPLES  # rows x channels read at once
 # casacore Stokes codes: I=1, RR=5, LL=8, XX=9, YY=12.
 STOKES_I_PAIRS = {(9, 12): "XX+YY", (5, 8): "RR+LL"}
 STOKES_I = 1
+_TABLE_LOCK = threading.Lock()  # casacore's tables are not thread-safe: threads (a cube's planes) read one at a time
 
 
 @dataclass(frozen=True)
@@ -119,28 +121,9 @@ class MeasurementSetSource:
     def _scan(self) -> None:
         """One pass for what imaging needs up front (time range, longest baselines, any unflagged data) and for the
         MS's ObsCore record (`main_scan`, vis.reader.MainTableScan: staging reuses it instead of reading again)."""
-        uv_max, uvw_max, any_used = 0.0, 0.0, False
-        scanner = MainTableScanner()
-        self._single = None
         with open_table(self.path) as main:
-            for row in range(0, self.n_rows, self.rows_per_chunk):
-                n = min(self.rows_per_chunk, self.n_rows - row)
-                chunk = self.read_rows(main, row, n)
-                scanner.add(main.getcol("TIME", row, n), main.getcol("INTERVAL", row, n), chunk.uvw_m)
-                if n == self.n_rows:
-                    self._single = chunk  # it all fits in one chunk: keep it instead of reading it on every pass
-                used = np.any(chunk.weight > 0, axis=1)
-                if np.any(used):
-                    any_used = True
-                    uv_max = max(uv_max, float(np.hypot(chunk.uvw_m[used, 0], chunk.uvw_m[used, 1]).max()))
-                    uvw_max = max(uvw_max, float(np.linalg.norm(chunk.uvw_m[used], axis=1).max()))
-        if not any_used:
-            raise UserInputError("MS", f"{self.path}: all data are flagged (or have zero weight)")
-        self.main_scan = scanner.result()
-        self.time_range_s = (self.main_scan.start_s, self.main_scan.end_s)
-        scale = self.freq_hz.max() / SPEED_OF_LIGHT_M_S
-        self.longest_baseline_wavelengths = uv_max * scale
-        self.max_uvw_wavelengths = uvw_max * scale
+            scan_source(self, lambda row, n: (self.read_rows(main, row, n), main.getcol("TIME", row, n),
+                                               main.getcol("INTERVAL", row, n)))
 
     def read_rows(self, main: table, row: int, n: int, channels: tuple[int, int] | None = None) -> Visibilities:
         """Rows [row, row + n) of the open main table as Stokes I; channels: (start, stop) to read only those."""
@@ -161,6 +144,11 @@ class MeasurementSetSource:
                             time_range_s=(0.0, 0.0), telescope_name=self.telescope_name,
                             channel_width_hz=self.channel_width_hz[selected])
 
+    def read_channels(self, row: int, n: int, channels: tuple[int, int]) -> Visibilities:
+        """Rows [row, row + n) of channels [start, stop) as Stokes I; any thread may call it (one reads at a time)."""
+        with _TABLE_LOCK, open_table(self.path) as main:
+            return self.read_rows(main, row, n, channels)
+
     def chunks(self) -> Iterator[Visibilities]:
         """The Stokes I data, a chunk of rows at a time (read again on every pass unless it is one chunk)."""
         if self._single is not None:
@@ -169,6 +157,35 @@ class MeasurementSetSource:
         with open_table(self.path) as main:
             for row in range(0, self.n_rows, self.rows_per_chunk):
                 yield self.read_rows(main, row, min(self.rows_per_chunk, self.n_rows - row))
+
+
+def scan_source(source, read: Callable[[int, int], tuple[Visibilities, np.ndarray, np.ndarray]]) -> None:
+    """One pass over a source's rows, a chunk at a time, for what imaging needs up front (time range, longest
+    baselines, any unflagged data) and for its ObsCore record: sets source.main_scan (vis.reader.MainTableScan),
+    time_range_s, longest_baseline_wavelengths, max_uvw_wavelengths, and _single (the data when they are one chunk).
+    read(row, n) gives the rows' Stokes I data and their (n,) TIME and INTERVAL (MJD seconds, s).
+    Raises UserInputError ("MS") when every sample is flagged."""
+    uv_max, uvw_max, any_used = 0.0, 0.0, False
+    scanner = MainTableScanner()
+    source._single = None
+    for row in range(0, source.n_rows, source.rows_per_chunk):
+        n = min(source.rows_per_chunk, source.n_rows - row)
+        chunk, times, intervals = read(row, n)
+        scanner.add(times, intervals, chunk.uvw_m)
+        if n == source.n_rows:
+            source._single = chunk  # it all fits in one chunk: keep it instead of reading it on every pass
+        used = np.any(chunk.weight > 0, axis=1)
+        if np.any(used):
+            any_used = True
+            uv_max = max(uv_max, float(np.hypot(chunk.uvw_m[used, 0], chunk.uvw_m[used, 1]).max()))
+            uvw_max = max(uvw_max, float(np.linalg.norm(chunk.uvw_m[used], axis=1).max()))
+    if not any_used:
+        raise UserInputError("MS", f"{source.path}: all data are flagged (or have zero weight)")
+    source.main_scan = scanner.result()
+    source.time_range_s = (source.main_scan.start_s, source.main_scan.end_s)
+    scale = source.freq_hz.max() / SPEED_OF_LIGHT_M_S
+    source.longest_baseline_wavelengths = uv_max * scale
+    source.max_uvw_wavelengths = uvw_max * scale
 
 
 def read_visibilities(path: Path) -> Visibilities:

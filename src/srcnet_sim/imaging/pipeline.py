@@ -9,7 +9,7 @@ from pathlib import Path
 from srcnet_sim.constants import RAD_PER_ARCSEC
 from srcnet_sim.imaging.clean import CleanParameters
 from srcnet_sim.imaging.imager import ImagingParameters, make_images
-from srcnet_sim.imaging.msdata import MeasurementSetSource
+from srcnet_sim.imaging.sources import open_visibilities
 from srcnet_sim.imaging.products import PREVIEW_KINDS, describe, write_products
 from srcnet_sim.progress import logger
 from srcnet_sim.vis.reader import MainTableScan
@@ -35,7 +35,7 @@ def image_measurement_set(ms_path: Path, params: ImagingParameters, clean: Clean
     Logs one line per step. Returns the FITS paths written, by kind, and the MS's main-table scan.
     """
     logger.info("read %s", ms_path)
-    vis = MeasurementSetSource(ms_path)
+    vis = open_visibilities(ms_path)
     logger.info("image: %d x %d pixels of %.3f arcsec, %s weighting", params.npix, params.npix,
                 params.cell_rad / RAD_PER_ARCSEC, params.weighting)
     images = make_images(vis, params, clean)

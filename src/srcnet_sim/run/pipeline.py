@@ -74,13 +74,14 @@ def run(settings: Settings, products: set[str], overwrite: bool = False, notific
                 if visibilities:
                     made.update(write_visibilities(run_plan, state, backend.name))
                     logger.info("wrote %s", " and ".join(str(made[p]) for p in visibilities))
+                measurement_set = made.get("vis", made.get("msv4"))  # what the images are made from
                 if "gains" in run_plan.made:
                     made["gains"] = write_true_gains(run_plan, made["vis"], scratch_dir / run_plan.file_name("gains"))
                 if "dirty" in run_plan.made:
-                    images, ms_scan = make_images(run_plan, made["vis"], scratch_dir)
+                    images, ms_scan = make_images(run_plan, measurement_set, scratch_dir)
                     made.update(images)
                 if set(CUBES) & set(run_plan.made):
-                    made.update(make_cubes(run_plan, made["vis"], scratch_dir, made.pop("continuum_model", None)))
+                    made.update(make_cubes(run_plan, measurement_set, scratch_dir, made.pop("continuum_model", None)))
                 if "truth" in run_plan.made:
                     made["truth"] = write_truth_catalogue(run_plan, scratch_dir / run_plan.file_name("truth"))
                 if "rfi" in run_plan.made:

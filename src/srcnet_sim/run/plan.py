@@ -120,8 +120,10 @@ class Plan:
             needed |= {"clean", "truth"}
         if needed & set(CUBES) and self.imaging.contsub:
             needed.add("clean")  # its model is the continuum subtracted
-        if needed & {"dirty", "clean", "gains", *CUBES}:
-            needed.add("vis")  # imaging and the caltables read the MSv2 (made beside an MSv4, discarded if not chosen)
+        if needed & {"dirty", "clean", *CUBES} and "msv4" not in needed:
+            needed.add("vis")  # images are made from the MSv2, or from the MSv4 when that is the one made
+        if "gains" in needed:
+            needed.add("vis")  # the caltables copy the MSv2's subtables (made beside an MSv4, discarded if not chosen)
         if "clean" in needed:
             needed |= {"dirty", "truth"}  # a cleaned image is always compared with the truth (QA in the log)
         return tuple(p for p in PRODUCTS if p in needed)
