@@ -4,6 +4,7 @@ that fill up mid-run. (Hostile ingest cases run against a real Rucio in test_ruc
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import shutil
@@ -46,6 +47,12 @@ def wait_for(condition, proc: subprocess.Popen, what: str, timeout_s: float = 12
         assert proc.poll() is None, f"the run ended (code {proc.returncode}) before {what}"
         assert time.monotonic() < deadline, f"no {what} after {timeout_s} s"
         time.sleep(0.002)
+
+
+def found(directory: Path, pattern: str) -> bool:
+    """Whether a file named like `pattern` is under `directory`, which the run changes meanwhile (os.walk skips a
+    directory that vanishes while it is walked, where Path.rglob raises)."""
+    return any(fnmatch.filter(names, pattern) for _, _, names in os.walk(directory))
 
 
 def last_line(stderr: str) -> str:
@@ -275,7 +282,7 @@ def test_sigterm_while_imaging_a_cube_stages_nothing_and_the_rerun_makes_the_sam
     out, tmp = dirs
     cube = {"FREQ_INC_HZ": "277343.75", "IMAGING_NPIXEL": "256", "OBS_ID": "cube-signal"}  # 256 planes: seconds
     proc = start(["--cube"], environment(out, tmp, **cube), tmp_path / "run.log")
-    wait_for(lambda: any(tmp.rglob(".h_cube.fits.partial-*")), proc, "the partial cube")
+    wait_for(lambda: found(tmp, ".h_cube.fits.partial-*"), proc, "the partial cube")
     proc.send_signal(signal.SIGTERM)
     code = proc.wait(timeout=60)
     stderr = (tmp_path / "run.log").read_text()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -10,13 +12,28 @@ from srcnet_sim.errors import UserInputError
 from srcnet_sim.imaging.beam import Beam, fit_beam, restore
 from srcnet_sim.imaging.clean import CleanParameters, CleanResult, cotton_schwab
 from srcnet_sim.imaging.gridding import DEFAULT_EPSILON, degrid, grid
-from srcnet_sim.imaging.msdata import MeasurementSetSource, Visibilities
+from srcnet_sim.imaging.msdata import Visibilities
 from srcnet_sim.imaging.weighting import WeightGrid, apply_weights, on_grid
 from srcnet_sim.fs.space import available_memory_bytes
 from srcnet_sim.sizing import IMAGE_WORKING_BYTES_PER_PIXEL
 
 MIN_NPIX = 32
-Source = Visibilities | MeasurementSetSource  # anything with metadata and .chunks()
+
+
+class Source(Protocol):
+    """What imaging reads: visibilities in memory (imaging.msdata.Visibilities) or on disk, an MSv2
+    (imaging.msdata.MeasurementSetSource) or an MSv4 (imaging.msv4data.ProcessingSetSource), chunk by chunk."""
+
+    freq_hz: np.ndarray  # (n_channels,) Hz
+    channel_width_hz: np.ndarray  # (n_channels,) Hz
+    phase_centre_rad: tuple[float, float]  # (RA, Dec) rad
+    time_range_s: tuple[float, float]  # MJD seconds UTC
+    telescope_name: str
+    max_uvw_wavelengths: float  # the largest |uvw| of the unflagged samples at the highest frequency, wavelengths
+    longest_baseline_wavelengths: float  # the largest sqrt(u^2 + v^2), likewise
+
+    def chunks(self) -> Iterator[Visibilities]:
+        """The samples in chunks of rows, each a Visibilities in memory."""
 
 
 class NoVisibilities(UserInputError):

@@ -62,12 +62,14 @@ def visibility_record(ms_path: Path, identity: Identity, name: str, size_bytes: 
     return _visibility_fields(read_metadata(ms_path), scan, identity, name, size_bytes, MSV2_ACCESS_FORMAT)
 
 
-def msv4_record(store_path: Path, identity: Identity, name: str, size_bytes: int) -> dict:
+def msv4_record(store_path: Path, identity: Identity, name: str, size_bytes: int,
+                scan: MainTableScan | None = None) -> dict:
     """ObsCore of a MeasurementSet v4 processing set (calib_level 1, dataproduct_type visibility, staged as an
-    uncompressed zip of the zarr store), from the store itself (vis.msv4.read_summary)."""
+    uncompressed zip of the zarr store), from the store itself (vis.msv4.read_summary); `scan`: the main-table scan
+    of the same visibilities when a reader made one already (imaging, of the MSv2 or the MSv4), else scanned here."""
     from srcnet_sim.vis.msv4 import read_summary
 
-    meta, scan = read_summary(store_path)
+    meta, scan = read_summary(store_path, scan)
     return _visibility_fields(meta, scan, identity, name, size_bytes, MSV4_ACCESS_FORMAT)
 
 

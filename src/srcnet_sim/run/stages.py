@@ -266,8 +266,8 @@ def quality_report(run_plan: Plan, made: dict[str, Path], scratch: Path) -> QAEr
 def prepare_products(run_plan: Plan, made: dict[str, Path], private_dir: Path, products: frozenset[str],
                      ms_scan: MainTableScan | None = None) -> list[staging.Prepared]:
     """Write each product of `products` (directories as tars) and its validated `.meta` into the run's
-    private directory in the staging area, ready to publish. ms_scan: the MS's main-table scan when imaging
-    made one (else the MS's sidecar scans the table)."""
+    private directory in the staging area, ready to publish. ms_scan: the visibilities' main-table scan when imaging
+    made one, of the MSv2 or the MSv4 (the same samples; else each visibility sidecar scans its product)."""
     ident, names = run_plan.identity, run_plan.names
     prepared = []
     for product in (p for p in PRODUCTS if p in products):
@@ -277,7 +277,7 @@ def prepare_products(run_plan: Plan, made: dict[str, Path], private_dir: Path, p
             if product == "vis":
                 meta = obscore.visibility_record(source, ident, name, path.stat().st_size, ms_scan)
             elif product == "msv4":
-                meta = obscore.msv4_record(path, ident, name, path.stat().st_size)
+                meta = obscore.msv4_record(path, ident, name, path.stat().st_size, ms_scan)
             elif product == "truth":
                 meta = obscore.truth_record(path, ident, name)
             elif product == "rfi":

@@ -293,10 +293,11 @@ class ProcessingSetWriter:
                     fsync_path(file.parent)
 
 
-def read_summary(path: Path) -> tuple[MSMetadata, MainTableScan]:
+def read_summary(path: Path, scan: MainTableScan | None = None) -> tuple[MSMetadata, MainTableScan]:
     """What a processing set made by `create_store` says of itself, read with zarr from the directory or its staged
     zip (the arrays' chunks one at a time: memory does not grow with the store): the MSv2 reader's metadata and
-    main-table scan (times in MJD seconds UTC), for the ObsCore record."""
+    main-table scan (times in MJD seconds UTC), for the ObsCore record. `scan`: the scan a reader of the same
+    visibilities made already (imaging), returned as it is instead of reading the UVW again."""
     import zarr
 
     store = zarr.storage.ZipStore(str(path), mode="r") if Path(path).is_file() else str(path)
@@ -308,16 +309,16 @@ def read_summary(path: Path) -> tuple[MSMetadata, MainTableScan]:
     times = np.asarray(partition["time"][:], dtype=np.float64) - MJD_TO_UNIX_S
     interval = float(partition["time"].attrs["integration_time"]["data"])
     ra, dec = partition["field_and_source_base_xds"]["FIELD_PHASE_CENTER_DIRECTION"][0]
-    uvw = partition["UVW"]
-    longest = 0.0
-    for start in range(0, uvw.shape[0], uvw.chunks[0]):
-        chunk = uvw[start:start + uvw.chunks[0]]
-        longest = max(longest, float(np.hypot(chunk[..., 0], chunk[..., 1]).max()))
     corr_types = [LINEAR_CORR_TYPES[POLARIZATIONS.index(p)] for p in partition["polarization"][:]]
     meta = MSMetadata(freq_hz=freq_hz, channel_width_hz=width, phase_centre_rad=(float(ra), float(dec)),
                       corr_types=corr_types, telescope_name=str(partition["antenna_xds"].attrs["overall_telescope_name"]))
-    scan = MainTableScan(start_s=float(times.min() - interval / 2), end_s=float(times.max() + interval / 2),
-                         longest_uv_m=longest, sample_intervals_s={float(t): interval for t in times})
+    if scan is None:
+        uvw, longest = partition["UVW"], 0.0
+        for start in range(0, uvw.shape[0], uvw.chunks[0]):
+            chunk = uvw[start:start + uvw.chunks[0]]
+            longest = max(longest, float(np.hypot(chunk[..., 0], chunk[..., 1]).max()))
+        scan = MainTableScan(start_s=float(times.min() - interval / 2), end_s=float(times.max() + interval / 2),
+                             longest_uv_m=longest, sample_intervals_s={float(t): interval for t in times})
     if not isinstance(store, str):
         store.close()
     return meta, scan
