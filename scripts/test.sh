@@ -2,6 +2,7 @@
 # Install everything the tests need on a fresh Debian machine, then run them.
 #   - WSClean (Debian package `wsclean`), the independent imager the tests check our MS with;
 #   - libfaketime (Debian package `faketime`), to run the CLI with the clock years ahead (no SEVERE measures line then);
+#   - xfsprogs (Debian package `xfsprogs`), for a loop-mounted XFS (reflink) on which staging shares the MS's blocks;
 #   - PostgreSQL (Debian package `postgresql`) and the Rucio server (PyPI `rucio`, in .rucio-venv,
 #     apart from our own dependencies), for the end-to-end ingestion test against a real Rucio;
 #   - checkov (PyPI, in .checkov-venv: it pins many packages) to check deploy/ and the Dockerfile, pinned, and
@@ -18,6 +19,7 @@ missing=()
 command -v wsclean >/dev/null 2>&1 || missing+=(wsclean)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 command -v faketime >/dev/null 2>&1 || missing+=(faketime)
+command -v mkfs.xfs >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v mkfs.xfs >/dev/null 2>&1 || missing+=(xfsprogs)
 if [ ${#missing[@]} -gt 0 ]; then
     sudo_if_needed apt-get update -q
     DEBIAN_FRONTEND=noninteractive sudo_if_needed apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 import stat
-import tarfile
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,7 +25,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 from srcnet_sim.fs.durable import fsync_path
+from srcnet_sim.fs.filecopy import copy_range
 from srcnet_sim.errors import UserInputError
+from srcnet_sim.products.aligned_tar import write_aligned_tar
 from srcnet_sim.products.naming import META_SUFFIX
 from srcnet_sim.fs.stopping import deferred
 
@@ -72,10 +73,11 @@ COPY_BUFFER_BYTES = 8 << 20  # large reads and writes: the tar of a large MS is 
 
 
 def tar_directory(source: Path) -> Callable[[BinaryIO], None]:
-    """Writer of an uncompressed tar of `source` (a MeasurementSet) with the directory as its top member."""
+    """Writer of an uncompressed tar of `source` (a MeasurementSet) with the directory as its top member, its
+    files' data 4 KiB-aligned and copied in the kernel (products.aligned_tar: shared blocks, not a second copy,
+    where the filesystem can)."""
     def write(handle: BinaryIO) -> None:
-        with tarfile.open(fileobj=handle, mode="w", format=tarfile.PAX_FORMAT, copybufsize=COPY_BUFFER_BYTES) as archive:
-            archive.add(source, arcname=source.name)
+        write_aligned_tar(source, handle)
     return write
 
 
@@ -98,9 +100,14 @@ def zip_store(source: Path) -> Callable[[BinaryIO], None]:
 
 
 def copy_of(source: Path) -> Callable[[BinaryIO], None]:
+    """Writer of a copy of the file `source`, in the kernel (fs.filecopy: shared blocks where the filesystem can)."""
     def write(handle: BinaryIO) -> None:
+        handle.flush()
+        start = handle.tell()
         with open(source, "rb") as data:
-            shutil.copyfileobj(data, handle, COPY_BUFFER_BYTES)
+            size = os.fstat(data.fileno()).st_size
+            copy_range(data.fileno(), handle.fileno(), size, 0, start)
+        handle.seek(start + size)
     return write
 
 

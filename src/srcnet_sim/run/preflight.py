@@ -14,8 +14,9 @@ from pathlib import Path
 import psutil
 
 from srcnet_sim.errors import UserInputError
+from srcnet_sim.fs.filecopy import shares_blocks
 from srcnet_sim.fs.space import available_memory_bytes, free_bytes
-from srcnet_sim.run.plan import PRODUCTS, Plan
+from srcnet_sim.run.plan import PRODUCTS, ZIPPED, Plan
 from srcnet_sim.sizing import IMAGE_WORKING_BYTES_PER_PIXEL, PROCESS_BASELINE_BYTES, Estimate, human
 
 # In sizing.estimate a time step holds n_chan x n_dish x n_src phasors (8 bytes) and n_chan x n_baselines x 4
@@ -57,35 +58,43 @@ def memory_problem(sizes: Estimate, images: bool, npix: int, synthetic_sky: bool
                           "available here (container limit included); make the run smaller or give it more memory")
 
 
-def _device(path: Path) -> int:
+def _existing(path: Path) -> Path:
+    """`path`, or its nearest existing parent (a directory the run will create lies on that one's filesystem)."""
     path = Path(os.path.abspath(path))
     while not path.exists():
         path = path.parent
-    return os.stat(path).st_dev
+    return path
+
+
+def _device(path: Path) -> int:
+    return os.stat(_existing(path)).st_dev
 
 
 def volume_problems(out_dir: Path, out_bytes: int, out_listing: str, tmp_dir: Path, tmp_bytes: int,
-                    tmp_listing: str) -> dict[str, UserInputError | None]:
+                    tmp_listing: str, copied_bytes: int = 0) -> dict[str, UserInputError | None]:
     """For OUT_DIR (staged products) and TMPDIR (everything made): why it cannot hold its products, or None.
     Each must be a writable directory holding its products, their sum when they share one filesystem (the MS
-    and its staged tar exist at once; the problem is then OUT_DIR's). The listings name the products."""
+    and its staged tar exist at once; the problem is then OUT_DIR's), less `copied_bytes` (the staged bytes that
+    are copies of TMPDIR's files: tars and copies made with copy_file_range) when that filesystem shares blocks
+    between files (fs.filecopy.shares_blocks: XFS with reflink, btrfs), where those copies take no new space.
+    The listings name the products."""
     problems: dict[str, UserInputError | None] = {"OUT_DIR": None, "TMPDIR": None}
     for setting, directory_path in (("OUT_DIR", out_dir), ("TMPDIR", tmp_dir)):
-        existing = Path(os.path.abspath(directory_path))
-        while not existing.exists():
-            existing = existing.parent
+        existing = _existing(directory_path)
         if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
             problems[setting] = UserInputError(setting, f"{existing} is not a writable directory; mount a writable "
                                                "volume there")
     if any(problems.values()):
         return problems
     if _device(out_dir) == _device(tmp_dir):
-        need, free = out_bytes + tmp_bytes, free_bytes(out_dir)
+        shared = copied_bytes if copied_bytes and shares_blocks(_existing(tmp_dir)) else 0
+        need, free = out_bytes + tmp_bytes - shared, free_bytes(out_dir)
         if need and free < need:
             problems["OUT_DIR"] = UserInputError(
                 "OUT_DIR", f"{out_dir} has {human(free)} free but {out_listing} need about {human(need)} together with "
-                f"{tmp_listing} made in TMPDIR ({tmp_dir}, the same filesystem); enlarge the volume, put TMPDIR on "
-                "another one, or shorten the run")
+                f"{tmp_listing} made in TMPDIR ({tmp_dir}, the same filesystem"
+                f"{', whose copies share blocks' if shared else ''}); enlarge the volume, put TMPDIR on another one, "
+                "or shorten the run")
         return problems
     for setting, where, need, listing in (("OUT_DIR", out_dir, out_bytes, out_listing),
                                           ("TMPDIR", tmp_dir, tmp_bytes, tmp_listing)):
@@ -111,7 +120,8 @@ def preflight_problems(run_plan: Plan) -> dict[str, UserInputError | None]:
     volumes = volume_problems(
         run_plan.product_dir, sum(run_plan.product_bytes(p) for p in run_plan.products),
         ", ".join(run_plan.staged_name(p) for p in PRODUCTS if p in run_plan.products),
-        scratch, sum(run_plan.product_bytes(p) for p in run_plan.made), ", ".join(run_plan.file_name(p) for p in run_plan.made))
+        scratch, sum(run_plan.product_bytes(p) for p in run_plan.made), ", ".join(run_plan.file_name(p) for p in run_plan.made),
+        copied_bytes=sum(run_plan.product_bytes(p) for p in run_plan.products if p not in ZIPPED))
     return {"memory": memory_problem(run_plan.estimate, "dirty" in run_plan.made, run_plan.imaging.npix,
                                      run_plan.synthetic_sky),
             **volumes}

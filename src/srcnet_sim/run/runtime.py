@@ -3,7 +3,7 @@
 Importing srcnet_sim changes nothing process-wide; `configure_process()` is called by `srcnet_sim.cli.main`
 (and so by the `srcnet-sim` console script and `python -m srcnet_sim.workflows.aastar`) before numpy or numba
 are imported. A library user who wants the same behaviour calls it first, before importing numpy.
-This module imports nothing numerical.
+This module imports nothing numerical (llvmlite's binding only, to read the CPU's features).
 """
 
 from __future__ import annotations
@@ -29,16 +29,41 @@ PROCESS_ENVIRONMENT = {
 
 
 def configure_process() -> dict[str, str]:
-    """Set PROCESS_ENVIRONMENT in os.environ where the user has not set a value; returns the values in force.
+    """Set PROCESS_ENVIRONMENT (and, on an AVX-512 CPU, NUMBA_CPU_FEATURES: full_width_vector_features) in
+    os.environ where the user has not set a value; returns the values in force.
 
-    If numba is already imported (it read its environment then), its threading layer is set directly too.
+    If numba is already imported (it read its environment then), its threading layer and CPU features are set
+    directly too (numba reads the features when it first compiles or loads a cached kernel).
     """
     for name, value in PROCESS_ENVIRONMENT.items():
         os.environ.setdefault(name, value)
+    features = full_width_vector_features()
+    if features is not None:
+        os.environ.setdefault("NUMBA_CPU_FEATURES", features)
     numba = sys.modules.get("numba")
     if numba is not None:
         numba.config.THREADING_LAYER = os.environ["NUMBA_THREADING_LAYER"]
-    return {name: os.environ[name] for name in PROCESS_ENVIRONMENT}
+        numba.config.CPU_FEATURES = os.environ.get("NUMBA_CPU_FEATURES", numba.config.CPU_FEATURES)
+    names = [*PROCESS_ENVIRONMENT, *(["NUMBA_CPU_FEATURES"] if "NUMBA_CPU_FEATURES" in os.environ else [])]
+    return {name: os.environ[name] for name in names}
+
+
+def full_width_vector_features() -> str | None:
+    """The host CPU's features for LLVM with 512-bit vectors preferred, where the CPU has AVX-512 (else None).
+
+    LLVM tunes Intel's AVX-512 cores (Skylake-SP to Sapphire Rapids, and the client parts) to prefer 256-bit
+    vectors, a choice made for Skylake's clock drop under 512-bit code; numba inherits it, so a kernel uses half of
+    the core's FMA width (measured here, Intel Xeon with 2 FMA units: 119 vs 228 GFLOP/s single precision,
+    benchmarks/fma_peak.py). The features are numba's own (the host's) plus "-prefer-256-bit". Every process of a
+    run uses the same (Dask workers call configure_process too): the vector width sets the order of the kernels'
+    lane sums, and so their last bits.
+    """
+    import llvmlite.binding as llvm
+
+    features = llvm.get_host_cpu_features()
+    if not features.get("avx512f", False):
+        return None
+    return features.flatten() + ",-prefer-256-bit"
 
 
 @contextmanager
