@@ -182,7 +182,8 @@ def test_abandoned_states_are_swept_but_live_and_recent_ones_kept(tmp_path: Path
 
 def test_msv4_killed_twice_then_resumed_is_the_uninterrupted_store_byte_for_byte(tmp_path: Path):
     """VIS_FORMAT=both: SIGKILL at two moments (nothing is staged, neither format), then the same settings again:
-    the staged zip of the MSv4 equals an uninterrupted run's byte for byte, its MSv2 equals column for column."""
+    the staged zip of the MSv4 equals an uninterrupted run's byte for byte, its MSv2 equals column for column; a
+    chunk write the kill left unfinished (zarr's temporary file) is removed, not staged."""
     msv4 = "b_measurements.ps.zarr.zip"
     shared_out = tmp_path / "out"  # OUT_DIR is a setting, in both formats' history: the same for both runs
     shared_out.mkdir()
@@ -200,9 +201,13 @@ def test_msv4_killed_twice_then_resumed_is_the_uninterrupted_store_byte_for_byte
         assert stderr != "", "the run ended before its kill"
         staged = [p.name for p in (shared_out / "blocks").iterdir()] if (shared_out / "blocks").exists() else []
         assert not [name for name in staged if not name.startswith(".")], staged  # nothing staged, even partly
+    # what zarr leaves when a kill comes inside a chunk's write (<chunk>.<uuid>.partial; seen in about 1 run in 8)
+    store = next(tmp.glob("srcnet-resume-*/b_measurements.ps.zarr"))
+    leftover = next(store.glob("*/VISIBILITY/c/*/0/0/0")).with_name("0.0123456789abcdef0123456789abcdef.partial")
+    leftover.write_bytes(b"half a chunk")
     final = run(["--vis"], env)
     assert final.returncode == 0, final.stderr
-    assert "continuing from there" in final.stderr
+    assert "continuing from there" in final.stderr and f"msv4: removed {leftover}" in final.stderr
     assert (shared_out / "blocks" / msv4).read_bytes() == expected_zip
     assert_identical(expected_ms, staged_columns(shared_out, tmp_path / "resumed-ms"))
     assert sorted(p.name for p in tmp.iterdir()) == []

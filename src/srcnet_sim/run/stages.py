@@ -111,6 +111,9 @@ def write_visibilities(run_plan: Plan, state: resume.RunState, backend: str = "c
         if "vis" in writers:
             writers["vis"].close()
     seconds = time.perf_counter() - started
+    if "msv4" in paths:  # every block is in: nobody writes the store now
+        for leftover in msv4.remove_unfinished_writes(paths["msv4"]):
+            logger.info("msv4: removed %s, a chunk write left unfinished by a killed run or Dask worker", leftover)
     samples = sum(b.n_times * b.n_channels for b in blocks) * n_bl * len(obs.sky)
     written = sum(result_bytes(b.n_times, b.n_channels, n_bl, obs.model_data, obs.rfi is not None) for b in blocks)
     logger.info("simulate: %d blocks in %.2f s (%.2f G source-visibilities/s, %.0f MB/s of visibilities written)",

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -203,6 +204,20 @@ def _fsync_tree(root: Path) -> None:
         for name in files:
             fsync_path(Path(directory) / name)
         fsync_path(Path(directory))
+
+
+UNFINISHED_WRITE = re.compile(r"\.[0-9a-f]{32}\.partial$")  # zarr's LocalStore writes name.<uuid4 hex>.partial, renames
+
+
+def remove_unfinished_writes(path: Path) -> list[Path]:
+    """Remove from the store at `path` the temporary files of chunk writes a killed run left (zarr's LocalStore
+    writes each chunk to `<name>.<uuid>.partial`, then renames it into place): a resumed store then holds what an
+    uninterrupted one does. Only while no other process writes the store (once every block is written).
+    Returns the files removed."""
+    removed = [Path(root) / name for root, _, names in os.walk(path) for name in names if UNFINISHED_WRITE.search(name)]
+    for leftover in removed:
+        leftover.unlink()
+    return removed
 
 
 class ProcessingSetWriter:
