@@ -10,7 +10,7 @@ import errno
 import os
 from pathlib import Path
 
-COPY_BUFFER_BYTES = 8 << 20  # the fallback's reads and writes
+COPY_BUFFER_BYTES = 8 << 20  # large reads and writes: the fallback's, and staging's zip members
 CHUNK_BYTES = 1 << 30  # one copy_file_range call at most (a signal is handled between calls)
 REFUSED = {errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL, errno.EPERM, errno.ENOTSUP}
 copy_file_range = getattr(os, "copy_file_range", None)

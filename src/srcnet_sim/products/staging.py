@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from srcnet_sim.fs.durable import fsync_path
-from srcnet_sim.fs.filecopy import copy_range
+from srcnet_sim.fs.filecopy import COPY_BUFFER_BYTES, copy_range
 from srcnet_sim.errors import UserInputError
 from srcnet_sim.products.aligned_tar import write_aligned_tar
 from srcnet_sim.products.naming import META_SUFFIX
@@ -67,9 +67,6 @@ def write_new_file(path: Path, write: Callable[[BinaryIO], None]) -> Path:
         path.unlink(missing_ok=True)
         raise
     return path
-
-
-COPY_BUFFER_BYTES = 8 << 20  # large reads and writes: the tar of a large MS is copied at the disk's speed
 
 
 def tar_directory(source: Path) -> Callable[[BinaryIO], None]:

@@ -37,9 +37,9 @@ def configure_process() -> dict[str, str]:
     """
     for name, value in PROCESS_ENVIRONMENT.items():
         os.environ.setdefault(name, value)
-    features = full_width_vector_features()
+    features = None if "NUMBA_CPU_FEATURES" in os.environ else full_width_vector_features()
     if features is not None:
-        os.environ.setdefault("NUMBA_CPU_FEATURES", features)
+        os.environ["NUMBA_CPU_FEATURES"] = features
     numba = sys.modules.get("numba")
     if numba is not None:
         numba.config.THREADING_LAYER = os.environ["NUMBA_THREADING_LAYER"]

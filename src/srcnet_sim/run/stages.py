@@ -82,16 +82,28 @@ def write_visibilities(run_plan: Plan, state: resume.RunState, backend: str = "c
                 "s" if options.workers > 1 else "", options.threads, " and ".join(FORMAT_NAMES[p] for p in formats))
     progress = Progress(n_times * n_chan, len(blocks), "simulate", done_units=state.time_steps_done * n_chan)
 
+    def remaining_fraction() -> float:
+        """The share of `expected` still to be taken on disk: the MSv2's rows are allocated at its creation (what is
+        not yet on disk of them, measured), the MSv4's chunks as their blocks come (counted, not walked: the store
+        holds a few files per block)."""
+        left = 0.0
+        if "vis" in paths:
+            left += max(0, run_plan.product_bytes("vis") - _allocated_bytes(paths["vis"]))
+        if "msv4" in paths:
+            left += run_plan.product_bytes("msv4") * units_left[0] / (n_times * n_chan)
+        return left / expected
+
     def write(result: BlockResult) -> None:
         block = result.block
-        space.check(1.0 - _allocated_bytes(state.directory) / expected)  # MSv2 rows are allocated, not on disk
+        space.check(remaining_fraction())  # MSv2 rows are allocated, not on disk
         if "vis" in writers:
             writers["vis"].put_rows(block.time_start * n_bl, result.time_s, obs.interval_s, ant1, ant2, result.uvw_m,
                                     result.vis, sigma, chan_start=block.chan_start, flag=result.flag, model=result.model)
         if "msv4" in writers and not result.stored:
             writers["msv4"].put_block(block.time_start, block.chan_start, obs.interval_s, result.uvw_m, result.vis,
                                       sigma, flag=result.flag, model=result.model)
-        space.check(1.0 - _allocated_bytes(state.directory) / expected)  # casacore aborts on a full volume
+        units_left[0] -= block.n_times * block.n_channels
+        space.check(remaining_fraction())  # casacore aborts on a full volume
         if "vis" in writers:
             writers["vis"].flush()
         if result.rfi_score is not None:
@@ -102,6 +114,7 @@ def write_visibilities(run_plan: Plan, state: resume.RunState, backend: str = "c
 
     rfi_score = np.zeros(4, dtype=np.int64)  # simulate.flagger's counts, summed over the blocks written now
     stored = [0]  # blocks the Dask workers wrote into the MSv4 themselves
+    units_left = [sum(b.n_times * b.n_channels for b in blocks)]  # time steps x channels still to write
     store = (WorkerStore(str(paths["msv4"]), obs.interval_s, sigma, keep_results="vis" in writers)
              if "msv4" in writers and options.kind == "dask" else None)  # Dask workers write their own chunks
     started = time.perf_counter()
