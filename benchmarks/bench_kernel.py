@@ -47,8 +47,9 @@ def main() -> None:
     bits = 512 if "+avx512f" in features and "-prefer-256-bit" in features else 256
     peak = max(peaks.values())  # the core's: its widest FMAs
     flops = 10 * len(run.ant1) * len(run.freq_hz) * 1 * len(terms.lmn)
-    print(f"FMA peak of one core: {peaks[256]:.1f} GFLOP/s (256-bit), {peaks[512]:.1f} GFLOP/s (512-bit); the kernel "
-          f"prefers {bits}-bit vectors; {flops / 1e9:.2f} GFLOP of sums per time step")
+    wide = f"{peaks[512]:.1f} GFLOP/s (512-bit)" if 512 in peaks else "no AVX-512"
+    print(f"FMA peak of one core: {peaks[256]:.1f} GFLOP/s (256-bit), {wide}; the kernel prefers {bits}-bit vectors; "
+          f"{flops / 1e9:.2f} GFLOP of sums per time step")
     most = numba.config.NUMBA_NUM_THREADS
     first = None
     for threads in curve_points(most):

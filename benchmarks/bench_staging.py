@@ -26,8 +26,7 @@ from pathlib import Path
 
 from srcnet_sim.products.aligned_tar import write_aligned_tar
 
-RUN = {"NUM_TIME_STAMPS": "240", "FREQ_INC_HZ": "4437500", "NUM_FREQ_CHANNELS": "16", "SYNTHETIC_SOURCES": "1",
-       "SMEARING": "off"}
+RUN = {"NUM_TIME_STAMPS": "240", "FREQ_INC_HZ": "4437500", "SYNTHETIC_SOURCES": "1", "SMEARING": "off"}
 
 
 def make_ms(work: Path) -> Path:

@@ -323,6 +323,7 @@ def image_cube_of(ms_path: Path, params, clean, channels_out: int, paths: dict[s
 
 def cmd_qa(args: argparse.Namespace) -> int:
     from srcnet_sim.progress import logger
+    from srcnet_sim.qa.cube_io import is_line_cube
     from srcnet_sim.qa.report import make_report, summary_lines
 
     from srcnet_sim.fs.input_files import regular_file
@@ -333,7 +334,11 @@ def cmd_qa(args: argparse.Namespace) -> int:
     if not out_dir.is_dir():
         raise UserInputError("--out-dir", f"{out_dir} does not exist")
     prefix = args.name if args.name is not None else image.name.removesuffix(".fits") + "-"
-    report = make_report(image, truth, out_dir, prefix=prefix)
+    if is_line_cube(image):  # a FREQ axis of more than one plane: score line detections (qa.line_report)
+        from srcnet_sim.qa.line_report import make_line_report, summary_lines
+        report = make_line_report(image, truth, out_dir, prefix=prefix)
+    else:
+        report = make_report(image, truth, out_dir, prefix=prefix)
     for line in summary_lines(report.summary):
         logger.info("%s", line)
     for path in report.files:
@@ -411,11 +416,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_settings_options(estimate_parser)
     estimate_parser.set_defaults(handler=cmd_estimate)
     add_image_parser(commands)
-    qa_parser = commands.add_parser("qa", help="QA report of an image against a truth catalogue (PyBDSF)",
+    qa_parser = commands.add_parser("qa", help="QA report of an image or cube against a truth catalogue",
                                     description="Find sources in a restored FITS image with PyBDSF, cross-match them with a "
                                                 "truth catalogue (srcnet-sim's <FILE_PREFIX>truth.fits, or any catalogue "
-                                                "SKY_MODEL reads) and write a JSON summary and PNG plots.")
-    qa_parser.add_argument("image", metavar="IMAGE", help="restored image (FITS, BMAJ/BMIN in the header)")
+                                                "SKY_MODEL reads) and write a JSON summary and PNG plots. A cube (a FREQ "
+                                                "axis of more than one plane) gets the line report instead: lines found "
+                                                "by smooth-and-clip, scored against the truth's lines (<name>line-qa.json).")
+    qa_parser.add_argument("image", metavar="IMAGE", help="restored image (FITS, BMAJ/BMIN in the header) or cube "
+                           "(Jy/beam, restoring beams in a BEAMS table or the header)")
     qa_parser.add_argument("truth", metavar="TRUTH", help="truth catalogue (FITS truth file, MIGHTEE FITS, CSV, OSKAR text)")
     qa_parser.add_argument("--out-dir", help="directory for the report [current directory]")
     qa_parser.add_argument("--name", help="file name prefix of the report [the image name and '-']")

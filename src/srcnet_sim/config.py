@@ -69,7 +69,7 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
 
-    sky_model: str = Field("SYNTHETIC", description="SYNTHETIC, SYNTHETIC_HI (seeded HI galaxies whose lines fall in the band), MIGHTEE_L1, or the path of a catalogue file (OSKAR text, CSV, FITS)")
+    sky_model: str = Field("SYNTHETIC", description="SYNTHETIC, SYNTHETIC_HI (seeded HI galaxies whose lines fall in the band), MIGHTEE_L1, or the path of a catalogue file (OSKAR text, CSV, FITS, Karabo HI HDF5 .h5)")
     sky_model_path: str | None = Field(None, description="catalogue file for a named sky model (MIGHTEE_L1)")
     sky_model_cache: str | None = Field(None, description="directory where SKY_MODEL=MIGHTEE_L1 is downloaded once and reused (default: ~/.cache/srcnet-sim)")
     mightee_l1_url: str = Field(MIGHTEE_L1_URL, description="where SKY_MODEL=MIGHTEE_L1 is downloaded from when SKY_MODEL_PATH is unset (a mirror may be given)")

@@ -12,6 +12,7 @@ import math
 SPEED_OF_LIGHT_M_S: float = 299_792_458.0
 BOLTZMANN_J_K: float = 1.380649e-23
 JANSKY_W_M2_HZ: float = 1e-26
+HI_REST_FREQ_HZ: float = 1_420_405_751.768  # the 21 cm line of neutral hydrogen (hyperfine transition), Hz
 SECONDS_PER_DAY: float = 86400.0  # MJD days <-> MJD seconds (UTC, as casacore's TIME)
 SECONDS_PER_HOUR: float = 3600.0
 ARCSEC_PER_DEG: float = 3600.0

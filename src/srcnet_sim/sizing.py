@@ -16,10 +16,14 @@ BYTES_PER_FLOAT64 = 8
 # The seed's image sizing rule for this workflow: npixel^2 x num_channels x 8 bytes with num_channels = 1,
 # because its images are one MFS plane whatever the number of channels observed.
 IMAGE_CHANNELS = 1
-# Per MS row besides DATA: UVW 24, WEIGHT+SIGMA 2 x 4 x 4, TIME/TIME_CENTROID/INTERVAL/EXPOSURE 32,
-# eleven int32 ids 44, FLAG_ROW 1, plus FLAG at 1 bit per value; measured overhead ~10 %.
-ROW_OVERHEAD_BYTES = 24 + 32 + 32 + 44 + 1
+# Per MS row besides DATA and FLAG (1 bit per value), as vis.writer stores them: UVW 24, WEIGHT + SIGMA 2 x 4 x 4,
+# ANTENNA1/2 2 x 4, and 8 measured (their StandardStMan's buckets, the tar's headers); the columns constant over a
+# time step (TIME, INTERVAL, the ids) take almost nothing in their IncrementalStMan. Measured: the expected size is
+# 0-1 % above the staged tar from 16 to 1,024 channels (benchmarks/rehearsal.py, benchmarks/bench_io_run.py),
+# more for MSs of a few MB (the fixed parts are upper bounds).
+ROW_OVERHEAD_BYTES = 24 + 32 + 8 + 8
 FIXED_MS_BYTES = 2_000_000  # subtables and table descriptors
+TILE_PADDING_BYTES = 1 << 20  # the last tile of each tiled column (vis.writer.TILE_BYTES) and channel block is whole
 # MSv4 (vis.msv4): VISIBILITY (and VISIBILITY_MODEL) raw complex64, UVW raw float64; FLAG, WEIGHT and the two time
 # columns Blosc-LZ4 compressed: measured at most MSV4_PACKED_BYTES_PER_VALUE per (baseline, channel, correlation)
 # value for FLAG + WEIGHT together (constant weights; RFI flags included) and per row for the time columns.
@@ -178,10 +182,11 @@ def estimate(n_channels: int, n_times: int, n_dishes: int, autocorrelations: boo
     values = n_channels * n_corr
     bytes_per_vis = 2 * BYTES_PER_COMPLEX64 if double_precision else BYTES_PER_COMPLEX64
     row_bytes = values * bytes_per_vis * (2 if model_data else 1) + (values + 7) // 8 + ROW_OVERHEAD_BYTES
-    ms_expected = int(rows * row_bytes * 1.1) + FIXED_MS_BYTES
     # One worker computing blocks (worker_peak_bytes: phasors of a block's channels, sums, results held).
     shape = block_shape(n_times, n_channels, n_dishes, n_sources, n_baselines, limit, double_precision, workers,
                         model_data, flags)
+    tiled_columns = 3 + (3 if model_data else 2) * -(-n_channels // shape.n_channels)  # UVW, WEIGHT, SIGMA; DATA..
+    ms_expected = rows * row_bytes + FIXED_MS_BYTES + tiled_columns * TILE_PADDING_BYTES
     simulate_peak = shape.worker_peak_bytes - PROCESS_BASELINE_BYTES
     n_blocks = -(-n_times // shape.n_times) * -(-n_channels // shape.n_channels)
     # Imaging reads chunks of at most CHUNK_SAMPLES (rows x channels): DATA, FLAG and weights of all correlations,

@@ -113,7 +113,7 @@ def test_expected_size_is_close_to_the_written_size(out_dir: Path):
     assert run_cli(["run", "--vis"], env=env).returncode == 0
     written = (out_dir / "testing" / "measurements.ms.tar").stat().st_size
     expected = plan(load_settings(environ=env)).estimate.ms_expected_bytes
-    assert 0.75 * written < expected < 1.5 * written
+    assert written <= expected < 1.5 * written  # never less: preflight asks for it (a few MB: fixed parts dominate)
 
 
 def peak_rss_bytes(args: list[str], env: dict[str, str]) -> int:

@@ -125,7 +125,7 @@ def test_a_killed_runs_claims_scratch_and_partial_files_are_taken_over_by_the_ne
 ])
 def test_sigterm_and_sigint_end_the_run_with_one_line_and_remove_its_files(dirs, tmp_path: Path, stop_signal, moment):
     out, tmp = dirs
-    # While simulating, the signal comes when the MS appears (its rows are allocated at once), before the first of
+    # While simulating, the signal comes when the MS appears (made empty before the first block), before the first of
     # its 8 blocks (blocks.MIN_BLOCKS) is computed; the main thread acts on it when the kernel call it is in returns,
     # so at most a block or two are done whatever the kernel's speed. The sources make each block take long against
     # this test's own delay in sending the signal on a busy machine.

@@ -12,7 +12,6 @@ band average, which the MFS model holds and the uv step takes out of every plane
 
 from __future__ import annotations
 
-import threading
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor

@@ -45,7 +45,8 @@ from astropy.time import Time
 from srcnet_sim import __version__
 from srcnet_sim.errors import UserInputError
 from srcnet_sim.instrument.beams import beam_parameters
-from srcnet_sim.sky.catalogues import C_KM_S, HI_REST_FREQ_HZ
+from srcnet_sim.constants import HI_REST_FREQ_HZ
+from srcnet_sim.sky.catalogues import C_KM_S
 from srcnet_sim.sky.lines import channel_line_flux
 from srcnet_sim.simulate.apparent import apparent_gain
 from srcnet_sim.simulate.observation import Observation
@@ -177,26 +178,41 @@ class Reference:
     noise_simulated: bool | None
 
 
-def read_reference(path: Path, freq_hz: float) -> Reference:
-    """Read a truth catalogue (S_APP_MEAN) or any catalogue srcnet-sim reads (intrinsic flux at freq_hz)."""
+def read_catalogue_as_truth(path: Path):
+    """The SkyModel of a catalogue file SKY_MODEL reads, given as a QA truth: its errors name TRUTH."""
     from srcnet_sim.sky.catalogues import read_catalogue
 
-    path = Path(path)
-    if path.suffix.lower() in (".fits", ".fit"):
-        try:
-            with fits.open(path) as hdul:
-                if EXTNAME in hdul:
-                    data, head = hdul[EXTNAME].data, hdul[EXTNAME].header
-                    return Reference(ra_deg=np.asarray(data["RA"], dtype=float), dec_deg=np.asarray(data["DEC"], dtype=float),
-                                     flux_jy=np.asarray(data["S_APP_MEAN"], dtype=float),
-                                     major_deg=np.asarray(data["DC_MAJ"], dtype=float), apparent=True,
-                                     noise_simulated=head.get("NOISE") == "on")
-        except OSError:
-            pass  # not a FITS file: the catalogue readers say what is wrong
     try:
-        sky = read_catalogue(path)
+        return read_catalogue(path)
     except UserInputError as exc:
         raise UserInputError("TRUTH", str(exc).split(": ", 1)[-1]) from exc
+
+
+def truth_table(path: Path) -> tuple[fits.FITS_rec, fits.Header] | None:
+    """The data and header of the truth table (HDU EXTNAME) when `path` is a srcnet-sim truth file, else None (not
+    FITS, or FITS without that table: a catalogue for read_catalogue_as_truth, whose readers say what is wrong)."""
+    path = Path(path)
+    if path.suffix.lower() not in (".fits", ".fit"):
+        return None
+    try:
+        with fits.open(path) as hdul:
+            if EXTNAME in hdul:
+                return hdul[EXTNAME].data.copy(), hdul[EXTNAME].header.copy()
+    except OSError:
+        pass
+    return None
+
+
+def read_reference(path: Path, freq_hz: float) -> Reference:
+    """Read a truth catalogue (S_APP_MEAN) or any catalogue srcnet-sim reads (intrinsic flux at freq_hz)."""
+    table = truth_table(path)
+    if table is not None:
+        data, head = table
+        return Reference(ra_deg=np.asarray(data["RA"], dtype=float), dec_deg=np.asarray(data["DEC"], dtype=float),
+                         flux_jy=np.asarray(data["S_APP_MEAN"], dtype=float),
+                         major_deg=np.asarray(data["DC_MAJ"], dtype=float), apparent=True,
+                         noise_simulated=head.get("NOISE") == "on")
+    sky = read_catalogue_as_truth(path)
     flux = sky.stokes_at(np.array([freq_hz]))[0, 0]
     return Reference(ra_deg=np.degrees(sky.ra_rad), dec_deg=np.degrees(sky.dec_rad), flux_jy=flux,
                      major_deg=np.degrees(sky.major_fwhm_rad), apparent=False, noise_simulated=None)

@@ -70,3 +70,34 @@ def offsets_arcsec(truth_ra: np.ndarray, truth_dec: np.ndarray, det_ra: np.ndarr
     east, north = truth.spherical_offsets_to(SkyCoord(det_ra * u.deg, det_dec * u.deg))
     return east.to_value(u.arcsec), north.to_value(u.arcsec)
 
+
+
+def nearest_in_space_and_frequency(truth_ra: np.ndarray, truth_dec: np.ndarray, truth_freq_hz: np.ndarray,
+                                   window_hz: np.ndarray, det_ra: np.ndarray, det_dec: np.ndarray,
+                                   det_freq_hz: np.ndarray, radius_deg: float) -> Match:
+    """One-to-one pairs of line sources: a truth line (i) and a detection (j) are candidates when they lie within
+    radius_deg on the sky and |det_freq - truth_freq| <= window_hz[i]; candidates pair closest first by
+    (separation / radius)^2 + (frequency offset / window)^2, each source and detection used once.
+
+    truth_*: (n_truth,) deg, Hz; window_hz: (n_truth,) Hz; det_*: (n_det,) deg, Hz.
+    """
+    empty = Match(np.zeros(0, dtype=int), np.zeros(0, dtype=int), np.zeros(0))
+    if len(truth_ra) == 0 or len(det_ra) == 0:
+        return empty
+    truth = SkyCoord(truth_ra * u.deg, truth_dec * u.deg)
+    found = SkyCoord(det_ra * u.deg, det_dec * u.deg)
+    ti, dj, sep, _ = found.search_around_sky(truth, radius_deg * u.deg)
+    dnu = np.abs(det_freq_hz[dj] - truth_freq_hz[ti])
+    near = dnu <= window_hz[ti]
+    ti, dj, sep_deg, dnu = ti[near], dj[near], sep.deg[near], dnu[near]
+    cost = (sep_deg / radius_deg) ** 2 + (dnu / window_hz[ti]) ** 2
+    used_t, used_d, pairs = set(), set(), []
+    for k in np.argsort(cost, kind="stable"):
+        if ti[k] not in used_t and dj[k] not in used_d:
+            used_t.add(ti[k])
+            used_d.add(dj[k])
+            pairs.append(k)
+    pairs = np.array(pairs, dtype=int)
+    if pairs.size == 0:
+        return empty
+    return Match(np.asarray(ti[pairs], dtype=int), np.asarray(dj[pairs], dtype=int), np.asarray(sep_deg[pairs]))

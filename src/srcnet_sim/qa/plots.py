@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Ellipse
+from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 DPI = 100
 
@@ -87,7 +88,8 @@ def offsets(east_arcsec: np.ndarray, north_arcsec: np.ndarray, beam_arcsec: tupl
     return path
 
 
-def completeness(completeness_rows: list[dict], reliability_rows: list[dict], path: Path) -> Path:
+def completeness(completeness_rows: list[dict], reliability_rows: list[dict], path: Path,
+                 xlabel: str = "signal-to-noise (flux / image rms)") -> Path:
     """Completeness (truth recovered) and reliability (detections real) per SNR bin."""
     fig = Figure(figsize=(6.4, 4.2), dpi=DPI)
     ax = fig.add_subplot()
@@ -98,8 +100,47 @@ def completeness(completeness_rows: list[dict], reliability_rows: list[dict], pa
     ax.axvline(10, color="grey", linestyle=":")
     ax.set_xscale("log")
     ax.set_ylim(-0.05, 1.05)
-    ax.set_xlabel("signal-to-noise (flux / image rms)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("fraction")
     ax.legend(fontsize=8)
+    fig.savefig(path, bbox_inches="tight")
+    return path
+
+
+def line_recovery(truth_snr: np.ndarray, flux_ratio: np.ndarray, offset_planes: np.ndarray, snr_min: float,
+                  path: Path) -> Path:
+    """Two panels against the truth lines' signal-to-noise (n,): recovered / true integrated line flux, and the
+    frequency offset (detection - truth) in planes; the quoted S/N limit dotted."""
+    fig = Figure(figsize=(10.4, 4.0), dpi=DPI, layout="constrained")
+    for k, (values, label, level) in enumerate(((flux_ratio, "finder / true integrated line flux", 1.0),
+                                                (offset_planes, "frequency offset (planes)", 0.0))):
+        ax = fig.add_subplot(1, 2, k + 1)
+        ax.scatter(truth_snr, values, s=10, alpha=0.7)
+        ax.axhline(level, color="k", linewidth=0.8)
+        ax.axvline(snr_min, color="grey", linestyle=":", label=f"S/N {snr_min:g}")
+        if len(values):
+            ax.axhline(float(np.median(values)), color="C1", linestyle="--", label=f"median {np.median(values):.3f}")
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("true line signal-to-noise")
+        ax.set_ylabel(label)
+        ax.legend(fontsize=8)
+    fig.savefig(path, bbox_inches="tight")
+    return path
+
+
+def peak_map(snr_map: np.ndarray, truth_xy: np.ndarray, det_xy: np.ndarray, path: Path) -> Path:
+    """The (ny, nx) peak |I| / sigma over a cube's planes, truth lines '+' (cyan) and detections 'o' (lime)."""
+    fig = Figure(figsize=(6.4, 6.0), dpi=DPI)
+    ax = fig.add_subplot()
+    shown = ax.imshow(snr_map, origin="lower", cmap="inferno", vmin=0, vmax=max(10.0, float(np.nanmax(snr_map, initial=0))),
+                      interpolation="nearest")
+    if len(truth_xy):
+        ax.scatter(truth_xy[:, 0], truth_xy[:, 1], marker="+", s=60, color="cyan", linewidths=1.0)
+    if len(det_xy):
+        ax.scatter(det_xy[:, 0], det_xy[:, 1], marker="o", s=90, facecolors="none", edgecolors="lime", linewidths=1.0)
+    fig.colorbar(shown, ax=ax, label="peak |I| / plane rms over the planes")
+    ax.set_title("line QA: truth + (cyan), detections o (lime)", fontsize=10)
     fig.savefig(path, bbox_inches="tight")
     return path

@@ -91,8 +91,7 @@ def ms_write_speed(observation, directory: Path) -> float:
     data = np.ones((WRITE_PROBE_STEPS, n_bl, n_chan, 4), dtype=np.complex64)
     with tempfile.TemporaryDirectory(prefix=".srcnet-sim-ms-probe-", dir=directory) as work:
         path = Path(work) / "probe.ms"
-        MeasurementSetWriter(path, description, n_rows=rows).close()
-        with MeasurementSetWriter.reopen(path) as writer:
+        with MeasurementSetWriter(path, description) as writer:
             start = time.perf_counter()
             writer.put_rows(0, np.arange(WRITE_PROBE_STEPS, dtype=float), 1.0, ant1, ant2,
                             np.zeros((WRITE_PROBE_STEPS, n_bl, 3)), data, np.ones(n_bl))

@@ -57,7 +57,8 @@ def write_visibilities(run_plan: Plan, state: resume.RunState, backend: str = "c
     ant1, ant2 = obs.baselines
     n_bl, n_times, n_chan = len(ant1), sizes.n_times, sizes.n_channels
     sigma = obs.baseline_sigma()
-    writers = _reopen_writers(paths, n_times * n_bl, state) if state.resumed else {}
+    rows = (state.time_steps_done * n_bl, n_times * n_bl)  # the rows a resumed MSv2 holds at least, and at most
+    writers = _reopen_writers(paths, rows, state) if state.resumed else {}
     expected = sum(run_plan.product_bytes(p) for p in formats)
     space = DiskGuard(state.directory, "TMPDIR", expected)
     if not writers:
@@ -66,13 +67,13 @@ def write_visibilities(run_plan: Plan, state: resume.RunState, backend: str = "c
             creating = path.with_name(path.name + ".creating")  # a run killed while creating leaves nothing
             shutil.rmtree(creating, ignore_errors=True)
             if product == "vis":
-                MeasurementSetWriter(creating, description, tile_channels=sizes.block_channels, n_rows=n_times * n_bl,
+                MeasurementSetWriter(creating, description, tile_channels=sizes.block_channels,
                                      model_data=obs.model_data).close()
             else:
                 msv4.create_store(creating, description, obs.times_s, obs.interval_s, ant1, ant2, sizes.block_times,
                                   sizes.block_channels, model=obs.model_data, partition=msv4.partition_name(path))
             os.rename(creating, path)
-        writers = _reopen_writers(paths, n_times * n_bl, None)
+        writers = _reopen_writers(paths, (0, 0), None)
     shape = BlockShape(sizes.block_times, sizes.block_channels, sizes.simulate_peak_bytes)
     blocks = make_blocks(n_times, n_chan, shape, first_time=state.time_steps_done)
     options = replace(run_plan.execution, backend=backend)
@@ -83,9 +84,9 @@ def write_visibilities(run_plan: Plan, state: resume.RunState, backend: str = "c
     progress = Progress(n_times * n_chan, len(blocks), "simulate", done_units=state.time_steps_done * n_chan)
 
     def remaining_fraction() -> float:
-        """The share of `expected` still to be taken on disk: the MSv2's rows are allocated at its creation (what is
-        not yet on disk of them, measured), the MSv4's chunks as their blocks come (counted, not walked: the store
-        holds a few files per block)."""
+        """The share of `expected` still to be taken on disk: the MSv2's (what is not yet on disk of it, measured on
+        its own path), the MSv4's (its blocks still to come, counted, not walked: the store holds a few files per
+        block)."""
         left = 0.0
         if "vis" in paths:
             left += max(0, run_plan.product_bytes("vis") - _allocated_bytes(paths["vis"]))
@@ -95,7 +96,7 @@ def write_visibilities(run_plan: Plan, state: resume.RunState, backend: str = "c
 
     def write(result: BlockResult) -> None:
         block = result.block
-        space.check(remaining_fraction())  # MSv2 rows are allocated, not on disk
+        space.check(remaining_fraction())  # the block's rows and tiles are added by this write
         if "vis" in writers:
             writers["vis"].put_rows(block.time_start * n_bl, result.time_s, obs.interval_s, ant1, ant2, result.uvw_m,
                                     result.vis, sigma, chan_start=block.chan_start, flag=result.flag, model=result.model)
@@ -146,16 +147,17 @@ def write_visibilities(run_plan: Plan, state: resume.RunState, backend: str = "c
 FORMAT_NAMES = {"vis": "MSv2", "msv4": "MSv4"}
 
 
-def _reopen_writers(paths: dict[str, Path], n_rows: int, state: resume.RunState | None) -> dict:
-    """Writers of the visibility products at `paths` made before ({product: writer}). With `state` (a resumed run),
-    products the killed run left unreadable are logged and the state started over (an empty dict returned)."""
+def _reopen_writers(paths: dict[str, Path], rows: tuple[int, int], state: resume.RunState | None) -> dict:
+    """Writers of the visibility products at `paths` made before ({product: writer}); the MSv2 must hold
+    rows[0]..rows[1] rows (its journaled blocks at least). With `state` (a resumed run), products the killed run
+    left unreadable are logged and the state started over (an empty dict returned)."""
     writers: dict = {}
     try:
         for product, path in paths.items():
             if product == "vis":
                 writers[product] = MeasurementSetWriter.reopen(path)
-                if writers[product].n_rows != n_rows:
-                    raise RuntimeError(f"{writers[product].n_rows} rows instead of {n_rows}")
+                if not rows[0] <= writers[product].n_rows <= rows[1]:
+                    raise RuntimeError(f"{writers[product].n_rows} rows, not {rows[0]}..{rows[1]}")
             else:
                 writers[product] = msv4.ProcessingSetWriter(path)
     except (RuntimeError, OSError, ValueError, KeyError) as exc:  # what the killed run left cannot be opened
@@ -262,19 +264,26 @@ def qa_unavailable(run_plan: Plan) -> QAError | None:
 
 
 def quality_report(run_plan: Plan, made: dict[str, Path], scratch: Path) -> QAError | None:
-    """Compare the cleaned image with the truth (PyBDSF) into made["qa"], the QA directory in `scratch`; log a few
-    lines. Returns the QAError (one line, logged) when PyBDSF fails, else None."""
-    from srcnet_sim.qa.report import make_report, summary_lines
+    """Compare the cleaned image with the truth (PyBDSF) into made["qa"], the QA directory in `scratch`, and, when
+    the run made a cleaned cube of a sky with lines, the cube's line detections (qa.line_report, its own file
+    names in the same directory); log a few lines. Returns the QAError (one line, logged) when either fails, else
+    None."""
+    from srcnet_sim.qa import line_report, report
 
     directory = scratch / run_plan.file_name("qa")
     directory.mkdir()
-    try:
-        report = make_report(made["clean"], made["truth"], directory, prefix=run_plan.names.file_prefix)
-    except QAError as exc:
-        (logger.error if "qa" in run_plan.products else logger.warning)("%s", exc)
-        return exc
-    for line in summary_lines(report.summary):
-        logger.info("%s", line)
+    prefix = run_plan.names.file_prefix
+    reports = [(report.make_report, made["clean"], report.summary_lines)]
+    if "cube" in made and run_plan.observation.sky.has_lines:
+        reports.append((line_report.make_line_report, made["cube"], line_report.summary_lines))
+    for make, image, summary_lines in reports:
+        try:
+            result = make(image, made["truth"], directory, prefix=prefix)
+        except QAError as exc:
+            (logger.error if "qa" in run_plan.products else logger.warning)("%s", exc)
+            return exc
+        for line in summary_lines(result.summary):
+            logger.info("%s", line)
     made["qa"] = directory
     return None
 

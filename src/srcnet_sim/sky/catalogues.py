@@ -1,4 +1,5 @@
-"""Catalogue readers: OSKAR sky-model text, CSV with a header, MIGHTEE-layout FITS tables."""
+"""Catalogue readers: OSKAR sky-model text, CSV with a header, MIGHTEE-layout FITS tables (and, in sky.karabo_hi,
+Karabo's HI line-emission HDF5)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from srcnet_sim.constants import HI_REST_FREQ_HZ
 from srcnet_sim.constants import RAD_PER_ARCSEC as ARCSEC
 from srcnet_sim.constants import RAD_PER_DEG as DEG
 from srcnet_sim.errors import UserInputError
@@ -51,7 +53,6 @@ MIGHTEE_COLUMNS = {"ra_deg": "RA", "dec_deg": "DEC", "i_jy": "S_PEAK", "ref_freq
 MIGHTEE_OPTIONAL_COLUMNS = {"q_jy": "S_INT_Q", "u_jy": "S_INT_U", "v_jy": "S_INT_V", "spectral_index": "SPEC_INDX",
                             "line_flux_jy_hz": "LINE_FLUX", "line_freq_hz": "LINE_FREQ", "line_w20_hz": "LINE_W20",
                             "line_sigma_hz": "LINE_SIG"}
-HI_REST_FREQ_HZ = 1_420_405_751.768  # the 21 cm line of neutral hydrogen
 HI_DISPERSION_KMS = 10.0  # the HI gas's velocity dispersion in a disc (about 10 km/s in nearby discs: Tamburro et al. 2009)
 HOLMBERG_THICKNESS = 0.2  # intrinsic axis ratio q0 of a disc: b/a = sqrt(cos^2 i (1 - q0^2) + q0^2) (Holmberg 1958)
 W20_PER_W50 = 3.5885 / 2.3548  # of a Gaussian line: how a W50 is turned into the W20 the model takes
@@ -238,6 +239,10 @@ def read_catalogue(path: Path) -> SkyModel:
         return read_mightee_fits(path)
     if suffix == ".csv":
         return read_csv(path)
+    if suffix in (".h5", ".hdf5"):
+        from srcnet_sim.sky.karabo_hi import read_karabo_hi  # Karabo's HI line-emission catalogue
+
+        return read_karabo_hi(path)
     text = _catalogue_text(path)
     first = next((line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")), "")
     if first and not any(_is_number(token) for token in first.replace(",", " ").split()):

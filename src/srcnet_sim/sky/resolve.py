@@ -54,7 +54,7 @@ def load_sky_model(
         path = Path(spec).expanduser()
         if not os.path.lexists(path):
             raise UserInputError("SKY_MODEL", f"unknown sky model {spec!r}: use {', '.join(NAMED_SKY_MODELS)} "
-                                 "or the path of a catalogue file (OSKAR text, CSV, FITS)")
+                                 "or the path of a catalogue file (OSKAR text, CSV, FITS, Karabo HI HDF5)")
         sky = read_catalogue(path)
     problem = sky.first_problem(freq_hz)
     if problem:

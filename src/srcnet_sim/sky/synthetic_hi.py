@@ -21,7 +21,8 @@ import numpy as np
 
 from srcnet_sim.constants import RAD_PER_DEG as DEG
 from srcnet_sim.errors import UserInputError
-from srcnet_sim.sky.catalogues import C_KM_S, HI_DISPERSION_KMS, HI_REST_FREQ_HZ, HOLMBERG_THICKNESS
+from srcnet_sim.constants import HI_REST_FREQ_HZ
+from srcnet_sim.sky.catalogues import C_KM_S, HI_DISPERSION_KMS, HOLMBERG_THICKNESS
 from srcnet_sim.sky.lines import disc_w20_hz
 from srcnet_sim.sky.model import SkyModel
 from srcnet_sim.sky.synthetic import uniform_on_cap

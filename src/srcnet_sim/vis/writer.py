@@ -66,16 +66,16 @@ class MeasurementSetWriter:
     consecutive steps at once (the same rows, fewer and larger writes). DATA is complex64.
     """
 
-    def __init__(self, path: Path, description: MSDescription, tile_channels: int | None = None, n_rows: int = 0,
+    def __init__(self, path: Path, description: MSDescription, tile_channels: int | None = None,
                  model_data: bool = False) -> None:
         """tile_channels: channels per DATA and FLAG tile (default all). Writers that write a block of channels
         at a time pass the block's channel count, so that each block fills whole tiles (no read-modify-write).
 
-        n_rows: rows allocated at once (a run's rows, written later with `put_rows`): the table's structure is
-        then final from the start, and a process killed while writing leaves only rows' values unfinished,
-        which a resumed run writes again.
+        model_data: the main table has a MODEL_DATA column (stored as DATA), written from put_rows's `model`.
 
-        model_data: the main table has a MODEL_DATA column (stored as DATA), written from put_rows's `model`."""
+        The main table starts with no rows: `put_rows` adds them as the blocks come, in time order, so that each
+        tile is written once, with its values. (Rows allocated at once cost a second write of the whole table:
+        casacore's first flush fills every new bucket with zeros.)"""
         self.path = Path(path)
         self.description = description
         n_chan, n_corr = len(description.freq_hz), len(LINEAR_CORR_TYPES)
@@ -84,9 +84,6 @@ class MeasurementSetWriter:
         self._n_rows = 0
         self._weights: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # sigma given, SIGMA rows, WEIGHT rows
         self._write_subtables()
-        if n_rows:
-            self._main.addrows(n_rows)
-            self._main.flush()  # the space of every row taken now: later writes overwrite, never grow the files
 
     def __enter__(self) -> "MeasurementSetWriter":
         return self
@@ -106,7 +103,8 @@ class MeasurementSetWriter:
 
     @classmethod
     def reopen(cls, path: Path) -> "MeasurementSetWriter":
-        """Open an MS this writer made before (a resumed run) to write its rows with `put_rows`; subtables kept."""
+        """Open an MS this writer made before (a resumed run) to write its rows with `put_rows`; subtables kept.
+        Its n_rows are those of its last flush."""
         writer = cls.__new__(cls)
         writer.path = Path(path)
         writer.description = None
@@ -136,9 +134,11 @@ class MeasurementSetWriter:
         flag: np.ndarray | None = None,
         model: np.ndarray | None = None,
     ) -> None:
-        """Write n_t consecutive time steps into allocated rows from `start_row` (rewriting is idempotent): DATA and
-        FLAG of channels [chan_start, chan_start + n_chan_block), and, with the block that starts at channel 0, the
-        columns of the rows themselves (time, baseline, UVW, weights), which do not depend on the channel.
+        """Write n_t consecutive time steps into the rows from `start_row` (rewriting is idempotent), adding the rows
+        the table does not have yet: DATA and FLAG of channels [chan_start, chan_start + n_chan_block), and, with the
+        block that starts at channel 0, the columns of the rows themselves (time, baseline, UVW, weights), which do
+        not depend on the channel. Blocks come in time order (a later start leaves rows of zeros between, written
+        twice).
 
         Args:
             start_row: first row written (rows are time-major, baselines within a time step).
@@ -160,7 +160,7 @@ class MeasurementSetWriter:
         n = n_t * n_bl
         main = self._main
         if start_row + n > main.nrows():
-            raise ValueError(f"rows {start_row}..{start_row + n} beyond the {main.nrows()} allocated")
+            main.addrows(start_row + n - main.nrows())
         if chan_start == 0:
             for name, values in self._row_columns(times_s, interval_s, ant1, ant2, uvw_m, sigma, n_corr).items():
                 main.putcol(name, values, startrow=start_row, nrow=n)
@@ -214,10 +214,8 @@ class MeasurementSetWriter:
         sigma: np.ndarray,
         flag: np.ndarray | None = None,
     ) -> None:
-        """Append n_t consecutive time steps of all channels (new rows, then `put_rows`); args as `put_rows`."""
-        start = self._n_rows
-        self._main.addrows(len(times_s) * len(ant1))
-        self.put_rows(start, times_s, interval_s, ant1, ant2, uvw_m, data, sigma, flag=flag)
+        """Append n_t consecutive time steps of all channels after the last row; args as `put_rows`."""
+        self.put_rows(self._main.nrows(), times_s, interval_s, ant1, ant2, uvw_m, data, sigma, flag=flag)
 
     def _row_columns(self, times_s: np.ndarray, interval_s: float, ant1: np.ndarray, ant2: np.ndarray,
                      uvw_m: np.ndarray, sigma: np.ndarray, n_corr: int) -> dict[str, np.ndarray]:

@@ -20,7 +20,8 @@ from srcnet_sim.config import load_settings
 from srcnet_sim.errors import UserInputError
 from srcnet_sim.run.plan import plan
 from srcnet_sim.simulate.observation import LINE_CHANNEL_GROUP, simulate
-from srcnet_sim.sky.catalogues import C_KM_S, HI_REST_FREQ_HZ, read_catalogue
+from srcnet_sim.constants import HI_REST_FREQ_HZ
+from srcnet_sim.sky.catalogues import C_KM_S, read_catalogue
 from srcnet_sim.sky.lines import W20_PER_SIGMA, channel_line_flux, disc_rotation_hz
 from srcnet_sim.sky.resolve import load_sky_model
 
