@@ -186,7 +186,9 @@ def cube_lines(run_plan) -> list[str]:
     return [f"cube file size          {human(run_plan.product_bytes('cube'))} ({planes} planes of npixel^2 float32 "
             f"+ BEAMS table)",
             f"cube imaging memory     {human(per_plane)} per plane imaged at once + at most "
-            f"{human(CHUNK_SAMPLES * STOKES_I_SAMPLE_BYTES)} of visibilities (planes in parallel: one per core, within half the available memory)"]
+            f"{human(CHUNK_SAMPLES * STOKES_I_SAMPLE_BYTES)} of visibilities (planes in parallel: one per core, within half the available memory)",
+            *([f"cube imaging scratch    {human(run_plan.cube_reorder_bytes)} in TMPDIR (the MS's Stokes I reordered by "
+               "plane, read once from the MS)"] if run_plan.cube_reorder_bytes else [])]
 
 
 def sky_cache_lines(settings: Settings) -> list[str]:

@@ -238,6 +238,12 @@ def gpu_block_device_bytes(n_time: int, n_dish: int, n_chan: int, n_src: int, n_
     return per_source * n_src + fixed
 
 
+def reorder_bytes(n_rows: int, n_channels: int) -> int:
+    """Scratch bytes of an MS's Stokes I reordered for cube imaging (imaging.reorder): per row its UVW (3 float64)
+    and per channel a complex64 visibility and a float32 weight."""
+    return n_rows * (3 * 8 + n_channels * (8 + 4))
+
+
 def human(n_bytes: float) -> str:
     """Bytes as a short human-readable string (binary units)."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):

@@ -38,7 +38,7 @@ def sizing(run_plan: Any) -> dict[str, str]:
     e = run_plan.estimate
     memory = e.peak_memory_bytes * MEMORY_HEADROOM
     staged = sum(run_plan.product_bytes(p) for p in run_plan.products)
-    made = sum(run_plan.product_bytes(p) for p in run_plan.made)
+    made = run_plan.scratch_bytes()
     s = run_plan.settings
     made += download.cached_bytes(s.sky_model, s.sky_model_path, s.sky_model_cache, s.mightee_l1_url)
     return {
@@ -46,7 +46,8 @@ def sizing(run_plan: Any) -> dict[str, str]:
         "cpu_limit": "2",
         "memory_request": _gib(memory),
         "memory_limit": _gib(memory * 1.5),
-        # Scratch holds everything made (the MS while it is tarred into staging, the images) and caches
+        # Scratch holds everything made (the MS while it is tarred into staging, the images, a cube's reordered
+        # visibilities) and caches
         # (the downloaded sky catalogue of SKY_MODEL=MIGHTEE_L1 included).
         "scratch_pvc": _gib(made * VOLUME_HEADROOM + GIB),
         # The ingest area holds the staged products until the ingestor has uploaded them.

@@ -12,8 +12,9 @@ band average, which the MFS model holds and the uv step takes out of every plane
 
 from __future__ import annotations
 
+import tempfile
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,6 +29,7 @@ from srcnet_sim.imaging.fits import CubeFile, ImageDescription, SpectralAxis
 from srcnet_sim.imaging.gridding import DEFAULT_EPSILON, core_count, degrid
 from srcnet_sim.imaging.imager import ImagingParameters, NoVisibilities, make_images
 from srcnet_sim.imaging.msdata import MeasurementSetSource, Visibilities
+from srcnet_sim.imaging.reorder import ReorderedGroups
 from srcnet_sim.imaging.sources import open_visibilities
 from srcnet_sim.progress import Progress, logger
 from srcnet_sim.sizing import CHUNK_SAMPLES, IMAGE_WORKING_BYTES_PER_PIXEL, STOKES_I_SAMPLE_BYTES
@@ -57,11 +59,14 @@ def spectral_axis(freq_hz: np.ndarray, width_hz: np.ndarray, groups: list[tuple[
 class ChannelSlice:
     """Channels [start, stop) of a MeasurementSet as an imaging source (imaging.imager.Source), less a continuum
     model's visibilities when one is given. Kept in memory after the first pass when it fits in `hold_samples`
-    samples (rows x channels), else read again, a chunk of rows at a time, on every pass."""
+    samples (rows x channels), else read again, a chunk of rows at a time, on every pass: from the MS, or with
+    `read` (row, n) -> Visibilities from elsewhere (imaging.reorder: the same samples, reordered by group)."""
 
     def __init__(self, ms: MeasurementSetSource, channels: tuple[int, int], continuum: ContinuumModel | None = None,
-                 threads: int | None = None, hold_samples: int = CHUNK_SAMPLES) -> None:
+                 threads: int | None = None, hold_samples: int = CHUNK_SAMPLES,
+                 read: Callable[[int, int], Visibilities] | None = None) -> None:
         self.ms, self.channels, self.continuum, self.threads = ms, channels, continuum, threads
+        self._read = read or (lambda row, n: ms.read_channels(row, n, channels))
         chosen = slice(*channels)
         self.freq_hz, self.channel_width_hz = ms.freq_hz[chosen], ms.channel_width_hz[chosen]
         self.phase_centre_rad, self.time_range_s, self.telescope_name = ms.phase_centre_rad, ms.time_range_s, ms.telescope_name
@@ -79,7 +84,7 @@ class ChannelSlice:
         n_rows = self.ms.n_rows
         for row in range(0, n_rows, self.rows_per_chunk):
             n = min(self.rows_per_chunk, n_rows - row)
-            chunk = self.ms.read_channels(row, n, self.channels)
+            chunk = self._read(row, n)
             if self.continuum is not None:
                 chunk = self._subtracted(chunk)
             if n == n_rows:
@@ -132,13 +137,16 @@ def plane_workers(npix: int, n_planes: int) -> int:
 
 def image_cube(ms: MeasurementSetSource, params: ImagingParameters, clean: CleanParameters | None,
                groups: list[tuple[int, int]], paths: dict[str, Path], desc: ImageDescription,
-               continuum: ContinuumModel | None = None, workers: int | None = None) -> dict[str, Path]:
+               continuum: ContinuumModel | None = None, workers: int | None = None,
+               reorder: bool = True, scratch: Path | None = None) -> dict[str, Path]:
     """Image each channel group of `ms` into a plane and write the cubes named in `paths` ("dirty", "cleaned").
 
-    Planes are imaged `workers` at a time (default: plane_workers), each with a share of the cores, and written
-    in order as they finish; at most workers + 1 planes are in memory. With `continuum`, the cube then gets the
-    image-plane baseline (imaging.fits.subtract_spectral_median). Without `clean` only "dirty" can be made.
-    Returns the FITS paths written, by kind.
+    With more than one group and `reorder`, the MS's Stokes I is first reordered by group into files in `scratch`
+    (default TMPDIR; imaging.reorder: one pass over the MS instead of one or more per plane; the planes are the
+    same bytes either way). Planes are imaged `workers` at a time (default: plane_workers), each with a share of
+    the cores, and written in order as they finish; at most workers + 1 planes are in memory. With `continuum`,
+    the cube then gets the image-plane baseline (imaging.fits.subtract_spectral_median). Without `clean` only
+    "dirty" can be made. Returns the FITS paths written, by kind.
     """
     if "cleaned" in paths and clean is None:
         raise ValueError("a cleaned cube needs clean parameters")
@@ -147,14 +155,18 @@ def image_cube(ms: MeasurementSetSource, params: ImagingParameters, clean: Clean
     plane_params = replace(params, threads=max(1, (params.threads or core_count()) // workers))
     spectral = spectral_axis(ms.freq_hz, ms.channel_width_hz, groups)
     keywords = {"WSCWEIGH": params.weighting, "SSCONSUB": (continuum is not None, "continuum model subtracted in uv")}
+    reordered = (ReorderedGroups(ms, groups, Path(scratch or tempfile.gettempdir()))
+                 if reorder and len(groups) > 1 else None)
     files = {kind: CubeFile(path, desc, params.npix, spectral, extra=keywords) for kind, path in paths.items()}
     logger.info("cube: %d planes of %d channel%s, %d x %d pixels, %d at a time x %d threads%s", len(groups),
                 groups[0][1] - groups[0][0], "s" if groups[0][1] - groups[0][0] > 1 else "", params.npix, params.npix,
                 workers, plane_params.threads, ", continuum subtracted" if continuum is not None else "")
     progress = Progress(len(groups), len(groups), "cube")
 
-    def image_plane(channels: tuple[int, int]) -> Plane:
-        source = ChannelSlice(ms, channels, continuum, plane_params.threads, hold)
+    def image_plane(index: int) -> Plane:
+        channels = groups[index]
+        read = (lambda row, n: reordered.read(index, row, n)) if reordered is not None else None
+        source = ChannelSlice(ms, channels, continuum, plane_params.threads, hold, read)
         try:
             images = make_images(source, plane_params, clean)
         except NoVisibilities:
@@ -176,8 +188,8 @@ def image_cube(ms: MeasurementSetSource, params: ImagingParameters, clean: Clean
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cube-plane")
     try:
         pending: deque[Future[Plane]] = deque()
-        for channels in groups:
-            pending.append(pool.submit(image_plane, channels))
+        for index in range(len(groups)):
+            pending.append(pool.submit(image_plane, index))
             if len(pending) > workers:  # at most workers planes imaging and one waiting to be written
                 write(pending.popleft().result())
         while pending:
@@ -188,6 +200,9 @@ def image_cube(ms: MeasurementSetSource, params: ImagingParameters, clean: Clean
         for cube in files.values():
             cube.discard()
         raise
+    finally:
+        if reordered is not None:
+            reordered.close()
     pool.shutdown()
     iterations, blanks = totals["iterations"], totals["blank"]
     logger.info("cube: %d planes written%s%s", len(groups), f", {iterations} clean iterations" if clean else "",

@@ -30,7 +30,7 @@ from srcnet_sim.run import resume
 from srcnet_sim.run.executors import ExecutorOptions, executor_options
 from srcnet_sim.simulate import geometry, measures_data
 from srcnet_sim.simulate.observation import Observation
-from srcnet_sim.sizing import Estimate, estimate
+from srcnet_sim.sizing import Estimate, estimate, reorder_bytes
 from srcnet_sim.sky.resolve import load_sky_model
 
 PRODUCT_NAMES = {"vis": "measurements.ms", "msv4": "measurements.ps.zarr", "dirty": "dirty.fits", "clean": "cleaned.fits", "cube": "cube.fits",
@@ -153,6 +153,19 @@ class Plan:
         if product == "msv4":
             return e.msv4_bytes
         return e.ms_expected_bytes if product == "vis" else e.image_file_bytes
+
+    @property
+    def cube_reorder_bytes(self) -> int:
+        """TMPDIR bytes of the cube imaging's reordered Stokes I (imaging.reorder), 0 without a cube of several
+        planes."""
+        if not set(CUBES) & set(self.made) or len(self.imaging.cube_planes) < 2:
+            return 0
+        e = self.estimate
+        return reorder_bytes(e.n_times * e.n_baselines, e.n_channels)
+
+    def scratch_bytes(self) -> int:
+        """What TMPDIR holds at most: every product made, and the cube imaging's reordered Stokes I."""
+        return sum(self.product_bytes(p) for p in self.made) + self.cube_reorder_bytes
 
     def cell_rad(self) -> float:
         """IMAGING_CELLSIZE, or the seed's FOV / npixel."""

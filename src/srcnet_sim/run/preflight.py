@@ -120,7 +120,8 @@ def preflight_problems(run_plan: Plan) -> dict[str, UserInputError | None]:
     volumes = volume_problems(
         run_plan.product_dir, sum(run_plan.product_bytes(p) for p in run_plan.products),
         ", ".join(run_plan.staged_name(p) for p in PRODUCTS if p in run_plan.products),
-        scratch, sum(run_plan.product_bytes(p) for p in run_plan.made), ", ".join(run_plan.file_name(p) for p in run_plan.made),
+        scratch, run_plan.scratch_bytes(), ", ".join(run_plan.file_name(p) for p in run_plan.made)
+        + (" and the cube imaging's reordered visibilities" if run_plan.cube_reorder_bytes else ""),
         copied_bytes=sum(run_plan.product_bytes(p) for p in run_plan.products if p not in ZIPPED))
     return {"memory": memory_problem(run_plan.estimate, "dirty" in run_plan.made, run_plan.imaging.npix,
                                      run_plan.synthetic_sky),

@@ -220,7 +220,7 @@ def make_cubes(run_plan: Plan, ms_path: Path, scratch: Path, continuum_model: Pa
     continuum = None
     if continuum_model is not None:
         continuum = ContinuumModel(np.asarray(fits.getdata(continuum_model)[0, 0], dtype=np.float32), grid.cell_rad)
-    written = image_cube(ms, params, clean, list(grid.cube_planes), paths, desc, continuum)
+    written = image_cube(ms, params, clean, list(grid.cube_planes), paths, desc, continuum, scratch=scratch)
     return {product: written[kind] for product, kind in CUBES.items() if kind in written}
 
 

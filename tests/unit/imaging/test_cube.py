@@ -142,6 +142,40 @@ def test_casa_reads_our_cube_and_its_tclean_cube_agrees(cube_run, casa_home: Pat
     np.testing.assert_allclose(tclean_cube[:, y, x], ours[0, :, y, x], atol=1e-3 * peak)
 
 
+def test_reordering_reads_the_ms_once_and_changes_no_byte_of_the_cubes(cube_run, tmp_path: Path, monkeypatch):
+    """imaging.reorder: with a small chunk, so that no plane is held in memory and every clean cycle reads again,
+    the planes read the reordered files only (one pass over the MS's rows) and both cubes equal those imaged
+    straight from the MS bit for bit; the scratch files are gone afterwards."""
+    from srcnet_sim.imaging import cube as cube_module
+    from srcnet_sim.imaging.clean import CleanParameters
+
+    ms = MeasurementSetSource(cube_run["ms"])
+    groups = channel_groups(N_CHAN, 8)
+    desc = ImageDescription((0.0, 0.0), CELL, 0.0, 0.0, 0.0, 0.0, "", Beam(0.0, 0.0, 0.0))
+    clean = CleanParameters(niter=200, mgain=0.8, auto_threshold=3.0)
+    monkeypatch.setattr(cube_module, "CHUNK_SAMPLES", ms.n_rows * 2)  # a plane of 5 channels: several chunks
+    reads = []
+    original = MeasurementSetSource.read_channels
+    monkeypatch.setattr(MeasurementSetSource, "read_channels",
+                        lambda self, row, n, channels: reads.append((row, n, channels)) or original(self, row, n, channels))
+    cubes = {}
+    for reorder in (True, False):
+        reads.clear()
+        paths = {"dirty": tmp_path / f"dirty-{reorder}.fits", "cleaned": tmp_path / f"cleaned-{reorder}.fits"}
+        scratch = tmp_path / f"scratch-{reorder}"
+        scratch.mkdir()
+        image_cube(ms, ImagingParameters(NPIX, CELL), clean, groups, paths, desc, reorder=reorder, scratch=scratch)
+        cubes[reorder] = {kind: fits.getdata(path) for kind, path in paths.items()}
+        print(f"reorder={reorder}: {sum(n for _, n, _ in reads)} rows read of {ms.n_rows}, {len(reads)} reads")
+        assert list(scratch.iterdir()) == []
+        if reorder:  # one pass over every row, all channels at once
+            assert sum(n for _, n, _ in reads) == ms.n_rows and {c for *_, c in reads} == {(0, N_CHAN)}
+        else:
+            assert sum(n for _, n, _ in reads) >= len(groups) * ms.n_rows  # each plane reads all rows, every cycle
+    for kind in ("dirty", "cleaned"):
+        assert np.array_equal(cubes[True][kind], cubes[False][kind], equal_nan=True)
+
+
 def test_the_cube_sidecar_is_an_obscore_cube(cube_run):
     """dataproduct_type cube, em_xel the planes, em_min/em_max the band's edges, em_res_power f / df."""
     meta = json.loads((cube_run["staged"] / "cube.fits.meta").read_text())["meta"]
