@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_staging import dd
+
 RUN = {"NUM_TIME_STAMPS": "240", "FREQ_INC_HZ": "4437500", "SYNTHETIC_SOURCES": "1", "SMEARING": "off"}
 # Log lines that end a phase (the text after "srcnet-sim INFO "), in order, and the phase each ends.
 MARKS = (("simulate: ", " blocks of ", "set-up (plan, sky, MS created)"),
@@ -60,18 +62,6 @@ def stamped_run(work: Path, settings: dict[str, str], args: tuple[str, ...] = ("
     return wall, staged, phases
 
 
-def dd(target: Path, size: int, flag: str) -> float:
-    """MB/s of dd writing `size` bytes (rounded up to 16 MiB blocks) of zeros with `flag`."""
-    blocks = -(-size // (16 << 20))
-    subprocess.run(["sync"], check=True)
-    start = time.perf_counter()
-    subprocess.run(["dd", "if=/dev/zero", f"of={target}", "bs=16M", f"count={blocks}", flag], check=True,
-                   stderr=subprocess.DEVNULL)
-    seconds = time.perf_counter() - start
-    target.unlink()
-    return blocks * (16 << 20) / seconds / 1e6
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
@@ -85,8 +75,8 @@ def main() -> None:
         for _ in range(args.repeat):  # interleaved, so that a slow spell of the machine touches all three
             runs.append(stamped_run(work, {**RUN, **extra}))
             size = runs[-1][1]
-            direct.append(dd(work / "dd.bin", size, "oflag=direct"))
-            fsync.append(dd(work / "dd.bin", size, "conv=fsync"))
+            direct.append(dd(work / "dd.bin", size, "oflag=direct", 1))
+            fsync.append(dd(work / "dd.bin", size, "conv=fsync", 1))
         wall, size, phases = min(runs)
     rate = size / wall / 1e6
     print(f"I/O-bound run ({' '.join(f'{k}={v}' for k, v in {**RUN, **extra}.items())}), best of {args.repeat}:")

@@ -23,8 +23,7 @@ from pathlib import Path
 
 from bench_io_run import stamped_run
 from srcnet_sim.config import load_settings
-from srcnet_sim.run.calibrate import predict
-from srcnet_sim.run.executors import available_cores, executor_options
+from srcnet_sim.run.calibrate import predict_plan
 from srcnet_sim.run.plan import plan
 
 DUMP_S = 10.0
@@ -43,10 +42,8 @@ def large_run_settings(dumps: int) -> dict[str, str]:
 def estimate(settings: dict[str, str]) -> dict[str, float]:
     """What `srcnet-sim estimate --vis` predicts for `settings`: bytes of the MS, seconds of the simulation."""
     run_plan = plan(load_settings(environ=settings), {"vis"})
-    s, e = run_plan.settings, run_plan.estimate
-    options = executor_options(s.executor, s.dask_scheduler_address, s.dask_workers, s.worker_threads, None)
-    p = predict(run_plan.observation, e.n_times, e.n_channels, e.block_times, e.block_channels, e.ms_expected_bytes,
-                options.threads, options.workers if options.kind == "dask" else 1, available_cores())
+    e = run_plan.estimate
+    p, _ = predict_plan(run_plan)
     return {"channels": e.n_channels, "dumps": e.n_times, "ms_bytes": e.ms_expected_bytes,
             "simulate_s": p.total_s, "compute_s": p.compute_s, "write_s": p.write_s}
 

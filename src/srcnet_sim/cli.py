@@ -153,15 +153,10 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
 def duration_lines(run_plan) -> list[str]:
     """`estimate` lines: the simulation's duration predicted from a short calibration of the kernels here."""
-    from srcnet_sim.run.calibrate import predict
-    from srcnet_sim.run.executors import available_cores, executor_options
+    from srcnet_sim.run.calibrate import predict_plan
     from srcnet_sim.progress import duration
 
-    s, e = run_plan.settings, run_plan.estimate
-    options = executor_options(s.executor, s.dask_scheduler_address, s.dask_workers, s.worker_threads, None)
-    p = predict(run_plan.observation, e.n_times, e.n_channels, e.block_times, e.block_channels, e.ms_expected_bytes,
-                options.threads,
-                options.workers if options.kind == "dask" else 1, available_cores())
+    p, options = predict_plan(run_plan)
     threads = f"{options.threads} thread{'s' if options.threads > 1 else ''}"
     where = f"{options.workers} Dask worker{'s' if options.workers > 1 else ''} x {threads}" if options.kind == "dask" \
         else f"this machine, {threads}"

@@ -126,3 +126,16 @@ def predict(observation, n_times: int, n_channels: int, block_times: int, block_
     spare_cores = max(0, cores - threads) if workers == 1 else 0
     total = compute + write if spare_cores == 0 else max(compute, write)
     return Prediction(compute, write, total + START_UP_S, fixed, per_channel, disk, ms_speed)
+
+
+def predict_plan(run_plan):
+    """predict() for a run plan (run.plan.Plan): its observation, sizes and executor on this machine's cores.
+    Returns (Prediction, ExecutorOptions)."""
+    from srcnet_sim.run.executors import available_cores, executor_options
+
+    s, e = run_plan.settings, run_plan.estimate
+    options = executor_options(s.executor, s.dask_scheduler_address, s.dask_workers, s.worker_threads, None)
+    prediction = predict(run_plan.observation, e.n_times, e.n_channels, e.block_times, e.block_channels,
+                         e.ms_expected_bytes, options.threads, options.workers if options.kind == "dask" else 1,
+                         available_cores())
+    return prediction, options
