@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -34,10 +35,27 @@ WIDTH_HZ, START_HZ = 26e3, 1.4e9
 CLEAN = ["-niter", "50000", "-mgain", "0.8", "-auto-threshold", "3"]
 
 
+def run_env(work: Path, args: argparse.Namespace) -> dict[str, str]:
+    """The settings of the benchmark's run (the MS's; with the image grid, those `estimate --cube` predicts)."""
+    return {**os.environ, "OUT_DIR": str(work), "SKY_MODEL": "SYNTHETIC_HI", "SYNTHETIC_SOURCES": str(args.galaxies),
+            "NUM_TIME_STAMPS": str(args.times), "NOISE": "on", "START_FREQ_HZ": str(START_HZ),
+            "END_FREQ_HZ": str(START_HZ + (args.channels + 0.5) * WIDTH_HZ), "FREQ_INC_HZ": str(WIDTH_HZ),
+            "IMAGING_NPIXEL": str(args.npixel), "IMAGING_CELLSIZE": repr(float(np.radians(args.cell / 3600)))}
+
+
+def estimated_cube_seconds(work: Path, args: argparse.Namespace) -> tuple[float, str]:
+    """`srcnet-sim estimate --cube`'s cube imaging time (seconds) for this run, and its two lines."""
+    out = subprocess.run([sys.executable, "-m", "srcnet_sim.cli", "estimate", "--cube"], env=run_env(work, args),
+                         check=True, capture_output=True, text=True).stdout.splitlines()
+    at = next(i for i, line in enumerate(out) if line.startswith("cube imaging time"))
+    text = out[at].split()[3].rstrip(":")
+    seconds = float(text) if out[at].split()[4].startswith("s") else \
+        sum(float(v) * m for v, m in zip(re.findall(r"[\d.]+", text)[::-1], (1, 60, 3600)))
+    return seconds, "\n".join(out[at:at + 2])
+
+
 def make_ms(work: Path, args: argparse.Namespace) -> Path:
-    env = {**os.environ, "OUT_DIR": str(work), "SKY_MODEL": "SYNTHETIC_HI", "SYNTHETIC_SOURCES": str(args.galaxies),
-           "NUM_TIME_STAMPS": str(args.times), "NOISE": "on", "START_FREQ_HZ": str(START_HZ),
-           "END_FREQ_HZ": str(START_HZ + (args.channels + 0.5) * WIDTH_HZ), "FREQ_INC_HZ": str(WIDTH_HZ)}
+    env = run_env(work, args)
     subprocess.run([sys.executable, "-m", "srcnet_sim.cli", "run", "--vis"], env=env, check=True, capture_output=True)
     with tarfile.open(work / "testing" / "measurements.ms.tar") as archive:
         archive.extractall(work, filter="data")
@@ -72,6 +90,7 @@ def main() -> None:
             s, mb = timed(command)
             seconds[name].append(s)
             peak_mb[name] = max(peak_mb[name], mb)
+    estimate_s, estimate_text = estimated_cube_seconds(work, args)
     dirty = fits.getdata(work / "ours-dirty-cube.fits")[0]
     restored = fits.getdata(work / "ours-cube.fits")[0]
     planes = fits.getheader(work / "ours-cube.fits")["NAXIS3"]
@@ -81,6 +100,8 @@ def main() -> None:
     for name in commands:
         print(f"{name:40s} {min(seconds[name]):7.1f} s {peak_mb[name]:6.0f} MB  ratio to srcnet-sim "
               f"{min(seconds[name]) / ours:5.2f}x")
+    print(f"srcnet-sim estimate --cube: {estimate_s:.1f} s predicted, measured / predicted {ours / estimate_s:.2f}\n"
+          f"{estimate_text}")
     for prefix, label in (("ws", "default gridder"), ("wsw", "-use-wgridder")):
         dirty_corr, restored_corr, rms_ratio = [], [], []
         for k in range(args.channels):

@@ -130,6 +130,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     lines += sky_cache_lines(settings)
     if {"vis", "msv4"} & set(run_plan.made):
         lines += duration_lines(run_plan)
+    lines += cube_duration_lines(run_plan)
     if args.k8s:
         from srcnet_sim.deploy import k8s
 
@@ -167,6 +168,25 @@ def duration_lines(run_plan) -> list[str]:
         f"per channel (timed on this run's dishes and sources); MS writing {p.ms_bytes_per_s / 2**20:.0f} MiB/s, "
         f"disk {p.disk_bytes_per_s / 2**20:.0f} MiB/s (written and fsync'ed in TMPDIR)",
     ]
+
+
+def cube_duration_lines(run_plan) -> list[str]:
+    """`estimate` lines for --cube / --dirty-cube: cube imaging's duration, from imaging a calibration plane here
+    (run.cube_calibrate)."""
+    from srcnet_sim.progress import duration
+    from srcnet_sim.run.cube_calibrate import REPLICAS, predict_cube_imaging
+    from srcnet_sim.run.plan import CUBES
+
+    if not set(CUBES) & set(run_plan.made):
+        return []
+    p = predict_cube_imaging(run_plan)
+    short = lambda seconds: f"{seconds:.1f} s" if seconds < 60 else duration(seconds)  # noqa: E731
+    cleaned = f", {p.major_cycles} major cycles" if "cube" in run_plan.made else ", dirty"
+    return [f"cube imaging time       {short(p.total_s)}: {p.planes} planes x {short(p.plane_s)}, "
+            f"{p.workers} at a time x {p.threads} thread{'s' if p.threads > 1 else ''}"
+            + (f", + {short(p.reorder_s)} reordering the MS" if p.reorder_s else ""),
+            f"  calibrated here         one plane = {p.fixed_s:.2f} s + {p.per_sample_s * 1e9:.1f} ns per visibility "
+            f"sample (a calibration plane of this run imaged as is and x{REPLICAS}{cleaned})"]
 
 
 def cube_lines(run_plan) -> list[str]:

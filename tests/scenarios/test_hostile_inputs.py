@@ -17,6 +17,7 @@ import re
 import shutil
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 from astropy.table import Table
@@ -97,6 +98,14 @@ def files(tmp_path_factory) -> dict[str, Path]:
                                               'BEAM = "gaussian"\nIMAGING_CELLSIZE = 2e-5\n'
                                               "START_DATE_AND_TIME = 2020-04-26T16:36:00Z\n"),
         **{f"toml_{name}": _text(d / f"{name}.toml", text) for name, text in TOML_TYPE_CASES.items()},
+        "karabo_hi": _karabo_hi(d / "karabo.h5"),
+        "karabo_hi_not_hdf5": _bytes(d / "random.h5", np.random.default_rng(2).integers(0, 256, 4096, dtype=np.uint8).tobytes()),
+        "karabo_hi_no_flux": _karabo_hi(d / "no-flux.h5", Flux=None),
+        "karabo_hi_nan_redshift": _karabo_hi(d / "nan-z.h5", Observed_Redshift=np.array([0.05, np.nan])),
+        "karabo_hi_2d": _karabo_hi(d / "2d.h5", Declination=np.array([[2.21, 2.211]])),
+        "karabo_hi_lengths": _karabo_hi(d / "lengths.h5", Declination=np.array([2.21])),
+        "karabo_hi_bad_units": _karabo_hi(d / "units.h5", flux="erg"),
+        "karabo_hi_fifo": _fifo(d / "fifo.h5"),
         "negative_flux": write_csv_sky(d / "negative.csv", [(150.12, 2.21, 1.0), (150.121, 2.211, -0.5)]),
         "duplicates": write_csv_sky(d / "duplicates.csv", [(150.12, 2.21, 1.0), (150.121, 2.211, 0.5),
                                                            (150.12, 2.21, 1.0)]),
@@ -117,6 +126,21 @@ def files(tmp_path_factory) -> dict[str, Path]:
     }
 
 
+def _karabo_hi(path: Path, flux: object = "J/m²/s = 10^(26)*Jy*Hz", **datasets: np.ndarray) -> Path:
+    """Karabo's HI catalogue layout (sky.karabo_hi): two galaxies near the phase centre at z = 0.05 (a line at
+    1352.8 MHz), with the datasets given replacing (or, as None, removing) the good ones."""
+    columns = {"Right Ascension": np.array([150.12, 150.121]), "Declination": np.array([2.21, 2.211]),
+               "Flux": np.array([1e-24, 5e-25]), "Observed Redshift": np.array([0.05, 0.05])}
+    columns.update({name.replace("_", " "): values for name, values in datasets.items()})
+    with h5py.File(path, "w") as h5:
+        for name, values in columns.items():
+            if values is not None:
+                h5.create_dataset(name, data=values)
+        if "Flux" in h5:
+            h5["Flux"].attrs["Units"] = flux
+    return path
+
+
 def _text(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
@@ -124,6 +148,11 @@ def _text(path: Path, text: str) -> Path:
 
 def _bytes(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
+    return path
+
+
+def _fifo(path: Path) -> Path:
+    os.mkfifo(path)
     return path
 
 
@@ -196,6 +225,15 @@ RUN = [
     ("config-inf", ["--vis", "--config", "inf_toml"], {}, "END_FREQ_HZ"),
     ("out-dir-path-too-long", ["--vis"], {"OUT_DIR": "deep"}, "OUT_DIR"),
     ("tmpdir-path-too-long", ["--vis"], {"TMPDIR": "deep"}, "TMPDIR"),
+    # Karabo's HI catalogue (HDF5): the good one, and each way it can be wrong.
+    ("control-karabo-hi", ["--vis"], {"SKY_MODEL": "karabo_hi"}, None),
+    ("karabo-hi-not-hdf5", ["--vis"], {"SKY_MODEL": "karabo_hi_not_hdf5"}, "SKY_MODEL"),
+    ("karabo-hi-no-flux", ["--vis"], {"SKY_MODEL": "karabo_hi_no_flux"}, "SKY_MODEL"),
+    ("karabo-hi-nan-redshift", ["--vis"], {"SKY_MODEL": "karabo_hi_nan_redshift"}, "SKY_MODEL"),
+    ("karabo-hi-2d", ["--vis"], {"SKY_MODEL": "karabo_hi_2d"}, "SKY_MODEL"),
+    ("karabo-hi-lengths", ["--vis"], {"SKY_MODEL": "karabo_hi_lengths"}, "SKY_MODEL"),
+    ("karabo-hi-bad-units", ["--vis"], {"SKY_MODEL": "karabo_hi_bad_units"}, "SKY_MODEL"),
+    ("karabo-hi-fifo", ["--vis"], {"SKY_MODEL": "karabo_hi_fifo"}, "SKY_MODEL"),
     ("mightee-nan-flux", ["--vis"], {"SKY_MODEL": "MIGHTEE_L1", "SKY_MODEL_PATH": "mightee_nan"}, "SKY_MODEL_PATH"),
     # Every kind of file where a catalogue, a TOML file, a telescope model and its files belong.
     ("control-catalogue-via-link", ["--vis"], {"SKY_MODEL": "good_link"}, None),

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SRC
+from conftest import SRC, unpack_ms
 
 SMALL = {"TELESCOPE": "SKA-MID-AA0.5", "NUM_TIME_STAMPS": "3", "SYNTHETIC_SOURCES": "50", "IMAGING_NPIXEL": "64",
          "FILE_PREFIX": "h_", "RUCIO_NAMESPACE": "hostile"}
@@ -298,3 +298,32 @@ def test_sigterm_while_imaging_a_cube_stages_nothing_and_the_rerun_makes_the_sam
     fresh = run(["--cube"], environment(fresh_out, fresh_tmp, **cube))
     assert fresh.returncode == 0, fresh.stderr
     assert (out / "hostile" / "h_cube.fits").read_bytes() == (fresh_out / "hostile" / "h_cube.fits").read_bytes()
+
+
+def test_sigkill_while_image_reorders_a_cube_leaves_a_directory_the_next_image_removes(dirs, tmp_path: Path):
+    """`srcnet-sim image --channels-out 0` (dirty) killed (SIGKILL: no handler runs) while its planes are imaged from the MS's
+    reordered Stokes I: the reordering directory stays in TMPDIR, locked by nobody; the next `srcnet-sim image` with
+    the same TMPDIR removes it (one warning line), makes its cube and leaves TMPDIR empty."""
+    out, tmp = dirs
+    made = run(["--vis"], environment(out, tmp, **{**SLOW, "NUM_TIME_STAMPS": "60"}))  # 256 channels
+    assert made.returncode == 0, made.stderr
+    ms = unpack_ms(out / "hostile" / TAR, tmp_path / "ms")
+    image = [sys.executable, "-m", "srcnet_sim.cli", "image", str(ms), "--npixel", "64", "--cellsize-arcsec", "20",
+             "--channels-out", "0", "--niter", "0", "--allow-uv-cut", "--no-preview", "--out-dir",
+             str(tmp_path / "images")]
+    env = environment(out, tmp)
+    (tmp_path / "images").mkdir()
+    with open(tmp_path / "image.log", "w") as log:
+        proc = subprocess.Popen(image, env=env, stderr=log, stdout=subprocess.DEVNULL)
+    def planes_written() -> bool:  # a plane past the header: astropy's own mmap probe (a tmp file) is over
+        return any(p.stat().st_size > 64 * 64 * 4 for p in (tmp_path / "images").glob(".*.partial-*"))
+
+    wait_for(lambda: found(tmp, "weight-255.npy") and planes_written(), proc, "the reordered files and a plane")
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+    left = entries(tmp)
+    assert len(left) == 1 and left[0].startswith("srcnet-sim-reorder-") and (tmp / left[0] / "uvw.npy").is_file()
+    again = subprocess.run([*image, "--name", "again"], env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert f"removed {tmp / left[0]}" in again.stderr and "left by a run that was killed" in again.stderr
+    assert entries(tmp) == [] and (tmp_path / "images" / "again-dirty-cube.fits").is_file()

@@ -45,7 +45,7 @@ def _fit_in_box(psf: np.ndarray, box: int, sigma0: float, mode: str) -> tuple[fl
 
     mode "wsclean" compares the model with the PSF only where x >= 0 and y >= 0 (see BEAM_FITS).
     """
-    from scipy.optimize import least_squares
+    from scipy.optimize import leastsq
 
     n = psf.shape[0]
     start = (n - box) // 2
@@ -57,8 +57,10 @@ def _fit_in_box(psf: np.ndarray, box: int, sigma0: float, mode: str) -> tuple[fl
     def residual(p: np.ndarray) -> np.ndarray:
         return (_gaussian(x[used], y[used], abs(p[0]), abs(p[1]), p[2]) - cut[used]).ravel()
 
-    fit = least_squares(residual, x0=[sigma0 * 1.05, sigma0 * 0.95, 0.3], method="lm", xtol=1e-10, ftol=1e-10)
-    s1, s2, pa = abs(fit.x[0]), abs(fit.x[1]), fit.x[2]
+    # MINPACK's lmdif through leastsq: scipy 1.17's least_squares(method="lm") returned different fits of one PSF
+    # within one process (its finite differences depend on the process's state), which broke identical cubes.
+    fitted, _ = leastsq(residual, x0=[sigma0 * 1.05, sigma0 * 0.95, 0.3], xtol=1e-10, ftol=1e-10)
+    s1, s2, pa = abs(fitted[0]), abs(fitted[1]), fitted[2]
     if s2 > s1:
         s1, s2, pa = s2, s1, pa + np.pi / 2
     return s1, s2, pa % np.pi

@@ -8,20 +8,25 @@ float32 weight) written and read back per group, plus the UVW once (24 bytes a r
 
 Files: `uvw.npy` (n_rows, 3) float64 and, per group g, `vis-<g>.npy` (n_rows, n_g) complex64 and `weight-<g>.npy`
 (n_rows, n_g) float32 (NumPy's .npy format, read through memory maps), in a private directory removed on close.
+The directory is a locked scratch directory (fs.scratch.live_directory, prefix REORDER_PREFIX): one that a killed
+process (SIGKILL, OOM) left behind is removed by the next reordering in the same parent, and by the next run's
+sweep of TMPDIR, never one whose process still lives.
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 
+from srcnet_sim.fs import scratch as scratch_dirs
 from srcnet_sim.imaging.msdata import MeasurementSetSource, Visibilities
 from srcnet_sim.progress import logger
 from srcnet_sim.sizing import CHUNK_SAMPLES, human, reorder_bytes
+
+REORDER_PREFIX = scratch_dirs.SCRATCH_PREFIX + "reorder-"  # under SCRATCH_PREFIX: the run's sweep of TMPDIR sees it
 
 
 class ReorderedGroups:
@@ -33,7 +38,9 @@ class ReorderedGroups:
     def __init__(self, ms: MeasurementSetSource, groups: list[tuple[int, int]], scratch: Path,
                  chunk_samples: int = CHUNK_SAMPLES) -> None:
         self.ms, self.groups = ms, list(groups)
-        self.directory = Path(tempfile.mkdtemp(prefix=".srcnet-sim-reorder-", dir=scratch))
+        scratch_dirs.sweep(Path(scratch), REORDER_PREFIX)
+        self._directory = ExitStack()
+        self.directory = self._directory.enter_context(scratch_dirs.live_directory(Path(scratch), REORDER_PREFIX))
         try:
             self._write(chunk_samples)
         except BaseException:
@@ -76,7 +83,8 @@ class ReorderedGroups:
                             telescope_name=self.ms.telescope_name, channel_width_hz=self.ms.channel_width_hz[a:b])
 
     def close(self) -> None:
-        shutil.rmtree(self.directory, ignore_errors=True)
+        """Remove the files and their directory (and release its lock)."""
+        self._directory.close()
 
     def __enter__(self) -> "ReorderedGroups":
         return self

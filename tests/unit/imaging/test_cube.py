@@ -22,7 +22,13 @@ from srcnet_sim.imaging.cube import image_cube
 from srcnet_sim.imaging.fits import ImageDescription
 from srcnet_sim.imaging.imager import ImagingParameters
 from srcnet_sim.imaging.msdata import MeasurementSetSource
+from srcnet_sim.config import load_settings
 from srcnet_sim.errors import UserInputError
+from srcnet_sim.imaging.clean import CleanParameters
+from srcnet_sim.imaging.imager import make_images
+from srcnet_sim.run.cube_calibrate import REPLICAS, calibration_visibilities, predict_cube_imaging
+from srcnet_sim.run.plan import plan
+from srcnet_sim.run.stages import SEED_CLEAN
 
 C = 299_792_458.0
 NPIX, CELL_ARCSEC = 256, 8.0
@@ -243,3 +249,32 @@ def test_a_cube_too_large_for_the_staging_volume_stops_before_any_work(tmp_path:
     assert result.returncode == 2 and len(errors) == 1, result.stderr
     assert "OUT_DIR" in errors[0] and "cube.fits" in errors[0]
     assert not any(tmp_path.rglob("*.fits"))
+
+
+def test_the_cube_time_calibration_repeats_samples_without_changing_the_images(tmp_path: Path):
+    """run.cube_calibrate's premise: the calibration plane with every sample repeated REPLICAS times gives the same
+    dirty image and PSF (to 1e-6 of the peak) and clean (major cycles; iterations to 1 %) as without, so the time
+    difference is the gridding's per-sample cost (the restored images are not compared: float32 rounding of the
+    dirty image moves a few clean components, by 1 % of the peak); `estimate --cube` prints the prediction made of
+    its parts."""
+    env = {"OUT_DIR": str(tmp_path), "TELESCOPE": "SKA-MID-AA1", "SKY_MODEL": "SYNTHETIC_HI", "SYNTHETIC_SOURCES": "20",
+           "NUM_TIME_STAMPS": "12", "NOISE": "on", "IMAGING_NPIXEL": "128", **BAND}
+    run_plan = plan(load_settings(environ=env), {"cube"})
+    obs = run_plan.observation.with_geometry()
+    params = ImagingParameters(run_plan.imaging.npix, run_plan.imaging.cell_rad, allow_uv_cut=True, threads=1)
+    clean = CleanParameters(**SEED_CLEAN)
+    once, repeated = (make_images(calibration_visibilities(obs, 20, 1, n), params, clean) for n in (1, REPLICAS))
+    assert repeated.n_visibilities == REPLICAS * once.n_visibilities
+    assert once.clean.major_cycles == repeated.clean.major_cycles >= 1
+    assert abs(once.clean.iterations - repeated.clean.iterations) <= 1 + 0.01 * once.clean.iterations  # rounding
+    for image, tolerance in (("dirty", 1e-6), ("psf", 1e-6)):
+        difference = np.abs(getattr(repeated, image) - getattr(once, image)).max() / np.abs(getattr(once, image)).max()
+        print(f"{image}: largest difference {difference:.2e} of the peak")
+        assert difference < tolerance, image
+    p = predict_cube_imaging(run_plan, tmp_path)
+    assert p.planes == N_CHAN and p.fixed_s > 0 and p.per_sample_s >= 0
+    assert p.total_s == pytest.approx(p.reorder_s + p.planes * p.plane_s / p.workers)
+    printed = run_cli(["estimate", "--cube"], env=env)
+    assert printed.returncode == 0, printed.stderr
+    lines = [line for line in printed.stdout.splitlines() if line.startswith("cube imaging time")]
+    assert len(lines) == 1 and f"{N_CHAN} planes x " in lines[0], printed.stdout
