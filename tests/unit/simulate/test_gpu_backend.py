@@ -76,6 +76,17 @@ results.append({"case": ["simulate", True, True], "error": relative_error(np.sta
                 "smearing_effect": 1.0, "dtype": str(gpu[0].vis.dtype), "shape": [s.index for s in gpu],
                 "want_shape": [s.index for s in cpu],
                 "uvw": max(float(np.abs(a.uvw_m - b.uvw_m).max()) for a, b in zip(gpu, cpu))})
+# A line sky (SYNTHETIC_HI: HI galaxies, no continuum) over 12 channels of 26 kHz: channels predicted in groups
+# with only the sources that shine there, on the "GPU" as on the CPU.
+lines = plan(load_settings(environ={"TELESCOPE": "SKA-MID-AA0.5", "SKY_MODEL": "SYNTHETIC_HI", "SYNTHETIC_SOURCES": "6",
+                                    "NUM_TIME_STAMPS": "3", "START_FREQ_HZ": "1.4e9", "END_FREQ_HZ": "1.400325e9",
+                                    "FREQ_INC_HZ": "26000", "PRECISION": "double"})).observation
+assert lines.sky.has_lines
+cpu = np.stack([s.vis for s in observation.simulate(lines, predictor=CpuStrategy())])
+gpu = np.stack([s.vis for s in observation.simulate(lines, predictor=GpuStrategy(GpuPredictor(np)))])
+results.append({"case": ["simulate", True, False], "error": relative_error(gpu, cpu), "smearing_effect": 1.0,
+                "dtype": str(gpu.dtype), "shape": list(gpu.shape), "want_shape": list(cpu.shape),
+                "lines": float(np.abs(cpu).max())})
 print(json.dumps(results))
 """
 
@@ -91,7 +102,8 @@ def simulated_results() -> list[dict]:
 
 def test_gpu_predictor_in_the_cuda_simulator_matches_the_cpu_predictor(simulated_results):
     tolerance = {"complex64": 1e-5, "complex128": 1e-10, "chunked": 1e-10, "simulate": 1e-10}
-    assert len(simulated_results) == 15
+    assert len(simulated_results) == 16
+    assert simulated_results[-1]["lines"] > 0  # the line sky's visibilities are not zero
     for r in simulated_results:
         name, bandwidth, time_smearing = r["case"]
         assert r["shape"] == r["want_shape"]
