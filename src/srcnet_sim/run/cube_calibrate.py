@@ -59,13 +59,22 @@ def calibration_visibilities(observation, channel: int, threads: int, replicas: 
     blocks = [compute_block(observation, Block(0, int(t), int(t) + 1, channel, channel + 1), threads) for t in steps]
     uvw = np.concatenate([b.uvw_m.reshape(-1, 3) for b in blocks])
     vis = np.concatenate([(0.5 * (b.vis[..., 0, 0] + b.vis[..., 0, 3])).reshape(-1, 1) for b in blocks])
-    freq = observation.freq_hz[channel:channel + 1]
-    return Visibilities(uvw_m=np.tile(uvw, (replicas, 1)), freq_hz=freq,
-                        vis=np.tile(vis.astype(np.complex64), (replicas, 1)),
-                        weight=np.ones((len(uvw) * replicas, 1), dtype=np.float32),
+    once = Visibilities(uvw_m=uvw, freq_hz=observation.freq_hz[channel:channel + 1], vis=vis.astype(np.complex64),
+                        weight=np.ones((len(uvw), 1), dtype=np.float32),
                         phase_centre_rad=(observation.ra_rad, observation.dec_rad), time_range_s=(0.0, 1.0),
                         telescope_name=observation.telescope.name,
                         channel_width_hz=np.full(1, observation.channel_width_hz))
+    return repeated(once, replicas)
+
+
+def repeated(visibilities, replicas: int):
+    """`visibilities` (imaging.msdata.Visibilities) with every row repeated `replicas` times."""
+    from dataclasses import replace
+
+    if replicas == 1:
+        return visibilities
+    return replace(visibilities, **{name: np.tile(getattr(visibilities, name), (replicas, 1))
+                                    for name in ("uvw_m", "vis", "weight")})
 
 
 def predict_cube_imaging(run_plan, scratch: Path | None = None) -> CubePrediction:
@@ -88,7 +97,6 @@ def predict_cube_imaging(run_plan, scratch: Path | None = None) -> CubePredictio
     clean = CleanParameters(**SEED_CLEAN) if "cube" in run_plan.made else None
     channel = planes[len(planes) // 2][0]
     once = calibration_visibilities(obs, channel, threads)
-    repeated = calibration_visibilities(obs, channel, threads, REPLICAS)
     make_images(once, with_fields(params, npix=64), clean)  # warm-up: loads the compiled kernels
 
     def seconds(source) -> tuple[float, int]:
@@ -97,7 +105,7 @@ def predict_cube_imaging(run_plan, scratch: Path | None = None) -> CubePredictio
         return time.perf_counter() - start, images.clean.major_cycles if images.clean is not None else 0
 
     t_once, majors = seconds(once)
-    t_repeated, _ = seconds(repeated)
+    t_repeated, _ = seconds(repeated(once, REPLICAS))
     n_once = once.vis.size
     per_sample = max(t_repeated - t_once, 0.0) / ((REPLICAS - 1) * n_once)
     fixed = max(t_once - per_sample * n_once, 0.0)
