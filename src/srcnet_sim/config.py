@@ -100,7 +100,7 @@ class Settings(BaseModel):
     telescope: str = Field("SKA-MID-AAstar", description="SKA-MID-AA0.5, -AA1, -AA2, -AAstar, -AA4, or an OSKAR .tm directory")
     beam: Literal["gaussian", "gaussian-15m", "everybeam", "none"] = Field(
         "gaussian", description="primary beam model: gaussian, gaussian-15m, everybeam (SKA dishes from EveryBeam's "
-        "SKA-Mid model, MeerKAT dishes from katbeam), none")
+        "SKA-Mid model, MeerKAT dishes' H and V patterns from katbeam, turning with the parallactic angle), none")
     sky_filter_fwhm: float = Field(3.0, gt=0.0, le=100.0, description="sources are kept within this many power-beam "
                                    "FWHM (1.25 lambda / 15 m at mid-band) of the phase centre; more reaches the sidelobes")
     noise: Literal["off", "on"] = Field("off", description="thermal noise from per-dish-type SEFD")

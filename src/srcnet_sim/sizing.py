@@ -45,6 +45,11 @@ IMAGE_WORKING_BYTES_PER_PIXEL = 120
 STEP_BYTES_PER_VALUE = 16 + 16 + 16 + 8 + 16
 # Per source and channel: Stokes (4 float64), beams (2 dish types, float64), the kernel's Stokes copy.
 TERM_BYTES_PER_SOURCE_CHANNEL = 4 * 8 + 2 * 8 + 4 * 8
+# With beams that turn on the sky (BEAM=everybeam's MeerKAT dishes), per source and channel one step's H and V beams
+# (2 dish types x 2 polarisations, float64), and per visibility value the sums of up to 8 terms (complex128)
+# instead of 4 Stokes parameters and the kernel's float64 parts of them.
+TURNING_BEAM_BYTES_PER_SOURCE_CHANNEL = 2 * 2 * 8
+TURNING_BEAM_STEP_BYTES_PER_VALUE = 16 + 16
 # Per source and dish: the phasors of one channel (real and imaginary parts, BLAS path) or the delay rates
 # (time smearing) and their copy; the tiled smearing kernel needs only a tile of these.
 PHASOR_BYTES_PER_SOURCE_DISH = 2 * 8
@@ -111,18 +116,23 @@ def result_bytes(n_times: int, n_channels: int, n_baselines: int, model_data: bo
 
 
 def worker_peak_bytes(n_times: int, n_channels: int, n_dishes: int, n_sources: int, n_baselines: int,
-                      double_precision: bool = False, model_data: bool = False, flags: bool = False) -> int:
+                      double_precision: bool = False, model_data: bool = False, flags: bool = False,
+                      turning_beams: bool = False) -> int:
     """Peak memory of a worker computing blocks of n_times x n_channels (process and sky model included), bytes.
 
     The per-source terms of the block's channels dominate with many sources and channels; one time step's
     sums with many baselines; finished results (RESULTS_HELD + 1) with long blocks. The per-dish phasors are
     held for one channel at a time (n_dishes x n_sources), whatever the channels, and the smearing kernel's packed
-    terms for a group of source tiles (at most PACKED_TERMS_BYTES).
+    terms for a group of source tiles (at most PACKED_TERMS_BYTES). turning_beams: H and V beams evaluated at every
+    step (BEAM=everybeam with MeerKAT dishes).
     """
     phasors = n_dishes * n_sources * PHASOR_BYTES_PER_SOURCE_DISH
     packed = min(PACKED_TERMS_BYTES, n_dishes * n_sources * PACKED_VALUES_PER_SOURCE_DISH * (8 if double_precision else 4))
-    terms = n_channels * n_sources * TERM_BYTES_PER_SOURCE_CHANNEL
+    terms = n_channels * n_sources * (TERM_BYTES_PER_SOURCE_CHANNEL
+                                      + (TURNING_BEAM_BYTES_PER_SOURCE_CHANNEL if turning_beams else 0))
     step = n_baselines * n_channels * N_CORRELATIONS * STEP_BYTES_PER_VALUE * (2 if double_precision else 1)
+    if turning_beams:
+        step += n_baselines * n_channels * N_CORRELATIONS * TURNING_BEAM_STEP_BYTES_PER_VALUE
     results = ((RESULTS_HELD + 1) * result_bytes(n_times, n_channels, n_baselines, model_data, flags)
                * (2 if double_precision else 1))
     if flags:  # a step's copy before the RFI, its residual and the RFI itself
@@ -143,7 +153,7 @@ def _largest(limit: int, fits) -> int:
 
 def block_shape(n_times: int, n_channels: int, n_dishes: int, n_sources: int, n_baselines: int,
                 memory_limit_bytes: int, double_precision: bool = False, workers: int = 1,
-                model_data: bool = False, flags: bool = False) -> BlockShape:
+                model_data: bool = False, flags: bool = False, turning_beams: bool = False) -> BlockShape:
     """The block shape for a worker memory budget: as many channels as fit (fewer passes over the sky), then as many
     time steps as fit, at most TARGET_BLOCK_BYTES of results and n_times / max(MIN_BLOCKS, BLOCKS_PER_WORKER x
     workers) steps, so that every worker has blocks to compute.
@@ -151,7 +161,8 @@ def block_shape(n_times: int, n_channels: int, n_dishes: int, n_sources: int, n_
     Raises UserInputError (MEMORY_LIMIT) when one time step of one channel does not fit.
     """
     def peak(t: int, c: int) -> int:
-        return worker_peak_bytes(t, c, n_dishes, n_sources, n_baselines, double_precision, model_data, flags)
+        return worker_peak_bytes(t, c, n_dishes, n_sources, n_baselines, double_precision, model_data, flags,
+                                 turning_beams)
 
     channels = _largest(n_channels, lambda c: peak(1, c) <= memory_limit_bytes)
     if channels == 0:
@@ -168,11 +179,12 @@ def block_shape(n_times: int, n_channels: int, n_dishes: int, n_sources: int, n_
 
 def estimate(n_channels: int, n_times: int, n_dishes: int, autocorrelations: bool, n_sources: int,
              npixel: int, double_precision: bool, memory_limit_bytes: int, workers: int = 1,
-             model_data: bool = False, flags: bool = False) -> Estimate:
+             model_data: bool = False, flags: bool = False, turning_beams: bool = False) -> Estimate:
     """Sizes of the MS (the seed's minimum and the expected actual size), one image (the seed's minimum and
     the MFS FITS file), the block shape for `workers` workers of `memory_limit_bytes` each, and peak memory of simulating (one worker) or imaging, whichever is larger.
     model_data: the MS has a MODEL_DATA column too (MODEL_DATA=on), as large as DATA; flags: blocks carry flags
-    (RFI=on; the MS's FLAG column is always written).
+    (RFI=on; the MS's FLAG column is always written); turning_beams: H and V beams at every step (see
+    worker_peak_bytes).
 
     Raises UserInputError (MEMORY_LIMIT) when the budget does not hold one time step of one channel."""
     limit = memory_limit_bytes
@@ -184,7 +196,7 @@ def estimate(n_channels: int, n_times: int, n_dishes: int, autocorrelations: boo
     row_bytes = values * bytes_per_vis * (2 if model_data else 1) + (values + 7) // 8 + ROW_OVERHEAD_BYTES
     # One worker computing blocks (worker_peak_bytes: phasors of a block's channels, sums, results held).
     shape = block_shape(n_times, n_channels, n_dishes, n_sources, n_baselines, limit, double_precision, workers,
-                        model_data, flags)
+                        model_data, flags, turning_beams)
     tiled_columns = 3 + (3 if model_data else 2) * -(-n_channels // shape.n_channels)  # UVW, WEIGHT, SIGMA; DATA..
     ms_expected = rows * row_bytes + FIXED_MS_BYTES + tiled_columns * TILE_PADDING_BYTES
     simulate_peak = shape.worker_peak_bytes - PROCESS_BASELINE_BYTES

@@ -225,6 +225,8 @@ RUN = [
     ("config-inf", ["--vis", "--config", "inf_toml"], {}, "END_FREQ_HZ"),
     ("out-dir-path-too-long", ["--vis"], {"OUT_DIR": "deep"}, "OUT_DIR"),
     ("tmpdir-path-too-long", ["--vis"], {"TMPDIR": "deep"}, "TMPDIR"),
+    ("gpu-with-turning-meerkat-beams", ["--vis"], {"TELESCOPE": "SKA-MID-AAstar", "BEAM": "everybeam", "BACKEND": "gpu"},
+     "BACKEND"),
     # Karabo's HI catalogue (HDF5): the good one, and each way it can be wrong.
     ("control-karabo-hi", ["--vis"], {"SKY_MODEL": "karabo_hi"}, None),
     ("karabo-hi-not-hdf5", ["--vis"], {"SKY_MODEL": "karabo_hi_not_hdf5"}, "SKY_MODEL"),

@@ -1,4 +1,4 @@
-"""Primary beams of tracking dishes: real voltage patterns per dish type, channel and source.
+"""Primary beams of tracking dishes: real voltage patterns per dish type, polarisation, channel and source.
 
 Models (`BEAM`):
   - "gaussian": frequency-scaled circular Gaussians, power FWHM 1.25 lambda / D per dish diameter;
@@ -6,12 +6,16 @@ Models (`BEAM`):
   - "everybeam": the libraries' dish models. SKA 15 m dishes: EveryBeam's SKA-Mid analytical response
     (`skamid_analytical`, EveryBeam >= 0.6: an unblocked uniformly illuminated 15 m aperture, E = 2 J1(x) / x with
     x = pi D sin(theta) / lambda, the same for X and Y, no leakage, time-independent). MeerKAT 13.5 m dishes: katbeam's
-    JimBeam `MKAT-AA-L-JIM-2020` (Mauch et al. 2020: a cosine-taper fit to holography, per-polarisation FWHM and
-    squint, 900-1650 MHz), averaged over the parallactic angle and over H and V (see `katbeam_voltage_beam`);
+    JimBeam `MKAT-AA-L-JIM-2020` (Mauch et al. 2020: a cosine-taper fit to holography with its own FWHM and squint
+    per polarisation and axis, 900-1650 MHz, no cross-polarisation). The MeerKAT pattern is elliptical and squinted,
+    fixed to the alt-az mount, so it turns on the sky with the parallactic angle: `PolarisedBeams` gives the H and V
+    patterns of every dish type at each time step's angle (a diagonal Jones matrix: neither model has leakage terms);
   - "none": no beam.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import j1
@@ -24,8 +28,8 @@ SKA_DISH_DIAMETER_M = 15.0  # EveryBeam's SkaMid telescope (telescope/skamid.cc:
 MEERKAT_DISH_DIAMETER_M = 13.5
 KATBEAM_MODEL = "MKAT-AA-L-JIM-2020"
 KATBEAM_BAND_HZ = (900e6, 1650e6)  # the frequencies of katbeam's L-band table (it clamps outside them)
-KATBEAM_AZIMUTHS = 64  # parallactic angles averaged (the pattern's ellipticity and squint are its only phi terms)
-KATBEAM_RADIAL_STEP_FWHM = 1.0 / 512  # radial grid of the averaged pattern, in units of the H FWHM
+# katbeam's cosine taper reaches sqrt(1/2) (half power) at r = 0.5 FWHM: its argument is r times this (jimbeam.py).
+KATBEAM_TAPER_SCALE = 1.18896478
 
 
 def power_beam_fwhm_rad(freq_hz: np.ndarray | float, diameter_m: np.ndarray | float) -> np.ndarray:
@@ -59,36 +63,98 @@ def airy_voltage_beam(offset_rad: np.ndarray, freq_hz: np.ndarray, diameter_m: f
     return np.where(x == 0.0, 1.0, 2.0 * j1(safe) / safe)
 
 
-def katbeam_voltage_beam(offset_rad: np.ndarray, freq_hz: np.ndarray) -> np.ndarray:
-    """(n_chan, n_src) katbeam's MeerKAT L-band voltage pattern, averaged over parallactic angle and polarisation.
+def cosine_taper(r: np.ndarray) -> np.ndarray:
+    """katbeam's aperture-taper pattern cos(pi a) / (1 - 4 a^2), a = KATBEAM_TAPER_SCALE r, r in FWHMs from its centre
+    (1 at 0, sqrt(1/2) at 0.5); at a = 1/2, where katbeam divides 0 by 0, its limit pi / 4."""
+    a = KATBEAM_TAPER_SCALE * np.asarray(r)
+    denominator = 1.0 - 4.0 * a * a
+    singular = np.abs(denominator) < 1e-9
+    return np.where(singular, np.pi / 4.0, np.cos(np.pi * a) / np.where(singular, 1.0, denominator))
 
-    E(theta) = < (HH + VV) / 2 >_phi around the pointing centre: an alt-az dish's elliptical, squinted pattern turns on
-    the sky with the parallactic angle, and over a track a source sees it at every phi; the H and V patterns differ by
-    their few per cent in FWHM and their arcminute squints. The scalar predictor carries one real pattern per dish
-    type, so this mean is what it can apply (the per-polarisation, per-time Jones terms are not modelled). Sampled on a
-    radial grid of FWHM/512 and interpolated linearly (error < 1e-5 of the peak; tests/unit/instrument/test_beams.py).
+
+def katbeam_polarised_beams(x_deg: np.ndarray, y_deg: np.ndarray, freq_hz: np.ndarray) -> np.ndarray:
+    """(2, n_chan, n_src) katbeam's MeerKAT L-band H and V voltage patterns at offsets (x, y) in the dish's frame.
+
+    Args:
+        x_deg, y_deg: (n_src,) offsets from the pointing centre, degrees: x across elevation (towards increasing
+            azimuth), y along elevation (towards the zenith), as holography measures them.
+        freq_hz: (n_chan,) frequencies, within KATBEAM_BAND_HZ (katbeam clamps outside it).
+
+    katbeam's model evaluated for all channels at once: its per-polarisation squints and FWHMs along x and y,
+    interpolated linearly in frequency as JimBeam does, in a cosine taper (equal to JimBeam.HH / VV to round-off:
+    tests/unit/instrument/test_beams.py).
     """
     from katbeam import JimBeam
 
     model = JimBeam(KATBEAM_MODEL)
-    offset_deg = np.degrees(np.asarray(offset_rad, dtype=np.float64))
-    phi = 2.0 * np.pi * (np.arange(KATBEAM_AZIMUTHS) + 0.5) / KATBEAM_AZIMUTHS
-    out = np.empty((len(freq_hz), len(offset_deg)))
-    for k, freq in enumerate(np.asarray(freq_hz, dtype=np.float64)):
-        freq_mhz = freq / 1e6
-        step = KATBEAM_RADIAL_STEP_FWHM * float(np.interp(freq_mhz, model.freqMHzlist, model.fwhmlist[0]))
-        radius = np.arange(0.0, offset_deg.max(initial=0.0) + 2.0 * step, step)
-        x, y = radius[:, None] * np.cos(phi)[None, :], radius[:, None] * np.sin(phi)[None, :]
-        mean = 0.5 * (model.HH(x, y, freq_mhz) + model.VV(x, y, freq_mhz)).mean(axis=1)
-        out[k] = np.interp(offset_deg, radius, mean)
+    freq_mhz = np.asarray(freq_hz, dtype=np.float64) / 1e6
+    squint = np.array([np.interp(freq_mhz, model.freqMHzlist, row) for row in model.squintlist])  # (4, n_chan) deg
+    fwhm = np.array([np.interp(freq_mhz, model.freqMHzlist, row) for row in model.fwhmlist])  # Hx Hy Vx Vy
+    x, y = np.asarray(x_deg, dtype=np.float64)[None, :], np.asarray(y_deg, dtype=np.float64)[None, :]
+    out = np.empty((2, len(freq_mhz), x.shape[1]))
+    for pol in range(2):
+        sx, sy, fx, fy = (a[:, None] for a in (squint[2 * pol], squint[2 * pol + 1], fwhm[2 * pol], fwhm[2 * pol + 1]))
+        out[pol] = cosine_taper(np.sqrt(((x - sx) / fx) ** 2 + ((y - sy) / fy) ** 2))
     return out
 
 
-def library_voltage_beams(offset_rad: np.ndarray, freq_hz: np.ndarray, diameters_m: np.ndarray) -> np.ndarray:
-    """(n_type, n_chan, n_src) BEAM=everybeam's pattern of each dish type (15 m: EveryBeam, 13.5 m: katbeam)."""
-    models = {SKA_DISH_DIAMETER_M: lambda: airy_voltage_beam(offset_rad, freq_hz, SKA_DISH_DIAMETER_M),
-              MEERKAT_DISH_DIAMETER_M: lambda: katbeam_voltage_beam(offset_rad, freq_hz)}
-    return np.stack([models[float(d)]() for d in diameters_m])
+def dish_frame_offsets_deg(l: np.ndarray, m: np.ndarray, parallactic_rad: float) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) offsets in an alt-az dish's frame (degrees, see katbeam_polarised_beams) of sources at direction
+    cosines (l, m) from the pointing centre (l towards east, m towards north), when the zenith lies at position angle
+    `parallactic_rad` (north through east) from the pointing centre: y = the offset's component towards the zenith,
+    x = its component towards increasing azimuth (west of the zenith direction on the sky)."""
+    sin_p, cos_p = np.sin(parallactic_rad), np.cos(parallactic_rad)
+    y = l * sin_p + m * cos_p
+    x = m * sin_p - l * cos_p
+    return np.degrees(x), np.degrees(y)
+
+
+@dataclass(frozen=True)
+class PolarisedBeams:
+    """The H and V voltage patterns of every dish type towards a set of sources, at a parallactic angle.
+
+    Dish types of `rotating` (katbeam's MeerKAT dishes) are evaluated at each angle in the dish frame; the others
+    (`static`, EveryBeam's SKA dish: circular, the same for H and V) do not change.
+
+    Attributes:
+        static: (n_type, n_chan, n_src) the patterns of the non-rotating types (rows of rotating types unused).
+        rotating: (n_type,) bool, the types with katbeam's pattern.
+        l, m: (n_src,) direction cosines of the sources from the pointing centre.
+        freq_hz: (n_chan,) channel centres.
+    """
+
+    static: np.ndarray
+    rotating: np.ndarray
+    l: np.ndarray
+    m: np.ndarray
+    freq_hz: np.ndarray
+
+    def at(self, parallactic_rad: float) -> np.ndarray:
+        """(n_type, 2, n_chan, n_src) H and V patterns at the parallactic angle (rad) of one time step."""
+        out = np.repeat(self.static[:, None], 2, axis=1)
+        if np.any(self.rotating):
+            x, y = dish_frame_offsets_deg(self.l, self.m, parallactic_rad)
+            out[self.rotating] = katbeam_polarised_beams(x, y, self.freq_hz)
+        return out
+
+
+def has_rotating_beams(model: str, diameters_m: np.ndarray) -> bool:
+    """Whether BEAM=`model` gives dishes of this array patterns that differ between H and V and turn with the
+    parallactic angle (everybeam with MeerKAT dishes)."""
+    return model == "everybeam" and bool(np.any(np.asarray(diameters_m, dtype=float) == MEERKAT_DISH_DIAMETER_M))
+
+
+def polarised_beams(model: str, lmn: np.ndarray, offset_rad: np.ndarray, freq_hz: np.ndarray,
+                    diameters_m: np.ndarray) -> PolarisedBeams:
+    """BEAM=everybeam's patterns (has_rotating_beams) of each dish type towards sources at (n_src, 3) direction
+    cosines lmn and (n_src,) distances offset_rad from the pointing centre."""
+    types, _ = dish_types(model, diameters_m)
+    rotating = types == MEERKAT_DISH_DIAMETER_M
+    static = np.ones((len(types), len(freq_hz), len(offset_rad)))
+    for t in np.flatnonzero(~rotating):
+        static[t] = airy_voltage_beam(offset_rad, freq_hz, float(types[t]))
+    return PolarisedBeams(static=static, rotating=rotating, l=np.ascontiguousarray(lmn[:, 0]),
+                          m=np.ascontiguousarray(lmn[:, 1]), freq_hz=np.asarray(freq_hz, dtype=np.float64))
 
 
 def check_library_beams(diameters_m: np.ndarray, freq_hz: np.ndarray) -> str | None:
@@ -120,7 +186,7 @@ def beam_parameters(model: str) -> dict[str, tuple[str | float, str]]:
         return {"PBSKA": ("EveryBeam skamid_analytical", "15 m dishes: E = 2 J1(x)/x, x = pi D sin(r)/lambda"),
                 "PBSKAD": (SKA_DISH_DIAMETER_M, "[m] its unblocked aperture"),
                 "PBMKAT": (f"katbeam {version('katbeam')} {KATBEAM_MODEL}", "13.5 m dishes"),
-                "PBMKATAV": ("(HH+VV)/2, mean over parallactic angle", "how the MeerKAT pattern is made scalar")}
+                "PBMKATPL": ("H, V; turns with the parallactic angle", "per-polarisation alt-az MeerKAT pattern")}
     return {}
 
 
@@ -138,7 +204,8 @@ def dish_types(model: str, diameters_m: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 
 def dish_beams(model: str, offset_rad: np.ndarray, freq_hz: np.ndarray, diameters_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Voltage beams per dish type and the type index of each dish.
+    """Voltage beams per dish type and the type index of each dish, for models whose beams are the same in H and V
+    and do not turn on the sky (not has_rotating_beams: see polarised_beams).
 
     Returns:
         beams: (n_type, n_chan, n_src) voltage patterns.
@@ -148,5 +215,8 @@ def dish_beams(model: str, offset_rad: np.ndarray, freq_hz: np.ndarray, diameter
     if model == "none":
         return np.ones((1, len(freq_hz), len(offset_rad))), dish_type
     if model == "everybeam":
-        return library_voltage_beams(offset_rad, freq_hz, types), dish_type
+        if has_rotating_beams(model, types):
+            raise ValueError("MeerKAT dishes' beams differ between H and V and turn with the parallactic angle: "
+                             "use polarised_beams")
+        return np.stack([airy_voltage_beam(offset_rad, freq_hz, float(d)) for d in types]), dish_type
     return gaussian_voltage_beam(offset_rad, freq_hz, types), dish_type

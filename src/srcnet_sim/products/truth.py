@@ -53,6 +53,7 @@ from srcnet_sim.simulate.observation import Observation
 
 EXTNAME = "TRUTH"
 GAIN_RULE = "mean of E_p*E_q over the baselines written"
+TURNING_GAIN_RULE = "mean of (EHp*EHq+EVp*EVq)/2 over the baselines and time steps"  # see simulate.apparent
 
 
 def _columns(obs: Observation) -> list[fits.Column]:
@@ -143,7 +144,7 @@ def write_truth(path: Path, obs: Observation, context: TruthContext) -> Path:
         "FILTRAD": (float(np.degrees(context.filter_radius_rad)), "[deg] sources kept within this of the centre"),
         "PBMODEL": (obs.beam, "primary beam model"),
         **beam_parameters(obs.beam),
-        "PBRULE": (GAIN_RULE, "PB_GAIN"),
+        "PBRULE": (TURNING_GAIN_RULE if obs.rotating_beams else GAIN_RULE, "PB_GAIN"),
         "NOISE": ("on" if obs.noise else "off", "thermal noise simulated"),
         "SMEARING": (obs.smearing, "smearing simulated (not in S_APP)"),
         "SEED": (int(obs.seed), "seed of every random draw"),

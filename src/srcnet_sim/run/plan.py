@@ -263,7 +263,8 @@ def plan(settings: Settings, products: set[str] | frozenset[str] = frozenset({"v
                                settings.worker_threads, None).workers
     sizes = estimate(settings.n_channels, settings.num_time_stamps, telescope.n_dish, observation.autocorrelations,
                      len(sky), settings.imaging_npixel, settings.precision == "double", worker_memory_limit(settings),
-                     workers, model_data=observation.model_data, flags=observation.rfi is not None)
+                     workers, model_data=observation.model_data, flags=observation.rfi is not None,
+                     turning_beams=observation.rotating_beams)
     execution = executor_options(settings.executor, settings.dask_scheduler_address, settings.dask_workers,
                                  settings.worker_threads, sizes.memory_limit_bytes)
     cell_rad = (settings.imaging_cellsize if settings.imaging_cellsize is not None

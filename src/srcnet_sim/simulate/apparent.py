@@ -6,6 +6,11 @@ different gains; the catalogue's single gain per source and channel is the mean 
 baselines actually written, each baseline counting once (autocorrelations included when written).
 That is the gain a naturally weighted image of equal-weight baselines measures; other imaging weights
 shift it by less than the spread between E_MeerKAT^2 and E_SKA^2 (zero at the phase centre).
+
+When beams differ between H and V and turn with the parallactic angle (BEAM=everybeam's MeerKAT dishes), a Stokes I
+image is (XX + YY) / 2: the gain is the mean of (E_H,p E_H,q + E_V,p E_V,q) / 2 over the baselines and over the
+time steps (at most PARALLACTIC_SAMPLES of them, evenly spread over the track; each time step weighs the same, as in
+the image).
 """
 
 from __future__ import annotations
@@ -14,10 +19,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from srcnet_sim.instrument.beams import dish_beams
+from srcnet_sim.instrument.beams import dish_beams, dish_types, polarised_beams
+from srcnet_sim.simulate import geometry
 
 if TYPE_CHECKING:
     from srcnet_sim.simulate.observation import Observation
+
+PARALLACTIC_SAMPLES = 48  # time steps whose beams are averaged for the truth's gain (all of them in shorter runs)
 
 
 def baseline_mean_gain(beams: np.ndarray, dish_type: np.ndarray, ant1: np.ndarray, ant2: np.ndarray) -> np.ndarray:
@@ -37,6 +45,27 @@ def baseline_mean_gain(beams: np.ndarray, dish_type: np.ndarray, ant1: np.ndarra
 def apparent_gain(obs: "Observation") -> np.ndarray:
     """(n_chan, n_src) primary-beam gain of each source of `obs.sky` (an Observation), in the sky's order."""
     offset = obs.sky.angular_distance_rad(obs.ra_rad, obs.dec_rad)
-    beams, dish_type = dish_beams(obs.beam, offset, obs.freq_hz, obs.telescope.diameters_m)
     ant1, ant2 = obs.baselines
+    if obs.rotating_beams:
+        return _time_mean_polarised_gain(obs, offset, ant1, ant2)
+    beams, dish_type = dish_beams(obs.beam, offset, obs.freq_hz, obs.telescope.diameters_m)
     return baseline_mean_gain(beams, dish_type, ant1, ant2)
+
+
+def _time_mean_polarised_gain(obs: "Observation", offset_rad: np.ndarray, ant1: np.ndarray,
+                              ant2: np.ndarray) -> np.ndarray:
+    """(n_chan, n_src) mean over baselines and time steps of (E_H,p E_H,q + E_V,p E_V,q) / 2."""
+    _, dish_type = dish_types(obs.beam, obs.telescope.diameters_m)
+    lmn = geometry.direction_cosines(obs.sky.ra_rad, obs.sky.dec_rad, obs.ra_rad, obs.dec_rad)
+    beams = polarised_beams(obs.beam, lmn, offset_rad, obs.freq_hz, obs.telescope.diameters_m)
+    steps = np.unique(np.linspace(0, len(obs.times_s) - 1, min(len(obs.times_s), PARALLACTIC_SAMPLES)).round()).astype(int)
+    if obs.parallactic_rad is not None:
+        angles = obs.parallactic_rad[steps]
+    else:
+        angles = geometry.parallactic_angle_rad(obs.telescope.itrf_m.mean(axis=0), obs.times_s[steps], obs.ra_rad,
+                                                obs.dec_rad)
+    gain = np.zeros((len(obs.freq_hz), len(offset_rad)))
+    for angle in angles:
+        hv = beams.at(float(angle))  # (n_type, 2, n_chan, n_src)
+        gain += 0.5 * (baseline_mean_gain(hv[:, 0], dish_type, ant1, ant2) + baseline_mean_gain(hv[:, 1], dish_type, ant1, ant2))
+    return gain / len(steps)

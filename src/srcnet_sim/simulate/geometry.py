@@ -83,6 +83,20 @@ def elevation_rad(itrf_ref_m: np.ndarray, mjd_utc_s: np.ndarray, ra_rad: float, 
     return out
 
 
+def parallactic_angle_rad(itrf_ref_m: np.ndarray, mjd_utc_s: np.ndarray, ra_rad: float, dec_rad: float) -> np.ndarray:
+    """(n_time,) parallactic angle of the J2000 direction seen from an ITRF position, radians: the position angle
+    (north through east, in the J2000 frame) of the geodetic zenith as seen from the direction, as casacore's
+    measures give it (what CASA calls the parallactic angle of a field)."""
+    dm = _frame(itrf_ref_m, ra_rad, dec_rad)
+    direction = dm.direction("J2000", quantity(ra_rad, "rad"), quantity(dec_rad, "rad"))
+    zenith = dm.direction("AZELGEO", quantity(0.0, "rad"), quantity(0.5 * np.pi, "rad"))
+    out = np.empty(len(mjd_utc_s))
+    for i, time_s in enumerate(np.asarray(mjd_utc_s, dtype=np.float64)):
+        dm.do_frame(dm.epoch("utc", quantity(time_s, "s")))
+        out[i] = dm.posangle(direction, dm.measure(zenith, "J2000")).get_value("rad")
+    return out
+
+
 def direction_cosines(ra_rad: np.ndarray, dec_rad: np.ndarray, ra0_rad: float, dec0_rad: float) -> np.ndarray:
     """(n_src, 3) direction cosines (l, m, n - 1) of sources relative to the phase centre (SIN)."""
     d_ra = ra_rad - ra0_rad

@@ -9,7 +9,7 @@ from functools import cached_property
 import numpy as np
 
 from srcnet_sim.instrument import Telescope
-from srcnet_sim.instrument.beams import dish_beams, dish_types
+from srcnet_sim.instrument.beams import dish_beams, dish_types, has_rotating_beams, polarised_beams
 from srcnet_sim.instrument.gains import DishGains
 from srcnet_sim.instrument.rfi import RfiModel
 from srcnet_sim.simulate import geometry
@@ -45,6 +45,8 @@ class Observation:
         dtype: complex64 or complex128.
         dish_uvw_m, dish_uvw_rate_m_s: (n_time, n_dish, 3) per-dish UVW (m) and d(UVW)/dt (m/s, time smearing
             only) of every time step, or None until `with_geometry` computes them.
+        parallactic_rad: (n_time,) parallactic angle of the phase centre at the dishes' centroid at every time step,
+            when the beams turn with it (rotating_beams), computed by `with_geometry`; else None.
     """
 
     telescope: Telescope
@@ -67,6 +69,12 @@ class Observation:
     dtype: type = np.complex64
     dish_uvw_m: np.ndarray | None = None
     dish_uvw_rate_m_s: np.ndarray | None = None
+    parallactic_rad: np.ndarray | None = None
+
+    @property
+    def rotating_beams(self) -> bool:
+        """Whether some dishes' beams differ between H and V and turn with the parallactic angle."""
+        return has_rotating_beams(self.beam, self.telescope.diameters_m)
 
     def with_geometry(self) -> "Observation":
         """This observation with the per-dish UVW of every time step computed now, in time order (and their rates
@@ -80,7 +88,17 @@ class Observation:
         rate = None
         if self.smearing == "bandwidth+time":
             rate = (self.dish_uvw(times + RATE_STEP_S) - self.dish_uvw(times - RATE_STEP_S)) / (2 * RATE_STEP_S)
-        return replace(self, dish_uvw_m=self.dish_uvw(times), dish_uvw_rate_m_s=rate)
+        uvw = self.dish_uvw(times)
+        return replace(self, dish_uvw_m=uvw, dish_uvw_rate_m_s=rate,
+                       parallactic_rad=self.parallactic_angles() if self.rotating_beams else None)
+
+    def parallactic_angles(self) -> np.ndarray:
+        """(n_time,) parallactic angle of the phase centre at every time step, seen from the dishes' centroid, rad.
+
+        One angle for all dishes: across the MeerKAT dishes (within 8 km of the core) it varies by less than 0.1 deg.
+        """
+        return geometry.parallactic_angle_rad(self.telescope.itrf_m.mean(axis=0), self.times_s, self.ra_rad,
+                                              self.dec_rad)
     @property
     def baselines(self) -> tuple[np.ndarray, np.ndarray]:
         return baseline_pairs(self.telescope.n_dish, self.autocorrelations)
@@ -96,9 +114,14 @@ class Observation:
         if sky.has_lines:
             keep = self._sources_of_group(channels.indices(len(self.freq_hz))[0] // LINE_CHANNEL_GROUP)
             sky, lmn, offset, gaussian = sky.select(keep), lmn[keep], offset[keep], gaussian[keep]
+        stokes = sky.channel_stokes(freq_hz, self.channel_width_hz)
+        n_point = int(np.count_nonzero(~sky.is_gaussian))
+        if self.rotating_beams:
+            jones = polarised_beams(self.beam, lmn, offset, freq_hz, self.telescope.diameters_m)
+            return SourceTerms(lmn=lmn, stokes=stokes, beams=np.empty((0, len(freq_hz), len(lmn))), gaussian=gaussian,
+                               n_point=n_point, jones=jones)
         beams, _ = dish_beams(self.beam, offset, freq_hz, self.telescope.diameters_m)
-        return SourceTerms(lmn=lmn, stokes=sky.channel_stokes(freq_hz, self.channel_width_hz), beams=beams,
-                           gaussian=gaussian, n_point=int(np.count_nonzero(~sky.is_gaussian)))
+        return SourceTerms(lmn=lmn, stokes=stokes, beams=beams, gaussian=gaussian, n_point=n_point)
 
     def channel_pieces(self, channels: slice) -> list[slice]:
         """`channels` (step 1) cut where it crosses a group of LINE_CHANNEL_GROUP channels, when the sky has lines
@@ -171,6 +194,8 @@ def simulate(obs: Observation, time_indices: range | None = None, channels: slic
     """
     if obs.dish_uvw_m is None:
         obs = obs.with_geometry()
+    elif obs.rotating_beams and obs.parallactic_rad is None:  # the geometry of another beam model
+        obs = replace(obs, parallactic_rad=obs.parallactic_angles())
     predictor = CpuStrategy() if predictor is None else predictor
     run = _StepInputs.of(obs, channels)
     indices = list(range(len(obs.times_s)) if time_indices is None else time_indices)
@@ -185,7 +210,8 @@ def simulate(obs: Observation, time_indices: range | None = None, channels: slic
         call = indices[start:start + per_call]
         dish_uvw = obs.dish_uvw_m[call]
         rate = obs.dish_uvw_rate_m_s[call] if run.pieces[0].smear_time else None
-        pending = [predictor.submit(piece, dish_uvw, rate) for piece in run.pieces]  # the GPU queues them at once
+        parallactic = None if obs.parallactic_rad is None else obs.parallactic_rad[call]
+        pending = [predictor.submit(piece, dish_uvw, rate, parallactic) for piece in run.pieces]  # the GPU queues them at once
         if ready is not None:
             yield from steps_of(*ready)
         ready = None

@@ -8,7 +8,10 @@ V_pq = sum_s B_s Z[p, s] conj(Z[q, s]):
 - bandwidth/time smearing and Gaussian source envelopes depend on the baseline, so they enter
   as per-baseline real weights in the tiled numba kernel of `baseline_kernel`.
 
-Correlations follow the linear-feed convention XX = I + Q, XY = U + iV, YX = U - iV, YY = I - Q.
+Correlations follow the linear-feed convention XX = I + Q, XY = U + iV, YX = U - iV, YY = I - Q. With beams that
+differ between H and V (`SourceTerms.jones`: J_p = diag(E_H,p, E_V,p), evaluated at each step's parallactic angle)
+V_pq = J_p B J_q^H: XX = sum E_H,p E_H,q (I + Q), XY = sum E_H,p E_V,q (U + iV), YX = sum E_V,p E_H,q (U - iV),
+YY = sum E_V,p E_V,q (I - Q), each through the per-baseline kernel (JONES_TERMS).
 Arithmetic is in the precision of `dtype` (complex64: float32 sums, as BLAS cgemm does).
 """
 
@@ -20,6 +23,7 @@ import numba
 import numpy as np
 
 from srcnet_sim.constants import SPEED_OF_LIGHT_M_S
+from srcnet_sim.instrument.beams import PolarisedBeams
 from srcnet_sim.simulate.baseline_kernel import PackingBuffers, weighted_baseline_sums
 from srcnet_sim.simulate.vecmath import phasor_row_double
 
@@ -32,10 +36,13 @@ class SourceTerms:
     Attributes:
         lmn: (n_src, 3) direction cosines (l, m, n - 1).
         stokes: (n_chan, 4, n_src) Stokes I, Q, U, V in Jy per channel.
-        beams: (n_type, n_chan, n_src) voltage beam per dish type.
+        beams: (n_type, n_chan, n_src) voltage beam per dish type, the same in H and V; (0, n_chan, n_src) when
+            `jones` gives the beams.
         gaussian: (n_src, 4) per source [major^2, minor^2, sin(pa), cos(pa)] (FWHM in rad);
             rows of point sources are zero.
         n_point: sources [0, n_point) are points, [n_point, n_src) Gaussians.
+        jones: the H and V beams of each dish type at a parallactic angle, when they differ and turn on the sky
+            (instrument.beams.has_rotating_beams), else None.
     """
 
     lmn: np.ndarray
@@ -43,7 +50,15 @@ class SourceTerms:
     beams: np.ndarray
     gaussian: np.ndarray
     n_point: int
+    jones: PolarisedBeams | None = None
 
+
+# The sums of beams that differ in H and V: [Stokes x, polarisation of p, polarisation of q] (0 = H/X, 1 = V/Y), and
+# the coefficient of each sum in XX, XY, YX, YY (see the module's docstring).
+JONES_TERMS = np.array([[0, 0, 0], [1, 0, 0], [2, 0, 1], [3, 0, 1], [2, 1, 0], [3, 1, 0], [0, 1, 1], [1, 1, 1]])
+JONES_COEFFICIENTS = np.array([[1, 0, 0, 0], [1, 0, 0, 0], [0, 1, 0, 0], [0, 1j, 0, 0],
+                               [0, 0, 1, 0], [0, 0, -1j, 0], [0, 0, 0, 1], [0, 0, 0, -1]], dtype=np.complex128)
+UNPOLARISED = [0, 6]  # the rows of JONES_TERMS for a sky of Stokes I only: XX and YY
 
 def baseline_pairs(n_dish: int, autocorrelations: bool) -> tuple[np.ndarray, np.ndarray]:
     """(n_baseline,) antenna index pairs, ant1 <= ant2, ordered by ant1 then ant2 (OSKAR/CASA)."""
@@ -120,6 +135,7 @@ def predict_time_step(
     interval_s: float = 0.0,
     dtype: type = np.complex64,
     buffers: PackingBuffers | None = None,
+    parallactic_rad: float | None = None,
 ) -> np.ndarray:
     """Visibilities of one time step, (n_baseline, n_chan, 4) in `dtype`, Jy.
 
@@ -133,9 +149,15 @@ def predict_time_step(
         dish_delay_rate: (n_dish, n_src) d(tau)/dt; with interval_s > 0 applies time smearing.
         dtype: complex64 (single precision) or complex128 (double).
         buffers: the smearing kernel's memory, reused from step to step by a caller that keeps it (or None).
+        parallactic_rad: the step's parallactic angle, at which terms.jones (when set) gives the beams.
     """
     real_dtype = np.float32 if dtype == np.complex64 else np.float64
     n_stokes = 4 if np.any(terms.stokes[:, 1:, :]) else 1
+    if terms.jones is not None:
+        if parallactic_rad is None:
+            raise ValueError("beams that turn on the sky (terms.jones) need the step's parallactic angle")
+        return _predict_jones(dish_uvw_m, terms, dish_type, freq_hz, ant1, ant2, channel_width_hz, dish_delay_rate,
+                              interval_s, dtype, buffers, parallactic_rad, n_stokes)
     n_chan, n_src = len(freq_hz), len(terms.lmn)
     smear_time = dish_delay_rate is not None and interval_s > 0
     smear = channel_width_hz > 0 or smear_time
@@ -160,6 +182,24 @@ def predict_time_step(
     vis = np.empty(sums.shape, dtype=dtype)
     _linear_correlations(sums, ant1 == ant2, vis)
     return vis
+
+
+def _predict_jones(dish_uvw_m: np.ndarray, terms: SourceTerms, dish_type: np.ndarray, freq_hz: np.ndarray,
+                   ant1: np.ndarray, ant2: np.ndarray, channel_width_hz: float, dish_delay_rate: np.ndarray | None,
+                   interval_s: float, dtype: type, buffers: PackingBuffers | None, parallactic_rad: float,
+                   n_stokes: int) -> np.ndarray:
+    """predict_time_step's visibilities, (n_baseline, n_chan, 4), with H and V beams (terms.jones) at the step's
+    parallactic angle: every source through the per-baseline kernel, one sum per row of JONES_TERMS (two for a
+    Stokes I sky)."""
+    rows = UNPOLARISED if n_stokes == 1 else list(range(len(JONES_TERMS)))
+    smear_time = dish_delay_rate is not None and interval_s > 0
+    sums = weighted_baseline_sums(
+        dish_uvw_m, terms.lmn, terms.jones.at(parallactic_rad), dish_type, freq_hz, terms.stokes, n_stokes, ant1, ant2,
+        channel_width_hz, dish_delay_rate if smear_time else None, interval_s, terms.gaussian,
+        np.float32 if dtype == np.complex64 else np.float64, buffers, terms=JONES_TERMS[rows])
+    auto = ant1 == ant2
+    sums[auto] = sums[auto].real  # sum_s X_s E_a,p E_b,p is real: the imaginary parts are round-off
+    return (sums @ JONES_COEFFICIENTS[rows]).astype(dtype)
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)

@@ -29,6 +29,8 @@ from srcnet_sim.simulate.predict import SourceTerms, predict_time_step
 from srcnet_sim.sizing import gpu_steps_per_block
 
 BACKENDS = ("auto", "cpu", "gpu")
+ROTATING_BEAMS_ON_GPU = ("gpu does not model BEAM=everybeam's MeerKAT beams (H and V patterns that turn with the "
+                         "parallactic angle) yet: use BACKEND=cpu, or an array of SKA dishes only")
 GPU_START_S = 15.0  # the GPU kernel's compilation, once per process (H200 node, numba-cuda 0.30)
 # CPU predictor throughput per core, source-visibilities (sources x baselines x channels x time steps) per
 # second, with bandwidth smearing and 10 % Gaussian sources (AMD EPYC Zen 4: 3.1e9; taken a little lower).
@@ -63,12 +65,17 @@ def cpu_seconds(source_visibilities: float, cores: int) -> float:
     return source_visibilities / (CPU_SOURCE_VISIBILITIES_PER_CORE_S * max(1, cores))
 
 
-def resolve_backend(requested: str, source_visibilities: float | None = None) -> Backend:
+def resolve_backend(requested: str, source_visibilities: float | None = None, rotating_beams: bool = False) -> Backend:
     """The backend to run for BACKEND=`requested` and a run of `source_visibilities` (sources x baselines x
-    channels x time steps; None: assume a long run); UserInputError for `gpu` without a usable device."""
+    channels x time steps; None: assume a long run); UserInputError for `gpu` without a usable device, or with
+    beams that turn on the sky (`rotating_beams`: the CPU's alone), which `auto` gives the CPU."""
     if requested not in BACKENDS:
         raise UserInputError("BACKEND", f"{requested!r} is not a backend; allowed: {', '.join(BACKENDS)}")
     cores = os.cpu_count() or 1
+    if rotating_beams and requested == "gpu":
+        raise UserInputError("BACKEND", ROTATING_BEAMS_ON_GPU)
+    if rotating_beams:
+        return Backend("cpu", f"CPU, {cores} cores (BEAM=everybeam's turning MeerKAT beams are modelled on the CPU)")
     device = None if requested == "cpu" else gpu_device_name()
     if device is not None and requested == "auto" and source_visibilities is not None:
         on_cpu = cpu_seconds(source_visibilities, cores)
@@ -127,9 +134,11 @@ class Predictor(Protocol):
         """Time steps one `submit` takes for an observation of these counts."""
         ...
 
-    def submit(self, inputs: PredictInputs, dish_uvw_m: np.ndarray, dish_uvw_rate_m_s: np.ndarray | None) -> Pending:
+    def submit(self, inputs: PredictInputs, dish_uvw_m: np.ndarray, dish_uvw_rate_m_s: np.ndarray | None,
+               parallactic_rad: np.ndarray | None = None) -> Pending:
         """Start predicting the steps of (n_time, n_dish, 3) per-dish UVW, m (and their d(UVW)/dt, m/s, with time
-        smearing); the result is (n_time, n_baseline, n_chan, 4) in inputs.dtype, Jy."""
+        smearing, and their (n_time,) parallactic angles, rad, with beams that turn on the sky: inputs.terms.jones);
+        the result is (n_time, n_baseline, n_chan, 4) in inputs.dtype, Jy."""
         ...
 
 
@@ -151,22 +160,26 @@ class CpuStrategy:
     def steps_per_call(self, n_times: int, n_baselines: int, n_channels: int, dtype: type) -> int:
         return 1
 
-    def submit(self, inputs: PredictInputs, dish_uvw_m: np.ndarray, dish_uvw_rate_m_s: np.ndarray | None) -> Pending:
+    def submit(self, inputs: PredictInputs, dish_uvw_m: np.ndarray, dish_uvw_rate_m_s: np.ndarray | None,
+               parallactic_rad: np.ndarray | None = None) -> Pending:
         def compute() -> np.ndarray:
-            steps = [self._step(inputs, dish_uvw_m[i], None if dish_uvw_rate_m_s is None else dish_uvw_rate_m_s[i])
+            steps = [self._step(inputs, dish_uvw_m[i], None if dish_uvw_rate_m_s is None else dish_uvw_rate_m_s[i],
+                                None if parallactic_rad is None else float(parallactic_rad[i]))
                      for i in range(len(dish_uvw_m))]
             return steps[0][None] if len(steps) == 1 else np.stack(steps)
         return _Deferred(compute)
 
     @staticmethod
-    def _step(inputs: PredictInputs, dish_uvw_m: np.ndarray, dish_uvw_rate_m_s: np.ndarray | None) -> np.ndarray:
-        """(n_baseline, n_chan, 4) visibilities of one step from its (n_dish, 3) UVW (and rate)."""
+    def _step(inputs: PredictInputs, dish_uvw_m: np.ndarray, dish_uvw_rate_m_s: np.ndarray | None,
+              parallactic_rad: float | None) -> np.ndarray:
+        """(n_baseline, n_chan, 4) visibilities of one step from its (n_dish, 3) UVW (and rate, parallactic angle)."""
         delay_rate = None
         if inputs.smear_time:  # (n_dish, n_src) d(tau)/dt of every dish towards every source, s/s
             delay_rate = (dish_uvw_rate_m_s @ inputs.terms.lmn.T) / SPEED_OF_LIGHT_M_S
         return predict_time_step(dish_uvw_m, inputs.terms, inputs.dish_type, inputs.freq_hz, inputs.ant1, inputs.ant2,
                                  channel_width_hz=inputs.channel_width_hz, dish_delay_rate=delay_rate,
-                                 interval_s=inputs.interval_s, dtype=inputs.dtype, buffers=inputs.buffers)
+                                 interval_s=inputs.interval_s, dtype=inputs.dtype, buffers=inputs.buffers,
+                                 parallactic_rad=parallactic_rad)
 
 
 @dataclass(frozen=True)
@@ -198,7 +211,10 @@ class GpuStrategy:
     def steps_per_call(self, n_times: int, n_baselines: int, n_channels: int, dtype: type) -> int:
         return gpu_steps_per_block(n_times, n_baselines, n_channels, np.dtype(dtype).itemsize)
 
-    def submit(self, inputs: PredictInputs, dish_uvw_m: np.ndarray, dish_uvw_rate_m_s: np.ndarray | None) -> Pending:
+    def submit(self, inputs: PredictInputs, dish_uvw_m: np.ndarray, dish_uvw_rate_m_s: np.ndarray | None,
+               parallactic_rad: np.ndarray | None = None) -> Pending:
+        if inputs.terms.jones is not None:
+            raise UserInputError("BACKEND", ROTATING_BEAMS_ON_GPU)
         rate = dish_uvw_rate_m_s if inputs.smear_time else None
         queued = self.device.predict(dish_uvw_m, inputs.terms, inputs.dish_type, inputs.freq_hz, inputs.ant1, inputs.ant2,
                                      channel_width_hz=inputs.channel_width_hz, dish_uvw_rate_m_s=rate,

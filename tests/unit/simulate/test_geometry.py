@@ -80,6 +80,26 @@ def test_elevation_matches_astropy(default_times):
     np.testing.assert_allclose(ours, altaz.alt.deg, atol=0.01)
 
 
+def test_parallactic_angle_matches_astropys_position_angle_of_the_zenith():
+    """Our parallactic angle (casacore) against astropy's: the position angle, in ICRS, of the geodetic zenith seen
+    from the field, over 8 h of a field at Dec -30 deg that rises, transits 1 deg from the zenith and sets (the angle
+    sweeps through 180 deg): within 0.01 deg away from the zenith, where it is ill-conditioned."""
+    iers.conf.auto_download = False
+    tel = load_telescope("SKA-MID-AAstar")
+    dec = np.radians(-30.0)
+    times = geometry.sample_times_s(datetime(2026, 3, 1, 16, 0, tzinfo=timezone.utc), 8 * 3600.0, 33)
+    ours = geometry.parallactic_angle_rad(tel.itrf_m.mean(0), times, RA0, dec)
+    site = EarthLocation.from_geocentric(*tel.itrf_m.mean(0), unit=u.m)
+    obstime = Time(times / 86400.0, format="mjd", scale="utc")
+    zenith = SkyCoord(alt=90 * u.deg, az=0 * u.deg, frame=AltAz(obstime=obstime, location=site)).icrs
+    theirs = SkyCoord(RA0 * u.rad, dec * u.rad).position_angle(zenith).rad
+    elevation = np.degrees(geometry.elevation_rad(tel.itrf_m.mean(0), times, RA0, dec))
+    difference = np.degrees(np.angle(np.exp(1j * (ours - theirs))))
+    away = elevation < 85.0
+    assert np.abs(difference[away]).max() < 0.01 and np.count_nonzero(away) > 25
+    assert np.ptp(np.unwrap(ours)) > np.radians(150)  # the track turns the sky by most of a half turn
+
+
 def test_direction_cosines():
     lmn = geometry.direction_cosines(np.array([RA0, RA0]), np.array([DEC0, DEC0 + 0.01]), RA0, DEC0)
     np.testing.assert_allclose(lmn[0], 0.0, atol=1e-15)

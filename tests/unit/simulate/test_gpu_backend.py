@@ -132,6 +132,16 @@ def test_gpu_without_a_device_is_a_one_line_error_naming_backend():
         resolve_backend("tpu")
 
 
+def test_beams_that_turn_stay_on_the_cpu_with_or_without_a_device():
+    """BEAM=everybeam's MeerKAT beams (H and V, turning with the parallactic angle) are modelled by the CPU predictor
+    alone: auto takes the CPU even with a device, gpu is a one-line error naming BACKEND and the beam."""
+    assert resolve_backend("auto", 1e18, rotating_beams=True).name == "cpu"
+    with pytest.raises(UserInputError) as err:
+        resolve_backend("gpu", rotating_beams=True)
+    assert str(err.value).startswith("BACKEND: gpu does not model BEAM=everybeam's MeerKAT beams")
+    assert "\n" not in str(err.value)
+
+
 def test_cli_backend_gpu_without_a_device_exits_2_with_one_line(tmp_path: Path):
     from conftest import run_cli
 
