@@ -111,6 +111,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
                                                            (150.12, 2.21, 1.0)]),
         "ms": ms, "flagged_ms": flagged, "not_ms": d / "not-an-ms", "mightee_nan": d / "mightee-nan.fits",
         "nan_flux": write_csv_sky(d / "nan-flux.csv", [(150.12, 2.21, 1.0), (150.121, 2.211, float("nan"))]),
+        "polarised": write_csv_sky(d / "polarised.csv", [(150.12, 2.21, 1.0, 0.1)], header="ra_deg,dec_deg,i_jy,q_jy"),
         "inf_flux": _text(d / "inf-flux.osm", "150.12 2.21 1.0\n150.121 2.211 inf\n"),
         "nan_ra": write_csv_sky(d / "nan-ra.csv", [(float("nan"), 2.21, 1.0), (150.12, 2.21, 1.0)]),
         "nan_size": write_csv_sky(d / "nan-size.csv", [(150.12, 2.21, 1.0, float("nan"), 1.0)],
@@ -225,8 +226,8 @@ RUN = [
     ("config-inf", ["--vis", "--config", "inf_toml"], {}, "END_FREQ_HZ"),
     ("out-dir-path-too-long", ["--vis"], {"OUT_DIR": "deep"}, "OUT_DIR"),
     ("tmpdir-path-too-long", ["--vis"], {"TMPDIR": "deep"}, "TMPDIR"),
-    ("gpu-with-turning-meerkat-beams", ["--vis"], {"TELESCOPE": "SKA-MID-AAstar", "BEAM": "everybeam", "BACKEND": "gpu"},
-     "BACKEND"),
+    ("gpu-polarised-sky-turning-beams", ["--vis"], {"TELESCOPE": "SKA-MID-AAstar", "BEAM": "everybeam", "BACKEND": "gpu",
+                                                    "SKY_MODEL": "polarised"}, "BACKEND"),
     # Karabo's HI catalogue (HDF5): the good one, and each way it can be wrong.
     ("control-karabo-hi", ["--vis"], {"SKY_MODEL": "karabo_hi"}, None),
     ("karabo-hi-not-hdf5", ["--vis"], {"SKY_MODEL": "karabo_hi_not_hdf5"}, "SKY_MODEL"),

@@ -129,12 +129,13 @@ class PolarisedBeams:
     m: np.ndarray
     freq_hz: np.ndarray
 
-    def at(self, parallactic_rad: float) -> np.ndarray:
-        """(n_type, 2, n_chan, n_src) H and V patterns at the parallactic angle (rad) of one time step."""
-        out = np.repeat(self.static[:, None], 2, axis=1)
+    def at(self, parallactic_rad: float, channels: slice = slice(None), sources: slice = slice(None)) -> np.ndarray:
+        """(n_type, 2, n_chan, n_src) H and V patterns at the parallactic angle (rad) of one time step, of the
+        channels and sources asked for (all by default)."""
+        out = np.repeat(self.static[:, None, channels, sources], 2, axis=1)
         if np.any(self.rotating):
-            x, y = dish_frame_offsets_deg(self.l, self.m, parallactic_rad)
-            out[self.rotating] = katbeam_polarised_beams(x, y, self.freq_hz)
+            x, y = dish_frame_offsets_deg(self.l[sources], self.m[sources], parallactic_rad)
+            out[self.rotating] = katbeam_polarised_beams(x, y, self.freq_hz[channels])
         return out
 
 

@@ -109,7 +109,8 @@ def choose_backend(run_plan: Plan, requested: str) -> Backend:
     with the plan's sizes."""
     sizes = run_plan.estimate
     backend = resolve_backend(requested, float(sizes.n_sources) * sizes.n_baselines * sizes.n_channels * sizes.n_times,
-                              rotating_beams=run_plan.observation.rotating_beams)
+                              polarised_sky_with_turning_beams=(run_plan.observation.rotating_beams
+                                                                and run_plan.observation.sky.is_polarised))
     if backend.name == "gpu":
         steps, need = gpu_block_device_bytes(run_plan.observation)
         logger.info("predictor: GPU backend on %s; a block of %d steps needs about %s of device memory "

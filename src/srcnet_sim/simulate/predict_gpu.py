@@ -7,6 +7,11 @@ everything baseline-dependent (bandwidth and time smearing, Gaussian envelopes) 
 of `gpu_kernel`. Phases are reduced in turns in float64 before sin/cos, then stored in the
 requested precision, as the CPU does.
 
+Beams that differ between H and V and turn with the parallactic angle (`SourceTerms.jones`) are evaluated per time
+step of the block, and a Stokes I sky is predicted twice, once through the H patterns (XX) and once through the V
+patterns (YY): XX = sum I E_H,p E_H,q exp(...), YY = sum I E_V,p E_V,q exp(...). A polarised sky with such beams needs
+the mixed products E_H,p E_V,q, which these kernels do not form: it is refused (the CPU predictor has them).
+
 The array code is written against `xp`: CuPy on a device, NumPy in CI, where numba's CUDA simulator
 runs the kernel on NumPy arrays. Sources (and, for many channels, channels) are processed in chunks
 sized to the device memory left free, so memory stays bounded whatever the sky size.
@@ -21,9 +26,11 @@ from types import ModuleType
 
 import numpy as np
 
+from srcnet_sim.errors import UserInputError
 from srcnet_sim.instrument.beams import SPEED_OF_LIGHT_M_S
 from srcnet_sim.simulate.gpu_kernel import TILE, grouped_kernel, grouped_shape, grouped_tile
 from srcnet_sim.simulate.predict import SourceTerms
+from srcnet_sim.simulate.predictors import POLARISED_SKY_WITH_TURNING_BEAMS
 from srcnet_sim.sizing import gpu_block_device_bytes
 
 ROWS_PER_GROUP = 8  # dish rows p whose sums one thread of the grouped kernel keeps in registers
@@ -112,7 +119,7 @@ class GpuPredictor:
     def predict(self, dish_uvw_m: np.ndarray, terms: SourceTerms, dish_type: np.ndarray, freq_hz: np.ndarray,
                 ant1: np.ndarray, ant2: np.ndarray, channel_width_hz: float = 0.0,
                 dish_uvw_rate_m_s: np.ndarray | None = None, interval_s: float = 0.0,
-                dtype: type = np.complex64, to_host: bool = True):
+                dtype: type = np.complex64, to_host: bool = True, parallactic_rad: np.ndarray | None = None):
         """Visibilities of a block of time steps, (n_time, n_baseline, n_chan, 4) in `dtype`, Jy.
 
         Args as `predict.predict_time_step`, per step, except:
@@ -120,7 +127,33 @@ class GpuPredictor:
             dish_uvw_rate_m_s: (n_time, n_dish, 3) d(uvw)/dt of each dish, m/s; with interval_s > 0
                 applies time smearing (the CPU's dish_delay_rate is this times lmn^T / c).
             to_host: return a NumPy array (else an `xp` array on the device).
+            parallactic_rad: (n_time,) the steps' parallactic angles, with terms.jones.
         """
+        if terms.jones is None:
+            vis = self._predict(dish_uvw_m, terms, dish_type, freq_hz, ant1, ant2, channel_width_hz,
+                                dish_uvw_rate_m_s, interval_s, dtype, None)
+            return self.to_host(vis) if to_host else vis
+        if np.any(terms.stokes[:, 1:, :]):
+            raise UserInputError("BACKEND", POLARISED_SKY_WITH_TURNING_BEAMS)
+        if parallactic_rad is None:
+            raise ValueError("beams that turn on the sky (terms.jones) need the steps' parallactic angles")
+        def beams_of(pol: int):
+            def chunk(channels: slice, sources: slice):  # (n_time, n_type, n_chan, n_src) of one chunk
+                return self.xp.asarray(np.stack([terms.jones.at(float(angle), channels, sources)[:, pol]
+                                                 for angle in parallactic_rad]), dtype=np.float64)
+            return chunk
+
+        vis = self._predict(dish_uvw_m, terms, dish_type, freq_hz, ant1, ant2, channel_width_hz, dish_uvw_rate_m_s,
+                            interval_s, dtype, beams_of(0))
+        vis[..., 3] = self._predict(dish_uvw_m, terms, dish_type, freq_hz, ant1, ant2, channel_width_hz,
+                                    dish_uvw_rate_m_s, interval_s, dtype, beams_of(1))[..., 3]
+        return self.to_host(vis) if to_host else vis
+
+    def _predict(self, dish_uvw_m: np.ndarray, terms: SourceTerms, dish_type: np.ndarray, freq_hz: np.ndarray,
+                 ant1: np.ndarray, ant2: np.ndarray, channel_width_hz: float, dish_uvw_rate_m_s: np.ndarray | None,
+                 interval_s: float, dtype: type, step_beams):
+        """`predict`'s visibilities on the device, through terms.beams or, when given, step_beams(channels, sources):
+        one polarisation's patterns at each step of a chunk, (n_time, n_type, n_chan, n_src) on the device."""
         xp = self.xp
         real_dtype = np.float32 if dtype == np.complex64 else np.float64
         with self._stage("upload"):
@@ -150,7 +183,7 @@ class GpuPredictor:
             for s0 in range(0, n_src, src_chunk):
                 s1 = min(s0 + src_chunk, n_src)
                 with self._stage("phasors"):
-                    z, path = self._phasors(uvw, dev, dish_type_dev, freq, chans, s0, s1, dtype)
+                    z, path = self._phasors(uvw, dev, dish_type_dev, freq, chans, s0, s1, dtype, step_beams)
                 point_end = min(max(kernel_start, s0), s1)  # sources [s0, point_end) go to the matrix products
                 if point_end > s0:  # one batched gemm for all Stokes: (X_x Z)^T conj(Z), [x, p] stacked as rows
                     with self._stage("point-source gemm"):
@@ -182,8 +215,7 @@ class GpuPredictor:
             del chunk_out
 
         with self._stage("baselines and correlations"):
-            vis = self._assemble(matrices, kernel_out, ant1, ant2, n_stokes, dtype)
-        return self.to_host(vis) if to_host else vis
+            return self._assemble(matrices, kernel_out, ant1, ant2, n_stokes, dtype)
 
     def _assemble(self, matrices, kernel_out, ant1: np.ndarray, ant2: np.ndarray, n_stokes: int, dtype: type):
         """(n_time, n_baseline, n_chan, 4) correlations from the dish-pair sums of the gemm and the kernel."""
@@ -222,17 +254,22 @@ class GpuPredictor:
         return chan_chunk, min(src_chunk, n_src)
 
     def _phasors(self, uvw, dev: dict, dish_type, freq_hz: np.ndarray, chans: slice, s0: int, s1: int,
-                 dtype: type):
+                 dtype: type, step_beams=None):
         """Z (n_time, n_chan, n_src, n_dish) of `dtype` for channels `chans` and sources [s0, s1), and the
-        path lengths (n_time, n_src, n_dish), m."""
+        path lengths (n_time, n_src, n_dish), m. The beams are dev["beams"] (n_type, n_chan, n_src), or
+        step_beams(chans, sources) (n_time, n_type, n_chan, n_src) when given."""
         xp = self.xp
         path = xp.matmul(dev["lmn"][s0:s1], uvw.transpose(0, 2, 1))  # u l + v m + w (n - 1)
         channels = range(chans.start, chans.stop)
         z = xp.empty((uvw.shape[0], len(channels), s1 - s0, uvw.shape[1]), dtype=dtype)
+        chunk_beams = None if step_beams is None else step_beams(chans, slice(s0, s1))
         for i, k in enumerate(channels):
             turns = path * (freq_hz[k] / SPEED_OF_LIGHT_M_S)
             angle = (2.0 * math.pi) * (turns - xp.rint(turns))  # exact reduction in turns, then radians
-            beam = dev["beams"][:, k, s0:s1][dish_type].T  # (n_src, n_dish)
+            if step_beams is None:
+                beam = dev["beams"][:, k, s0:s1][dish_type].T  # (n_src, n_dish)
+            else:
+                beam = chunk_beams[:, :, i][:, dish_type].transpose(0, 2, 1)  # (n_time, n_src, n_dish)
             z[:, i] = beam * xp.exp(1j * angle)
         return z, path
 

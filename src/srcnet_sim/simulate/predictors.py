@@ -29,8 +29,8 @@ from srcnet_sim.simulate.predict import SourceTerms, predict_time_step
 from srcnet_sim.sizing import gpu_steps_per_block
 
 BACKENDS = ("auto", "cpu", "gpu")
-ROTATING_BEAMS_ON_GPU = ("gpu does not model BEAM=everybeam's MeerKAT beams (H and V patterns that turn with the "
-                         "parallactic angle) yet: use BACKEND=cpu, or an array of SKA dishes only")
+POLARISED_SKY_WITH_TURNING_BEAMS = ("gpu models BEAM=everybeam's MeerKAT beams (H and V patterns that turn with the parallactic "
+                                    "angle) for a Stokes I sky only, and this sky has Q, U or V: use BACKEND=cpu")
 GPU_START_S = 15.0  # the GPU kernel's compilation, once per process (H200 node, numba-cuda 0.30)
 # CPU predictor throughput per core, source-visibilities (sources x baselines x channels x time steps) per
 # second, with bandwidth smearing and 10 % Gaussian sources (AMD EPYC Zen 4: 3.1e9; taken a little lower).
@@ -65,17 +65,19 @@ def cpu_seconds(source_visibilities: float, cores: int) -> float:
     return source_visibilities / (CPU_SOURCE_VISIBILITIES_PER_CORE_S * max(1, cores))
 
 
-def resolve_backend(requested: str, source_visibilities: float | None = None, rotating_beams: bool = False) -> Backend:
+def resolve_backend(requested: str, source_visibilities: float | None = None,
+                    polarised_sky_with_turning_beams: bool = False) -> Backend:
     """The backend to run for BACKEND=`requested` and a run of `source_visibilities` (sources x baselines x
-    channels x time steps; None: assume a long run); UserInputError for `gpu` without a usable device, or with
-    beams that turn on the sky (`rotating_beams`: the CPU's alone), which `auto` gives the CPU."""
+    channels x time steps; None: assume a long run); UserInputError for `gpu` without a usable device, or for a
+    polarised sky seen through beams that turn on it (the CPU's alone: `auto` gives the CPU)."""
     if requested not in BACKENDS:
         raise UserInputError("BACKEND", f"{requested!r} is not a backend; allowed: {', '.join(BACKENDS)}")
     cores = os.cpu_count() or 1
-    if rotating_beams and requested == "gpu":
-        raise UserInputError("BACKEND", ROTATING_BEAMS_ON_GPU)
-    if rotating_beams:
-        return Backend("cpu", f"CPU, {cores} cores (BEAM=everybeam's turning MeerKAT beams are modelled on the CPU)")
+    if polarised_sky_with_turning_beams and requested == "gpu":
+        raise UserInputError("BACKEND", POLARISED_SKY_WITH_TURNING_BEAMS)
+    if polarised_sky_with_turning_beams:
+        return Backend("cpu", f"CPU, {cores} cores (a polarised sky through BEAM=everybeam's turning MeerKAT beams is "
+                              "modelled on the CPU)")
     device = None if requested == "cpu" else gpu_device_name()
     if device is not None and requested == "auto" and source_visibilities is not None:
         on_cpu = cpu_seconds(source_visibilities, cores)
@@ -213,12 +215,11 @@ class GpuStrategy:
 
     def submit(self, inputs: PredictInputs, dish_uvw_m: np.ndarray, dish_uvw_rate_m_s: np.ndarray | None,
                parallactic_rad: np.ndarray | None = None) -> Pending:
-        if inputs.terms.jones is not None:
-            raise UserInputError("BACKEND", ROTATING_BEAMS_ON_GPU)
         rate = dish_uvw_rate_m_s if inputs.smear_time else None
         queued = self.device.predict(dish_uvw_m, inputs.terms, inputs.dish_type, inputs.freq_hz, inputs.ant1, inputs.ant2,
                                      channel_width_hz=inputs.channel_width_hz, dish_uvw_rate_m_s=rate,
-                                     interval_s=inputs.interval_s, dtype=inputs.dtype, to_host=False)
+                                     interval_s=inputs.interval_s, dtype=inputs.dtype, to_host=False,
+                                     parallactic_rad=parallactic_rad)
         return _OnDevice(self.device, queued)
 
 

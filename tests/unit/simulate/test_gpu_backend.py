@@ -21,7 +21,7 @@ import json, sys
 import numpy as np
 from numba import cuda
 assert cuda.simulator_enabled if hasattr(cuda, "simulator_enabled") else True
-from gpu_workload import CASES, cpu_predict, gpu_predict, make_workload, relative_error
+from gpu_workload import C, CASES, cpu_predict, gpu_predict, make_workload, relative_error
 from srcnet_sim.simulate.predict_gpu import GpuPredictor
 
 results = []
@@ -59,6 +59,53 @@ for bandwidth in (False, True):
     gpu = gpu_predict(tiny, w, bandwidth, True, np.complex128)
     results.append({"case": ["chunked", bandwidth, True], "error": relative_error(gpu, cpu), "smearing_effect": 1.0,
                     "dtype": str(gpu.dtype), "shape": list(gpu.shape), "want_shape": list(cpu.shape)})
+
+# BEAM=everybeam's H and V beams turning with the parallactic angle (3 MeerKAT and 2 SKA dishes, sources out to
+# 1.7 deg, a different angle per step), Stokes I: two passes on the "GPU" against the CPU's two sums per step; a
+# polarised sky through them is refused with one line.
+import dataclasses
+from srcnet_sim.errors import UserInputError
+from srcnet_sim.instrument.beams import polarised_beams
+from srcnet_sim.simulate.predict import predict_time_step
+j = make_workload(n_dish=5, n_src=11, n_gauss=4, n_chan=3, n_time=2, seed=5)
+l = np.linspace(-0.03, 0.03, 11)
+j.terms.lmn[:, 0], j.terms.lmn[:, 1] = l, -0.6 * l
+j.terms.lmn[:, 2] = np.sqrt(1 - l * l - 0.36 * l * l) - 1
+stokes_i = j.terms.stokes.copy()
+stokes_i[:, 1:] = 0.0
+jones = polarised_beams("everybeam", j.terms.lmn, np.arccos(j.terms.lmn[:, 2] + 1), j.freq_hz,
+                        np.array([13.5, 13.5, 13.5, 15.0, 15.0]))
+j.dish_type = np.array([0, 0, 0, 1, 1])
+j.terms = dataclasses.replace(j.terms, stokes=stokes_i, beams=np.empty((0, 3, 11)), jones=jones)
+angles = np.array([0.4, 1.9])
+for dtype in (np.complex64, np.complex128):
+    runs = {}
+    for smear in (False, True):
+        rate = [(j.dish_uvw_rate_m_s[t] @ j.terms.lmn.T) / C if smear else None for t in range(2)]
+        runs[smear] = np.stack([predict_time_step(j.dish_uvw_m[t], j.terms, j.dish_type, j.freq_hz, j.ant1, j.ant2,
+                                                  channel_width_hz=j.channel_width_hz if smear else 0.0,
+                                                  dish_delay_rate=rate[t], interval_s=j.interval_s if smear else 0.0,
+                                                  dtype=dtype, parallactic_rad=angles[t]) for t in range(2)])
+    gpu = GpuPredictor(np).predict(j.dish_uvw_m, j.terms, j.dish_type, j.freq_hz, j.ant1, j.ant2,
+                                   channel_width_hz=j.channel_width_hz, dish_uvw_rate_m_s=j.dish_uvw_rate_m_s,
+                                   interval_s=j.interval_s, dtype=dtype, parallactic_rad=angles)
+    cpu = runs[True]
+    assert np.abs(cpu[..., 0] - cpu[..., 3]).max() > 1e-3 * np.abs(cpu).max()  # H and V differ
+    results.append({"case": [dtype.__name__, True, True], "error": relative_error(gpu, cpu),
+                    "smearing_effect": relative_error(runs[False], cpu), "dtype": str(gpu.dtype),
+                    "shape": list(gpu.shape), "want_shape": list(cpu.shape)})
+# ... and chunked (one channel, 4 sources at a time: the beams evaluated per chunk).
+chunked = GpuPredictor(np, memory_bytes=1, min_source_chunk=4).predict(
+    j.dish_uvw_m, j.terms, j.dish_type, j.freq_hz, j.ant1, j.ant2, channel_width_hz=j.channel_width_hz,
+    dish_uvw_rate_m_s=j.dish_uvw_rate_m_s, interval_s=j.interval_s, dtype=np.complex128, parallactic_rad=angles)
+results.append({"case": ["chunked", True, True], "error": relative_error(chunked, cpu), "smearing_effect": 1.0,
+                "dtype": str(chunked.dtype), "shape": list(chunked.shape), "want_shape": list(cpu.shape)})
+polarised = dataclasses.replace(j.terms, stokes=make_workload(5, 11, 4, 3, 2, seed=5).terms.stokes)
+try:
+    GpuPredictor(np).predict(j.dish_uvw_m, polarised, j.dish_type, j.freq_hz, j.ant1, j.ant2, parallactic_rad=angles)
+    raise AssertionError("a polarised sky through turning beams was predicted on the GPU")
+except UserInputError as refused:
+    assert str(refused).startswith("BACKEND: gpu models BEAM=everybeam's MeerKAT beams"), refused
 
 # The workflow's simulate() on the "GPU" (blocks of 2 steps, one block ahead), noise on, against the CPU.
 from srcnet_sim.config import load_settings
@@ -102,7 +149,7 @@ def simulated_results() -> list[dict]:
 
 def test_gpu_predictor_in_the_cuda_simulator_matches_the_cpu_predictor(simulated_results):
     tolerance = {"complex64": 1e-5, "complex128": 1e-10, "chunked": 1e-10, "simulate": 1e-10}
-    assert len(simulated_results) == 16
+    assert len(simulated_results) == 19
     assert simulated_results[-1]["lines"] > 0  # the line sky's visibilities are not zero
     for r in simulated_results:
         name, bandwidth, time_smearing = r["case"]
@@ -132,13 +179,14 @@ def test_gpu_without_a_device_is_a_one_line_error_naming_backend():
         resolve_backend("tpu")
 
 
-def test_beams_that_turn_stay_on_the_cpu_with_or_without_a_device():
-    """BEAM=everybeam's MeerKAT beams (H and V, turning with the parallactic angle) are modelled by the CPU predictor
-    alone: auto takes the CPU even with a device, gpu is a one-line error naming BACKEND and the beam."""
-    assert resolve_backend("auto", 1e18, rotating_beams=True).name == "cpu"
+def test_a_polarised_sky_through_turning_beams_stays_on_the_cpu_with_or_without_a_device():
+    """A polarised sky through BEAM=everybeam's MeerKAT beams (H and V, turning with the parallactic angle) needs the
+    mixed products E_H,p E_V,q, which the CPU predictor alone forms: auto takes the CPU even with a device, gpu is a
+    one-line error naming BACKEND and the beam."""
+    assert resolve_backend("auto", 1e18, polarised_sky_with_turning_beams=True).name == "cpu"
     with pytest.raises(UserInputError) as err:
-        resolve_backend("gpu", rotating_beams=True)
-    assert str(err.value).startswith("BACKEND: gpu does not model BEAM=everybeam's MeerKAT beams")
+        resolve_backend("gpu", polarised_sky_with_turning_beams=True)
+    assert str(err.value).startswith("BACKEND: gpu models BEAM=everybeam's MeerKAT beams")
     assert "\n" not in str(err.value)
 
 
