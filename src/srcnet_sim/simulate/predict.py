@@ -59,6 +59,10 @@ JONES_TERMS = np.array([[0, 0, 0], [1, 0, 0], [2, 0, 1], [3, 0, 1], [2, 1, 0], [
 JONES_COEFFICIENTS = np.array([[1, 0, 0, 0], [1, 0, 0, 0], [0, 1, 0, 0], [0, 1j, 0, 0],
                                [0, 0, 1, 0], [0, 0, -1j, 0], [0, 0, 0, 1], [0, 0, 0, -1]], dtype=np.complex128)
 UNPOLARISED = [0, 6]  # the rows of JONES_TERMS for a sky of Stokes I only: XX and YY
+# The GPU predictor's kernels form Z_p conj(Z_q) of one beam pattern per pass, not the mixed E_H,p E_V,q of XY and YX.
+POLARISED_SKY_WITH_TURNING_BEAMS = ("gpu models BEAM=everybeam's MeerKAT beams (H and V patterns that turn with the "
+                                    "parallactic angle) for a Stokes I sky only, and this sky has Q, U or V: use "
+                                    "BACKEND=cpu")
 
 def baseline_pairs(n_dish: int, autocorrelations: bool) -> tuple[np.ndarray, np.ndarray]:
     """(n_baseline,) antenna index pairs, ant1 <= ant2, ordered by ant1 then ant2 (OSKAR/CASA)."""

@@ -29,8 +29,7 @@ import numpy as np
 from srcnet_sim.errors import UserInputError
 from srcnet_sim.instrument.beams import SPEED_OF_LIGHT_M_S
 from srcnet_sim.simulate.gpu_kernel import TILE, grouped_kernel, grouped_shape, grouped_tile
-from srcnet_sim.simulate.predict import SourceTerms
-from srcnet_sim.simulate.predictors import POLARISED_SKY_WITH_TURNING_BEAMS
+from srcnet_sim.simulate.predict import POLARISED_SKY_WITH_TURNING_BEAMS, SourceTerms
 from srcnet_sim.sizing import gpu_block_device_bytes
 
 ROWS_PER_GROUP = 8  # dish rows p whose sums one thread of the grouped kernel keeps in registers

@@ -25,12 +25,10 @@ import numpy as np
 from srcnet_sim.constants import SPEED_OF_LIGHT_M_S
 from srcnet_sim.errors import UserInputError
 from srcnet_sim.simulate.baseline_kernel import PackingBuffers
-from srcnet_sim.simulate.predict import SourceTerms, predict_time_step
+from srcnet_sim.simulate.predict import POLARISED_SKY_WITH_TURNING_BEAMS, SourceTerms, predict_time_step
 from srcnet_sim.sizing import gpu_steps_per_block
 
 BACKENDS = ("auto", "cpu", "gpu")
-POLARISED_SKY_WITH_TURNING_BEAMS = ("gpu models BEAM=everybeam's MeerKAT beams (H and V patterns that turn with the parallactic "
-                                    "angle) for a Stokes I sky only, and this sky has Q, U or V: use BACKEND=cpu")
 GPU_START_S = 15.0  # the GPU kernel's compilation, once per process (H200 node, numba-cuda 0.30)
 # CPU predictor throughput per core, source-visibilities (sources x baselines x channels x time steps) per
 # second, with bandwidth smearing and 10 % Gaussian sources (AMD EPYC Zen 4: 3.1e9; taken a little lower).
