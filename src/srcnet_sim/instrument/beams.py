@@ -16,6 +16,7 @@ Models (`BEAM`):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 from scipy.special import j1
@@ -72,6 +73,14 @@ def cosine_taper(r: np.ndarray) -> np.ndarray:
     return np.where(singular, np.pi / 4.0, np.cos(np.pi * a) / np.where(singular, 1.0, denominator))
 
 
+@cache
+def _katbeam_model():
+    """katbeam's JimBeam of KATBEAM_MODEL, parsed once per process (it reads its table at construction)."""
+    from katbeam import JimBeam
+
+    return JimBeam(KATBEAM_MODEL)
+
+
 def katbeam_polarised_beams(x_deg: np.ndarray, y_deg: np.ndarray, freq_hz: np.ndarray) -> np.ndarray:
     """(2, n_chan, n_src) katbeam's MeerKAT L-band H and V voltage patterns at offsets (x, y) in the dish's frame.
 
@@ -84,9 +93,7 @@ def katbeam_polarised_beams(x_deg: np.ndarray, y_deg: np.ndarray, freq_hz: np.nd
     interpolated linearly in frequency as JimBeam does, in a cosine taper (equal to JimBeam.HH / VV to round-off:
     tests/unit/instrument/test_beams.py).
     """
-    from katbeam import JimBeam
-
-    model = JimBeam(KATBEAM_MODEL)
+    model = _katbeam_model()
     freq_mhz = np.asarray(freq_hz, dtype=np.float64) / 1e6
     squint = np.array([np.interp(freq_mhz, model.freqMHzlist, row) for row in model.squintlist])  # (4, n_chan) deg
     fwhm = np.array([np.interp(freq_mhz, model.freqMHzlist, row) for row in model.fwhmlist])  # Hx Hy Vx Vy

@@ -59,11 +59,7 @@ def _time_mean_polarised_gain(obs: "Observation", offset_rad: np.ndarray, ant1: 
     lmn = geometry.direction_cosines(obs.sky.ra_rad, obs.sky.dec_rad, obs.ra_rad, obs.dec_rad)
     beams = polarised_beams(obs.beam, lmn, offset_rad, obs.freq_hz, obs.telescope.diameters_m)
     steps = np.unique(np.linspace(0, len(obs.times_s) - 1, min(len(obs.times_s), PARALLACTIC_SAMPLES)).round()).astype(int)
-    if obs.parallactic_rad is not None:
-        angles = obs.parallactic_rad[steps]
-    else:
-        angles = geometry.parallactic_angle_rad(obs.telescope.itrf_m.mean(axis=0), obs.times_s[steps], obs.ra_rad,
-                                                obs.dec_rad)
+    angles = (obs.parallactic_rad if obs.parallactic_rad is not None else obs.parallactic_angles())[steps]
     gain = np.zeros((len(obs.freq_hz), len(offset_rad)))
     for angle in angles:
         hv = beams.at(float(angle))  # (n_type, 2, n_chan, n_src)

@@ -175,8 +175,8 @@ def _pair_sums(i, q_terms, p_terms, terms, n_pol, pol_free, alias, pairs, ant1, 
     When the pair's three dishes are pol_free (the same pattern in H and V), a term whose alias[c] >= 0 (an earlier
     term of the same Stokes parameter through polarisations 0, 0) has the same sum as that term, and is skipped:
     weighted_baseline_sums copies it (half the work on SKA-SKA baselines of a Stokes I sky). When only the second
-    dishes are pol_free, two terms of the same Stokes parameter read the same rows of them: a Stokes I sky's XX and
-    YY are summed in one pass (_fused_xx_yy)."""
+    dishes are pol_free, every term reads the same rows of them: two terms (a Stokes I sky's XX and YY) are summed in
+    one pass (_fused_xx_yy)."""
     n_k = len(freq_hz)
     zero = q_terms[0, 0, 0] - q_terms[0, 0, 0]  # not `* 0`: float32 * int is float64 in numba
     smear_time = half_interval > 0
@@ -184,7 +184,7 @@ def _pair_sums(i, q_terms, p_terms, terms, n_pol, pol_free, alias, pairs, ant1, 
     b2 = pairs[i, 1] if pairs[i, 1] >= 0 else b1
     p, q1, q2 = ant1[b1], ant2[b1], ant2[b2]
     reuse = pol_free[p] and pol_free[q1] and pol_free[q2]
-    fuse = not reuse and pol_free[q1] and pol_free[q2] and len(terms) == 2 and terms[0, 0] == terms[1, 0]
+    fuse = not reuse and pol_free[q1] and pol_free[q2] and len(terms) == 2
     w1, w2, k1, k2 = buffers[0, :n_s], buffers[1, :n_s], buffers[2, :n_s], buffers[3, :n_s]
     g1, g2 = buffers[4, :n_s], buffers[5, :n_s]
     one = taylor[0]  # the bandwidth sinc's d is x_p - x_q itself, in the precision of the terms

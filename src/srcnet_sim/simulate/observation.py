@@ -88,8 +88,7 @@ class Observation:
         rate = None
         if self.smearing == "bandwidth+time":
             rate = (self.dish_uvw(times + RATE_STEP_S) - self.dish_uvw(times - RATE_STEP_S)) / (2 * RATE_STEP_S)
-        uvw = self.dish_uvw(times)
-        return replace(self, dish_uvw_m=uvw, dish_uvw_rate_m_s=rate,
+        return replace(self, dish_uvw_m=self.dish_uvw(times), dish_uvw_rate_m_s=rate,
                        parallactic_rad=self.parallactic_angles() if self.rotating_beams else None)
 
     def parallactic_angles(self) -> np.ndarray:
@@ -99,6 +98,7 @@ class Observation:
         """
         return geometry.parallactic_angle_rad(self.telescope.itrf_m.mean(axis=0), self.times_s, self.ra_rad,
                                               self.dec_rad)
+
     @property
     def baselines(self) -> tuple[np.ndarray, np.ndarray]:
         return baseline_pairs(self.telescope.n_dish, self.autocorrelations)

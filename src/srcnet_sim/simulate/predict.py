@@ -196,10 +196,9 @@ def _predict_jones(dish_uvw_m: np.ndarray, terms: SourceTerms, dish_type: np.nda
     parallactic angle: every source through the per-baseline kernel, one sum per row of JONES_TERMS (two for a
     Stokes I sky)."""
     rows = UNPOLARISED if n_stokes == 1 else list(range(len(JONES_TERMS)))
-    smear_time = dish_delay_rate is not None and interval_s > 0
     sums = weighted_baseline_sums(
         dish_uvw_m, terms.lmn, terms.jones.at(parallactic_rad), dish_type, freq_hz, terms.stokes, n_stokes, ant1, ant2,
-        channel_width_hz, dish_delay_rate if smear_time else None, interval_s, terms.gaussian,
+        channel_width_hz, dish_delay_rate, interval_s, terms.gaussian,
         np.float32 if dtype == np.complex64 else np.float64, buffers, terms=JONES_TERMS[rows])
     auto = ant1 == ant2
     sums[auto] = sums[auto].real  # sum_s X_s E_a,p E_b,p is real: the imaginary parts are round-off
