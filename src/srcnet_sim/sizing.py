@@ -98,6 +98,12 @@ class Estimate:
     def measurements(self) -> int:
         return self.n_channels * self.n_times * self.n_baselines * self.n_correlations
 
+    @property
+    def data_column_bytes(self) -> int:
+        """The MS's DATA file: complex64 visibilities (the column's type at either precision), without its tiles'
+        last padding."""
+        return self.measurements * BYTES_PER_COMPLEX64
+
 
 @dataclass(frozen=True)
 class BlockShape:

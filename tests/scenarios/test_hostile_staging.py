@@ -134,7 +134,8 @@ def test_sigterm_and_sigint_end_the_run_with_one_line_and_remove_its_files(dirs,
     if moment == "simulating":
         wait_for(lambda: any(tmp.glob("srcnet-resume-*/h_measurements.ms")), proc, "the MS")
     else:
-        wait_for(lambda: any(out.glob(f"hostile/.srcnet-sim-partial-*/{TAR}.partial")), proc, "the partial tar")
+        # its sidecar is written, and its tar is being made from the MS's DATA file (products.adopted_tar)
+        wait_for(lambda: any(tmp.glob("srcnet-resume-*/adopting.tar")), proc, "the tar in the making")
     proc.send_signal(stop_signal)
     code = proc.wait(timeout=60)
     stderr = (tmp_path / "run.log").read_text()
@@ -143,6 +144,11 @@ def test_sigterm_and_sigint_end_the_run_with_one_line_and_remove_its_files(dirs,
                                  "its scratch and partial files were removed")
     # Only the resumable state (the MS so far, for a rerun with the same settings) is kept: an eviction is not the end.
     assert [name[:len("srcnet-resume-")] for name in entries(tmp)] == ["srcnet-resume-"] and entries(out) == []
+    state = next(tmp.iterdir())
+    assert sorted(p.name for p in state.iterdir()) == ["ALIVE", "h_measurements.ms", "journal", "state.json"]
+    if moment == "staging":  # the tar being made from the MS's DATA file went back into the MS: it is whole
+        assert "table.f0_TSM0 put back into" in stderr
+        assert (state / "h_measurements.ms" / "table.f0_TSM0").stat().st_size > 30 * 10**6
 
 
 @pytest.mark.parametrize("plant, args, message", [
@@ -262,7 +268,7 @@ def test_a_product_that_appears_during_the_run_is_never_replaced_without_overwri
     private = tmp_path / "private"
     private.mkdir()
     final = tmp_path / "x.fits"
-    item = staging.prepare(private, final, staging.text("ours"), lambda path: {"name": "x.fits"})
+    item = staging.prepare(private, final, staging.text("ours"), lambda path, size: {"name": "x.fits"})
     final.write_text("theirs")
     staging.meta_path(final).write_text("{}")
     if overwrite:

@@ -148,7 +148,7 @@ def test_a_signal_while_publishing_leaves_no_product_without_its_sidecar(tmp_pat
     private = tmp_path / "private"
     private.mkdir()
     final = tmp_path / "x.fits"
-    item = staging.prepare(private, final, staging.text("ours"), lambda path: {"name": "x.fits"})
+    item = staging.prepare(private, final, staging.text("ours"), lambda path, size: {"name": "x.fits"})
     rename = staging.rename_noreplace
 
     def rename_then_signal(source, target):

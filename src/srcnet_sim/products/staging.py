@@ -27,7 +27,8 @@ from typing import BinaryIO
 from srcnet_sim.fs.durable import fsync_path
 from srcnet_sim.fs.filecopy import COPY_BUFFER_BYTES, copy_range
 from srcnet_sim.errors import UserInputError
-from srcnet_sim.products.aligned_tar import write_aligned_tar
+from srcnet_sim.products.adopted_tar import IN_PROGRESS, adopt, restore
+from srcnet_sim.products.aligned_tar import plan_tar, write_aligned_tar, write_tar
 from srcnet_sim.products.naming import META_SUFFIX
 from srcnet_sim.fs.stopping import deferred
 
@@ -153,20 +154,58 @@ class Prepared:
     data: Path
     meta: Path | None
     final: Path
+    adopted_in: Path | None = None  # the work directory of a tar made around its MS's DATA file (prepare_adopted)
 
 
 def prepare(private_dir: Path, final: Path, write: Callable[[BinaryIO], None],
-            make_sidecar: Callable[[Path], dict] | None) -> Prepared:
+            make_sidecar: Callable[[Path, int], dict] | None) -> Prepared:
     """Write the product into `private_dir` and, from that file, its sidecar.
 
-    make_sidecar(path) builds (and validates) the sidecar from the written file. Both names end in
+    make_sidecar(path, size in bytes) builds (and validates) the sidecar of the written file. Both names end in
     `.partial`, so that an ingestor that walks subdirectories never sees a pair before it is published.
     """
     data = write_new_file(private_dir / (final.name + PARTIAL_SUFFIX), write)
     meta = None
     if make_sidecar is not None:
-        meta = write_new_file(private_dir / (final.name + META_SUFFIX + PARTIAL_SUFFIX), json_document(make_sidecar(data)))
+        meta = write_new_file(private_dir / (final.name + META_SUFFIX + PARTIAL_SUFFIX),
+                              json_document(make_sidecar(data, data.stat().st_size)))
     return Prepared(data, meta, final)
+
+
+def prepare_adopted(private_dir: Path, final: Path, source: Path, workdir: Path,
+                    make_sidecar: Callable[[Path, int], dict], into: list[Prepared]) -> Prepared:
+    """prepare() of the tar of the MS `source` without a second copy of its DATA column where the filesystem allows
+    (products.adopted_tar: `workdir`, the run's resumable state, holds the work and its marker), else copied; the
+    same bytes either way. The sidecar is built first, from the whole MS and the tar's planned size; once the tar is
+    made around the DATA file, `source` lacks it (the MS is spent: stage it last). The result is appended to `into`
+    before a signal can stop the run (deferred), so that the caller can always take_back(into)."""
+    layout = plan_tar(source)
+    data = private_dir / (final.name + PARTIAL_SUFFIX)
+    meta = write_new_file(private_dir / (final.name + META_SUFFIX + PARTIAL_SUFFIX),
+                          json_document(make_sidecar(data, layout.size)))
+    adopted = adopt(layout, source, workdir, private_dir)
+    if adopted is None:
+        write_new_file(data, lambda handle: write_tar(layout, handle.fileno()))
+        into.append(Prepared(data, meta, final))
+    else:
+        with deferred():  # the tar leaves the state directory and is listed in one step, whatever signal comes
+            rename_noreplace(adopted, data)
+            into.append(Prepared(data, meta, final, workdir))
+        fsync_path(private_dir)
+        fsync_path(workdir)
+    if data.stat().st_size != layout.size:
+        raise OSError(f"{data} is {data.stat().st_size} bytes where its layout gave {layout.size}: the MS changed "
+                      "while it was staged")
+    return into[-1]
+
+
+def take_back(items: list[Prepared]) -> None:
+    """After a failure or a signal before they were published: give each tar made around its MS's DATA file back
+    to its MS (products.adopted_tar.restore), so that the kept state resumes a whole MS."""
+    for item in items:
+        if item.adopted_in is not None and os.path.lexists(item.data):
+            os.rename(item.data, item.adopted_in / IN_PROGRESS)
+            restore(item.adopted_in)
 
 
 def _remove_previous(item: Prepared, overwrite: bool) -> None:

@@ -59,7 +59,7 @@ def run(settings: Settings, products: set[str], overwrite: bool = False, notific
         sweep_killed_runs(scratch_parent, product_dir)
         with claims.claimed(product_dir, names):
             staging.check_free_to_stage(product_dir, names, with_sidecar, overwrite)
-            preflight(run_plan)
+            preflight(run_plan, ms_spent=not notification)
             qa_error = qa_unavailable(run_plan)
             visibilities = [p for p in VISIBILITIES if p in run_plan.made]
             resumable = (resume.run_state(scratch_parent, product_dir, settings.file_prefix,
@@ -89,7 +89,8 @@ def run(settings: Settings, products: set[str], overwrite: bool = False, notific
                 if "clean" in made and qa_error is None:
                     qa_error = quality_report(run_plan, made, scratch_dir)
                 products_made = run_plan.products - ({"qa"} if qa_error else set())
-                staged = stage_products(run_plan, made, private_dir, overwrite, notification, products_made, ms_scan)
+                staged = stage_products(run_plan, made, private_dir, overwrite, notification, products_made, ms_scan,
+                                        state.directory if state is not None else None)
                 stopping.work_complete()  # staged: a signal from here (an eviction) no longer fails the run
                 if preview_dir is not None:
                     write_previews(made, run_plan.products, preview_dir)

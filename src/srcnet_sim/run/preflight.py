@@ -14,6 +14,7 @@ from pathlib import Path
 import psutil
 
 from srcnet_sim.errors import UserInputError
+from srcnet_sim.fs.extents import shifts_extents
 from srcnet_sim.fs.filecopy import shares_blocks
 from srcnet_sim.fs.space import available_memory_bytes, free_bytes
 from srcnet_sim.run.plan import PRODUCTS, ZIPPED, Plan
@@ -71,13 +72,14 @@ def _device(path: Path) -> int:
 
 
 def volume_problems(out_dir: Path, out_bytes: int, out_listing: str, tmp_dir: Path, tmp_bytes: int,
-                    tmp_listing: str, copied_bytes: int = 0) -> dict[str, UserInputError | None]:
+                    tmp_listing: str, copied_bytes: int = 0, spent_bytes: int = 0) -> dict[str, UserInputError | None]:
     """For OUT_DIR (staged products) and TMPDIR (everything made): why it cannot hold its products, or None.
     Each must be a writable directory holding its products, their sum when they share one filesystem (the MS
-    and its staged tar exist at once; the problem is then OUT_DIR's), less `copied_bytes` (the staged bytes that
-    are copies of TMPDIR's files: tars and copies made with copy_file_range) when that filesystem shares blocks
-    between files (fs.filecopy.shares_blocks: XFS with reflink, btrfs), where those copies take no new space.
-    The listings name the products."""
+    and its staged tar exist at once; the problem is then OUT_DIR's), less what staging takes without new space
+    there: `copied_bytes` (the staged bytes that are copies of TMPDIR's files: tars and copies made with
+    copy_file_range) when that filesystem shares blocks between files (fs.filecopy.shares_blocks: XFS with
+    reflink, btrfs), else `spent_bytes` (the MS's DATA file, which becomes its tar: products.adopted_tar) when it
+    shifts extents (fs.extents.shifts_extents: ext4, XFS). The listings name the products."""
     problems: dict[str, UserInputError | None] = {"OUT_DIR": None, "TMPDIR": None}
     for setting, directory_path in (("OUT_DIR", out_dir), ("TMPDIR", tmp_dir)):
         existing = _existing(directory_path)
@@ -87,13 +89,17 @@ def volume_problems(out_dir: Path, out_bytes: int, out_listing: str, tmp_dir: Pa
     if any(problems.values()):
         return problems
     if _device(out_dir) == _device(tmp_dir):
-        shared = copied_bytes if copied_bytes and shares_blocks(_existing(tmp_dir)) else 0
+        shared, how = 0, ""
+        if copied_bytes and shares_blocks(_existing(tmp_dir)):
+            shared, how = copied_bytes, ", whose copies share blocks"
+        elif spent_bytes and shifts_extents(_existing(tmp_dir)):
+            shared, how = spent_bytes, ", where the MS's DATA becomes its tar"
         need, free = out_bytes + tmp_bytes - shared, free_bytes(out_dir)
         if need and free < need:
             problems["OUT_DIR"] = UserInputError(
                 "OUT_DIR", f"{out_dir} has {human(free)} free but {out_listing} need about {human(need)} together with "
                 f"{tmp_listing} made in TMPDIR ({tmp_dir}, the same filesystem"
-                f"{', whose copies share blocks' if shared else ''}); enlarge the volume, put TMPDIR on another one, "
+                f"{how}); enlarge the volume, put TMPDIR on another one, "
                 "or shorten the run")
         return problems
     for setting, where, need, listing in (("OUT_DIR", out_dir, out_bytes, out_listing),
@@ -112,24 +118,26 @@ def check_volumes(out_dir: Path, out_bytes: int, out_listing: str, tmp_dir: Path
             raise problem
 
 
-def preflight_problems(run_plan: Plan) -> dict[str, UserInputError | None]:
+def preflight_problems(run_plan: Plan, ms_spent: bool = True) -> dict[str, UserInputError | None]:
     """Why this machine cannot run the plan, per resource ("memory", "OUT_DIR", "TMPDIR"), or None where it can:
     memory (container limit included), OUT_DIR and the temporary directory (space, their sum on one filesystem,
-    writable)."""
+    writable). ms_spent: the staged MS's tar may be made around its DATA file (not with --notification, whose
+    plugins read the MS after staging)."""
     scratch = Path(tempfile.gettempdir())
     volumes = volume_problems(
         run_plan.product_dir, sum(run_plan.product_bytes(p) for p in run_plan.products),
         ", ".join(run_plan.staged_name(p) for p in PRODUCTS if p in run_plan.products),
         scratch, run_plan.scratch_bytes(), ", ".join(run_plan.file_name(p) for p in run_plan.made)
         + (" and the cube imaging's reordered visibilities" if run_plan.cube_reorder_bytes else ""),
-        copied_bytes=sum(run_plan.product_bytes(p) for p in run_plan.products if p not in ZIPPED))
+        copied_bytes=sum(run_plan.product_bytes(p) for p in run_plan.products if p not in ZIPPED),
+        spent_bytes=run_plan.estimate.data_column_bytes if ms_spent and "vis" in run_plan.products else 0)
     return {"memory": memory_problem(run_plan.estimate, "dirty" in run_plan.made, run_plan.imaging.npix,
                                      run_plan.synthetic_sky),
             **volumes}
 
 
-def preflight(run_plan: Plan) -> None:
+def preflight(run_plan: Plan, ms_spent: bool = True) -> None:
     """Refuse to start, with the numbers, when this machine cannot run the plan (see preflight_problems)."""
-    for problem in preflight_problems(run_plan).values():
+    for problem in preflight_problems(run_plan, ms_spent).values():
         if problem is not None:
             raise problem

@@ -6,7 +6,9 @@ OUT_DIR/RUCIO_NAMESPACE/FILE_PREFIX, holding
 - state.json: the settings of the run (those that change the MS), written once;
 - journal: one line "time_start time_stop chan_start chan_stop" per block written, appended and
   fsync'ed after the block's rows are flushed and fsync'ed in the MS;
-- <FILE_PREFIX>measurements.ms: the MS being written.
+- <FILE_PREFIX>measurements.ms: the MS being written;
+- while the MS's tar is made around its DATA file, that file and a marker (products.adopted_tar), which the next
+  run puts back into the MS (or, once the tar has left for staging, finds the MS spent and makes it again).
 
 It outlives SIGKILL, SIGTERM (eviction) and a failure, and is adopted by the next run with the same
 settings, which skips every time step already written; a run with other settings is refused with
@@ -34,6 +36,7 @@ import numpy as np
 from srcnet_sim.fs import livelock
 from srcnet_sim.config import Settings
 from srcnet_sim.errors import UserInputError
+from srcnet_sim.products.adopted_tar import restore
 from srcnet_sim.progress import logger
 
 STATE_PREFIX = "srcnet-resume-"
@@ -169,6 +172,10 @@ def run_state(tmp_parent: Path, product_dir: Path, file_prefix: str, wanted: dic
     run = None
     try:
         state = _read_state(directory) if lock_fd >= 0 else None
+        if lock_fd >= 0 and not restore(directory):
+            logger.warning("resume: %s holds an MS whose DATA went into a tar being staged when its run stopped; "
+                           "the MS is made again", directory)
+            shutil.rmtree(directory / ms_name, ignore_errors=True)
         resumed = False
         if lock_fd >= 0 and state is not None and not restart:
             saved = state.get("settings", {})

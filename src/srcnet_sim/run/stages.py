@@ -289,51 +289,76 @@ def quality_report(run_plan: Plan, made: dict[str, Path], scratch: Path) -> QAEr
 
 
 def prepare_products(run_plan: Plan, made: dict[str, Path], private_dir: Path, products: frozenset[str],
-                     ms_scan: MainTableScan | None = None) -> list[staging.Prepared]:
+                     ms_scan: MainTableScan | None = None, spend_ms_in: Path | None = None,
+                     into: list[staging.Prepared] | None = None) -> list[staging.Prepared]:
     """Write each product of `products` (directories as tars) and its validated `.meta` into the run's
     private directory in the staging area, ready to publish. ms_scan: the visibilities' main-table scan when imaging
-    made one, of the MSv2 or the MSv4 (the same samples; else each visibility sidecar scans its product)."""
+    made one, of the MSv2 or the MSv4 (the same samples; else each visibility sidecar scans its product).
+    spend_ms_in: the run's resumable state directory when nothing reads the MS after staging: its tar is then made
+    around its DATA file where the filesystem allows (staging.prepare_adopted), last. into: the list the prepared
+    products are appended to as they are made (returned, in PRODUCTS order), which a caller's clean-up reads."""
     ident, names = run_plan.identity, run_plan.names
-    prepared = []
-    for product in (p for p in PRODUCTS if p in products):
+    prepared = [] if into is None else into
+    spent = "vis" if spend_ms_in is not None and "vis" in products and made["vis"].is_dir() else None
+    for product in sorted((p for p in PRODUCTS if p in products), key=lambda p: p == spent):  # the spent MS last
         source, name = made[product], run_plan.staged_name(product)
 
-        def make_sidecar(path: Path, product: str = product, source: Path = source, name: str = name) -> dict:
+        def make_sidecar(path: Path, size: int, product: str = product, source: Path = source, name: str = name) -> dict:
             if product == "vis":
-                meta = obscore.visibility_record(source, ident, name, path.stat().st_size, ms_scan)
+                meta = obscore.visibility_record(source, ident, name, size, ms_scan)
             elif product == "msv4":
-                meta = obscore.msv4_record(path, ident, name, path.stat().st_size, ms_scan)
+                meta = obscore.msv4_record(path, ident, name, size, ms_scan)
             elif product == "truth":
                 meta = obscore.truth_record(path, ident, name)
             elif product == "rfi":
                 meta = obscore.rfi_truth_record(path, ident, name)
             elif product == "gains":
-                meta = obscore.caltables_record(source, ident, name, path.stat().st_size,
+                meta = obscore.caltables_record(source, ident, name, size,
                                                 2.0 * math.degrees(run_plan.filter_radius_rad))
             elif product == "qa":
                 from srcnet_sim.qa.report import SUMMARY_NAME
 
-                meta = obscore.qa_record(source / f"{names.file_prefix}{SUMMARY_NAME}", ident, name, path.stat().st_size)
+                meta = obscore.qa_record(source / f"{names.file_prefix}{SUMMARY_NAME}", ident, name, size)
             else:
                 meta = obscore.image_record(path, ident, name)
             return sidecar.build(ident.namespace, name, names.lifetime_s, meta, dataset_name=ident.obs_id)
 
+        final = run_plan.product_dir / name
+        if product == spent:
+            staging.prepare_adopted(private_dir, final, source, spend_ms_in, make_sidecar, prepared)
+            continue
         write = (staging.zip_store(source) if product in ZIPPED else staging.tar_directory(source) if source.is_dir()
                  else staging.copy_of(source))
-        prepared.append(staging.prepare(private_dir, run_plan.product_dir / name, write, make_sidecar))
+        prepared.append(staging.prepare(private_dir, final, write, make_sidecar))
+    order = {run_plan.product_dir / run_plan.staged_name(p): i for i, p in enumerate(PRODUCTS) if p in products}
+    prepared.sort(key=lambda item: order[item.final])
     return prepared
 
 
 def stage_products(run_plan: Plan, made: dict[str, Path], private_dir: Path, overwrite: bool,
                    notification: bool = False, products: frozenset[str] | None = None,
-                   ms_scan: MainTableScan | None = None) -> list[Path]:
+                   ms_scan: MainTableScan | None = None, state_dir: Path | None = None) -> list[Path]:
     """Stage each chosen product (or those of `products`), then its `.meta`, and the notification last;
-    the caller holds the names' claims.
+    the caller holds the names' claims. state_dir: the run's resumable state, where the MS's tar may be made
+    around its DATA file (prepare_products; not with the notification, whose plugins read the MS afterwards).
 
     Everything is written into `private_dir` first, so a failure (a full volume, a signal) before
     the renames leaves nothing new in the staging area.
     """
-    prepared = prepare_products(run_plan, made, private_dir, run_plan.products if products is None else products, ms_scan)
+    prepared: list[staging.Prepared] = []
+    try:
+        return _publish(run_plan, made, private_dir, overwrite, notification, products, ms_scan, state_dir, prepared)
+    except BaseException:
+        staging.take_back(prepared)  # a tar made from the MS and not published goes back into it: resumable
+        raise
+
+
+def _publish(run_plan: Plan, made: dict[str, Path], private_dir: Path, overwrite: bool, notification: bool,
+             products: frozenset[str] | None, ms_scan: MainTableScan | None, state_dir: Path | None,
+             prepared: list[staging.Prepared]) -> list[Path]:
+    """stage_products' work, the prepared products listed in `prepared` as they are made."""
+    prepare_products(run_plan, made, private_dir, run_plan.products if products is None else products, ms_scan,
+                     None if notification else state_dir, prepared)
     if notification:
         from srcnet_sim.products.notification import notification_text
 
