@@ -272,7 +272,9 @@ def test_the_cube_time_calibration_repeats_samples_without_changing_the_images(t
         print(f"{image}: largest difference {difference:.2e} of the peak")
         assert difference < tolerance, image
     p = predict_cube_imaging(run_plan, tmp_path)
-    assert p.planes == N_CHAN and p.fixed_s > 0 and p.per_sample_s >= 0
+    # Measured parts: their signs, not their sizes (timings on a shared machine; fixed_s is clipped at 0 when noise
+    # makes the repeated plane's extra time exceed the single plane's whole time).
+    assert p.planes == N_CHAN and p.plane_s > 0 and p.fixed_s >= 0 and p.per_sample_s >= 0
     assert p.total_s == pytest.approx(p.reorder_s + p.planes * p.plane_s / p.workers)
     printed = run_cli(["estimate", "--cube"], env=env)
     assert printed.returncode == 0, printed.stderr
