@@ -26,8 +26,9 @@ from srcnet_sim.fs.extents import UNSUPPORTED, collapse_range, insert_range
 from srcnet_sim.products.aligned_tar import TarLayout, write_tar
 from srcnet_sim.progress import logger
 
-# JSON: {"source": the MS's path, "member": the lead's name in it, "size": its bytes, "prefix": K, "times_ns": the
-# access and modification times of the MS's directory and of the lead, which the move and the shifts change}
+# JSON: {"source": the MS's path (relative to the work directory when inside it), "member": the lead's name in it,
+# "size": its bytes, "prefix": K, "times_ns": the access and modification times of the MS's directory and of the
+# lead, which the move and the shifts change}
 MARKER = "ADOPTED"
 IN_PROGRESS = "adopting.tar"  # the lead file while it becomes the tar, in the work directory
 
@@ -44,7 +45,8 @@ def adopt(layout: TarLayout, source: Path, workdir: Path, target_dir: Path) -> P
     times = [os.stat(path) for path in (source, lead.path)]
     tar = workdir / IN_PROGRESS
     try:
-        _write_marker(marker, {"source": str(source), "member": lead.path.name, "size": lead.size,
+        where = source.relative_to(workdir) if source.is_relative_to(workdir) else source  # a moved volume too
+        _write_marker(marker, {"source": str(where), "member": lead.path.name, "size": lead.size,
                                "prefix": lead.data_offset, "times_ns": [[t.st_atime_ns, t.st_mtime_ns] for t in times]})
         os.rename(lead.path, tar)
         fsync_path(source)
@@ -85,7 +87,7 @@ def restore(workdir: Path) -> bool:
     except ValueError:  # a torn marker: written before the lead file moved
         marker.unlink()
         return True
-    source, size, prefix = Path(record["source"]), int(record["size"]), int(record["prefix"])
+    source, size, prefix = workdir / record["source"], int(record["size"]), int(record["prefix"])
     home, tar = source / record["member"], workdir / IN_PROGRESS
     if os.path.lexists(tar):
         fd = os.open(tar, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)

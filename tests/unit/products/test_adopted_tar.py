@@ -219,7 +219,8 @@ def test_sigkill_at_random_moments_of_a_real_adoption_then_restore_gives_back_th
 
 
 def test_a_resumed_run_puts_the_data_file_back_before_it_counts_its_time_steps(volume: Path, monkeypatch):
-    """resume.run_state on a state whose MS's DATA was half made into a tar: the MS is whole again and resumed."""
+    """resume.run_state on a state whose MS's DATA was half made into a tar, its volume mounted elsewhere since: the
+    MS is whole again and resumed."""
     from srcnet_sim.run import resume
 
     tmp_path = volume
@@ -240,9 +241,12 @@ def test_a_resumed_run_puts_the_data_file_back_before_it_counts_its_time_steps(v
         adopted_tar.adopt(plan_tar(source), source, state.directory, private)
     monkeypatch.undo()
     assert not (source / "table.f1_TSM0").exists()
-    with resume.run_state(tmp_path, product_dir, "p_", wanted, "p_measurements.ms", 4, 2, False) as state:
+    moved = tmp_path / "remounted"  # the next pod mounts the scratch volume elsewhere
+    moved.mkdir()
+    state.directory.rename(moved / state.directory.name)
+    with resume.run_state(moved, product_dir, "p_", wanted, "p_measurements.ms", 4, 2, False) as state:
         assert state.resumed and state.time_steps_done == 4
-        assert tree_digest(source) == pristine
+        assert tree_digest(state.directory / "p_measurements.ms") == pristine
 
 
 def test_volumes_on_a_filesystem_that_shifts_extents_need_the_ms_data_once(volume: Path, monkeypatch):
