@@ -51,28 +51,32 @@ def adopt(layout: TarLayout, source: Path, workdir: Path, target_dir: Path) -> P
         os.rename(lead.path, tar)
         fsync_path(source)
         fsync_path(workdir)
-        fd = os.open(tar, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
-        try:
-            try:
-                insert_range(fd, 0, lead.data_offset)
-            except OSError as exc:
-                if exc.errno not in UNSUPPORTED:
-                    raise
-                logger.info("staging: %s cannot shift a file's extents (%s); the MS is copied into its tar",
-                            workdir, os.strerror(exc.errno))
-                os.close(fd)
-                fd = -1
-                restore(workdir)
-                return None
-            write_tar(layout, fd, lead_in_place=True)
-            os.fsync(fd)
-        finally:
-            if fd >= 0:
-                os.close(fd)
+        if not _fill_around_lead(tar, layout):
+            logger.info("staging: %s cannot shift a file's extents; the MS is copied into its tar", workdir)
+            restore(workdir)
+            return None
     except BaseException:
         restore(workdir)
         raise
     return tar
+
+
+def _fill_around_lead(tar: Path, layout: TarLayout) -> bool:
+    """Shift the lead file `tar`'s data up to their place in the tar and write the rest of it around them, fsynced;
+    False, the file unchanged, when its filesystem cannot shift extents."""
+    fd = os.open(tar, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        try:
+            insert_range(fd, 0, layout.lead_member.data_offset)
+        except OSError as exc:
+            if exc.errno in UNSUPPORTED:
+                return False
+            raise
+        write_tar(layout, fd, lead_in_place=True)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return True
 
 
 def restore(workdir: Path) -> bool:

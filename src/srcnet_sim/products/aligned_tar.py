@@ -131,8 +131,9 @@ def _pwrite_all(fd: int, data: bytes, offset: int) -> int:
 def _largest_child(source: Path) -> Path | None:
     """The largest non-empty regular file directly in `source` (the first by name among equals), or None."""
     sizes = [(-entry.stat(follow_symlinks=False).st_size, entry.name) for entry in os.scandir(source)
-             if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_size > 0]
-    return source / min(sizes)[1] if sizes else None
+             if entry.is_file(follow_symlinks=False)]
+    largest = min(sizes, default=None)
+    return source / largest[1] if largest is not None and largest[0] < 0 else None
 
 
 def _members(source: Path):
