@@ -60,8 +60,11 @@ PACKED_TERMS_BYTES = 64 * 2**20
 PACKED_VALUES_PER_SOURCE_DISH = 4 + 4 * 4 + 2 * 4 * 4
 # Per source, the sky model and its derived arrays (positions, fluxes, shapes, direction cosines, offsets).
 SKY_BYTES_PER_SOURCE = 40 * 8
-# Finished blocks a worker may hold besides the one it computes: one queued for the writer, one being written.
+# Finished blocks a worker may hold besides the one it computes: one queued for the writer, one being written (in
+# shared memory that the MSv2 writer's process maps, vis.writer_process: not copied).
 RESULTS_HELD = 2
+# The MSv2 writer's own process (python, numpy, casacore and its tile caches), beside the run's.
+WRITER_PROCESS_BYTES = 80_000_000
 # A block's visibilities are at most this size (several blocks give the writer and the workers work to
 # overlap), and a run is at least MIN_BLOCKS blocks, and BLOCKS_PER_WORKER per Dask worker, where it has that
 # many time steps.
@@ -187,7 +190,7 @@ def estimate(n_channels: int, n_times: int, n_dishes: int, autocorrelations: boo
              npixel: int, double_precision: bool, memory_limit_bytes: int, workers: int = 1,
              model_data: bool = False, flags: bool = False, turning_beams: bool = False) -> Estimate:
     """Sizes of the MS (the seed's minimum and the expected actual size), one image (the seed's minimum and
-    the MFS FITS file), the block shape for `workers` workers of `memory_limit_bytes` each, and peak memory of simulating (one worker) or imaging, whichever is larger.
+    the MFS FITS file), the block shape for `workers` workers of `memory_limit_bytes` each, and peak memory of simulating (one worker and the MSv2 writer's process) or imaging, whichever is larger.
     model_data: the MS has a MODEL_DATA column too (MODEL_DATA=on), as large as DATA; flags: blocks carry flags
     (RFI=on; the MS's FLAG column is always written); turning_beams: H and V beams at every step (see
     worker_peak_bytes).
@@ -211,7 +214,7 @@ def estimate(n_channels: int, n_times: int, n_dishes: int, autocorrelations: boo
     # then Stokes I, its weights, imaging weights and degridded model (~100 bytes per sample), plus the images.
     chunk = min(rows * n_channels, CHUNK_SAMPLES)
     imaging_peak = chunk * (n_corr * (bytes_per_vis + 1 + 4) + 8 + 4 + 4 + 8) + npixel * npixel * IMAGE_WORKING_BYTES_PER_PIXEL
-    peak = PROCESS_BASELINE_BYTES + max(simulate_peak, imaging_peak)
+    peak = PROCESS_BASELINE_BYTES + max(simulate_peak + WRITER_PROCESS_BYTES, imaging_peak)
     return Estimate(
         n_channels=n_channels, n_times=n_times, n_baselines=n_baselines, n_correlations=n_corr,
         n_sources=n_sources, n_dishes=n_dishes,

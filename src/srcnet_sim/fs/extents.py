@@ -2,6 +2,7 @@
 (a hole of `length` bytes opens at `offset`, the data after it move up) and FALLOC_FL_COLLAPSE_RANGE (the reverse).
 Only the file's extent map changes. ext4 and XFS support both; tmpfs, btrfs, NFS and most others refuse them
 (EOPNOTSUPP), as does any offset or length that is not a multiple of the filesystem's block (EINVAL).
+Also FALLOC_FL_PUNCH_HOLE, which frees a range of a file (and drops its pages from the page cache unwritten).
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import os
 import tempfile
 from pathlib import Path
 
-FALLOC_FL_COLLAPSE_RANGE = 0x08  # linux/falloc.h
+FALLOC_FL_KEEP_SIZE = 0x01  # linux/falloc.h
+FALLOC_FL_PUNCH_HOLE = 0x02
+FALLOC_FL_COLLAPSE_RANGE = 0x08
 FALLOC_FL_INSERT_RANGE = 0x20
 # What a filesystem answers when it cannot shift extents (or not by this length): the file is unchanged.
 UNSUPPORTED = {errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EINVAL, errno.ENODEV, errno.EPERM}
@@ -44,6 +47,13 @@ def collapse_range(fd: int, offset: int, length: int) -> None:
     """Remove bytes [offset, offset + length) of the open file `fd` (offset + length < its size), the data after
     them moving down: the inverse of insert_range."""
     _shift(fd, FALLOC_FL_COLLAPSE_RANGE, offset, length)
+
+
+def punch_hole(fd: int, offset: int, length: int) -> None:
+    """Free bytes [offset, offset + length) of the open file `fd`, which then read as zeros (its size kept); their
+    pages leave the page cache without being written. OSError with an errno in UNSUPPORTED where the filesystem
+    cannot."""
+    _shift(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length)
 
 
 def shifts_extents(directory: Path, length: int = PROBE_BYTES) -> bool:

@@ -13,6 +13,7 @@ settings object, open table or logger travels.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,9 +68,12 @@ def make_blocks(n_times: int, n_channels: int, shape: BlockShape, first_time: in
     return blocks
 
 
-def compute_block(observation, block: Block, threads: int | None = None, backend: str = "cpu") -> BlockResult:
+def compute_block(observation, block: Block, threads: int | None = None, backend: str = "cpu",
+                  allocate: Callable[[tuple[int, ...], type], np.ndarray] = np.empty) -> BlockResult:
     """Simulate one block with the `backend` predictor (a resolved name, "cpu" or "gpu": predictors.PREDICTORS);
-    `threads` sets numba's threads for this call (the calling thread's setting, as numba.set_num_threads does)."""
+    `threads` sets numba's threads for this call (the calling thread's setting, as numba.set_num_threads does).
+    `allocate(shape, dtype)` makes the result's visibilities, model and flags (vis.writer_process.shared_empty
+    where the run's own process writes them: its MSv2 writer maps them without a copy)."""
     if threads is not None:
         import numba
 
@@ -77,9 +81,10 @@ def compute_block(observation, block: Block, threads: int | None = None, backend
     n_bl = len(observation.baselines[0])
     time_s = np.empty(block.n_times)
     uvw_m = np.empty((block.n_times, n_bl, 3))
-    vis = np.empty((block.n_times, n_bl, block.n_channels, N_CORRELATIONS), dtype=np.complex64)
-    model = np.empty_like(vis) if observation.model_data else None
-    flag = np.empty(vis.shape, dtype=bool) if observation.rfi is not None else None
+    shape = (block.n_times, n_bl, block.n_channels, N_CORRELATIONS)
+    vis = allocate(shape, np.complex64)
+    model = allocate(shape, np.complex64) if observation.model_data else None
+    flag = allocate(shape, bool) if observation.rfi is not None else None
     score = np.zeros(4, dtype=np.int64) if observation.rfi is not None else None
     steps = simulate(observation, range(block.time_start, block.time_stop), slice(block.chan_start, block.chan_stop),
                      predictor=make_predictor(backend))

@@ -4,7 +4,8 @@
   cores (numba's parallel loops) or on the GPU, while a writer thread writes the previous block. numba's
   workqueue threading layer (runtime.py) cannot launch kernels from several Python threads at
   once, so there is exactly one computing thread; the kernels release the GIL (nogil), so the
-  writer runs beside them. A queue of QUEUE_DEPTH results bounds the memory.
+  writer runs beside them (casacore does not release it: the MSv2 is written by the writer's own process,
+  vis.writer_process). A queue of QUEUE_DEPTH results bounds the memory.
 - dask: blocks are tasks on a dask.distributed cluster (DASK_SCHEDULER_ADDRESS, or a LocalCluster of
   DASK_WORKERS single-threaded worker processes); at most WINDOW_PER_WORKER blocks per worker are
   in flight; the caller's thread gathers them in order and writes them while the workers compute.
@@ -26,6 +27,7 @@ from srcnet_sim.fs import scratch
 from srcnet_sim.run.blocks import Block, BlockResult, compute_block
 from srcnet_sim.run.overlap import write_behind
 from srcnet_sim.run.worker_writes import WorkerStore, compute_and_store
+from srcnet_sim.vis.writer_process import release_shared_memory, shared_empty
 from srcnet_sim.progress import logger
 
 QUEUE_DEPTH = 1
@@ -79,8 +81,11 @@ def run_blocks(observation, blocks: Iterable[Block], write: Callable[[BlockResul
 def _run_local(observation, blocks: Iterable[Block], write: Callable[[BlockResult], None], options: ExecutorOptions) -> None:
     """Blocks computed in this thread, written by overlap.write_behind's writer thread, QUEUE_DEPTH in between.
     A signal stops both after the block being written (a block is never journaled half-written)."""
-    results = (compute_block(observation, block, options.threads, options.backend) for block in blocks)
-    write_behind(results, write, depth=QUEUE_DEPTH)
+    results = (compute_block(observation, block, options.threads, options.backend, shared_empty) for block in blocks)
+    try:
+        write_behind(results, write, depth=QUEUE_DEPTH)
+    finally:
+        release_shared_memory()
 
 
 def _client(options: ExecutorOptions, local_directory: str):

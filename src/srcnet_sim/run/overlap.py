@@ -1,7 +1,8 @@
 """Write-behind: consume items in a second thread while the next ones are produced.
 
 The predictor (GPU kernels and copies, or numba threads, all outside the GIL) makes step n + 1 while a
-writer thread writes step n to the MeasurementSet. At most `depth` items wait in between, so memory
+writer thread writes step n to the MeasurementSet (through the writer's own process, vis.writer_process, as
+casacore keeps the GIL while it writes). At most `depth` items wait in between, so memory
 stays bounded whatever the number of steps.
 """
 

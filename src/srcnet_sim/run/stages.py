@@ -32,6 +32,7 @@ from srcnet_sim.sizing import BlockShape, human, result_bytes
 from srcnet_sim.vis.reader import MainTableScan
 from srcnet_sim.vis import msv4
 from srcnet_sim.vis.writer import MeasurementSetWriter, MSDescription
+from srcnet_sim.vis.writer_process import MeasurementSetWriterProcess
 
 # The seed's WSClean cleaning: -niter 50000 -mgain 0.8 -auto-threshold 3, uniform weighting (CleanParameters fields).
 SEED_CLEAN = {"gain": 0.1, "mgain": 0.8, "niter": 50_000, "auto_threshold": 3.0}
@@ -155,7 +156,7 @@ def _reopen_writers(paths: dict[str, Path], rows: tuple[int, int], state: resume
     try:
         for product, path in paths.items():
             if product == "vis":
-                writers[product] = MeasurementSetWriter.reopen(path)
+                writers[product] = MeasurementSetWriterProcess(path)  # casacore holds the GIL: its own process
                 if not rows[0] <= writers[product].n_rows <= rows[1]:
                     raise RuntimeError(f"{writers[product].n_rows} rows, not {rows[0]}..{rows[1]}")
             else:

@@ -70,8 +70,13 @@ def baseline_pairs(n_dish: int, autocorrelations: bool) -> tuple[np.ndarray, np.
     return ant1.astype(np.int32), ant2.astype(np.int32)
 
 
-@numba.njit(parallel=True, fastmath=True, cache=True, nogil=True)
-def _phasor_kernel(dish_uvw_m, l, m, n1, beams, dish_type, freq_hz, z_re, z_im):  # pragma: no cover - compiled
+# Below this many values a compiled loop runs on the calling thread: starting numba's threads costs more than
+# the work (one source's phasors: 144 values), all the more while the MS writer's process takes the other core.
+# The choice depends on the sizes only, so every executor and thread count gives the same bytes.
+PARALLEL_MIN_VALUES = 1 << 14
+
+
+def _phasor_loop(dish_uvw_m, l, m, n1, beams, dish_type, freq_hz, z_re, z_im):  # pragma: no cover - compiled
     """z[k, p, s] = beams[type(p), k, s] * exp(+2 pi i f_k (u_p l_s + v_p m_s + w_p n1_s) / c), in parts."""
     n_chan, n_dish, n_src = z_re.shape
     for p in numba.prange(n_dish):
@@ -79,6 +84,10 @@ def _phasor_kernel(dish_uvw_m, l, m, n1, beams, dish_type, freq_hz, z_re, z_im):
         t = dish_type[p]
         for k in range(n_chan):
             phasor_row_double(u, v, w, l, m, n1, freq_hz[k] / SPEED_OF_LIGHT_M_S, beams[t, k], z_im[k, p], z_re[k, p])
+
+
+_phasor_kernel = numba.njit(parallel=True, fastmath=True, cache=True, nogil=True)(_phasor_loop)
+_phasor_kernel_serial = numba.njit(fastmath=True, cache=True, nogil=True)(_phasor_loop)
 
 
 def dish_phasors(dish_uvw_m: np.ndarray, lmn: np.ndarray, beams: np.ndarray, dish_type: np.ndarray, freq_hz: np.ndarray,
@@ -90,20 +99,31 @@ def dish_phasors(dish_uvw_m: np.ndarray, lmn: np.ndarray, beams: np.ndarray, dis
     shape = (len(freq_hz), len(dish_uvw_m), len(lmn))
     z_re, z_im = np.empty(shape, dtype=real_dtype), np.empty(shape, dtype=real_dtype)
     l, m, n1 = (np.ascontiguousarray(lmn[:, axis], dtype=np.float64) for axis in range(3))
-    _phasor_kernel(np.ascontiguousarray(dish_uvw_m, dtype=np.float64), l, m, n1,
+    kernel = _phasor_kernel if z_re.size >= PARALLEL_MIN_VALUES else _phasor_kernel_serial
+    kernel(np.ascontiguousarray(dish_uvw_m, dtype=np.float64), l, m, n1,
                    np.ascontiguousarray(beams, dtype=np.float64), dish_type.astype(np.int64),
                    np.asarray(freq_hz, dtype=np.float64), z_re, z_im)
     return z_re, z_im
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
-def _weighted_conjugate(z_re, z_im, weight, out):  # pragma: no cover - compiled
+def _weighted_conjugate_loop(z_re, z_im, weight, out):  # pragma: no cover - compiled
     """out[s, p] = sqrt(weight[s]) * conj(Z[p, s]): the Fortran-ordered operand of herk."""
     n_dish, n_src = z_re.shape
     for p in numba.prange(n_dish):
         for s in range(n_src):
             root = np.sqrt(weight[s])
             out[s, p] = complex(root * z_re[p, s], -root * z_im[p, s])
+
+
+_weighted_conjugate_parallel = numba.njit(parallel=True, cache=True, nogil=True)(_weighted_conjugate_loop)
+_weighted_conjugate_serial = numba.njit(cache=True, nogil=True)(_weighted_conjugate_loop)
+
+
+def _weighted_conjugate(z_re: np.ndarray, z_im: np.ndarray, weight: np.ndarray, out: np.ndarray) -> None:
+    """out (n_src, n_dish) = sqrt(weight) conj(Z^T) for Z (n_dish, n_src) in parts; on numba's threads from
+    PARALLEL_MIN_VALUES values."""
+    kernel = _weighted_conjugate_parallel if z_re.size >= PARALLEL_MIN_VALUES else _weighted_conjugate_serial
+    kernel(z_re, z_im, weight, out)
 
 
 def _stokes_sums_blas(z_re: np.ndarray, z_im: np.ndarray, stokes: np.ndarray, n_stokes: int, complex_dtype: type) -> list[np.ndarray]:
@@ -182,7 +202,7 @@ def predict_time_step(
                                       freq_hz[k:k + 1], real_dtype)
             matrices = _stokes_sums_blas(z_re[0], z_im[0], terms.stokes[k, :, points], n_stokes, dtype)
             for x, matrix in enumerate(matrices):
-                sums[:, k, x] += matrix[ant1, ant2]
+                _add_baselines(sums, k, x, matrix, ant1, ant2)
     vis = np.empty(sums.shape, dtype=dtype)
     _linear_correlations(sums, ant1 == ant2, vis)
     return vis
@@ -203,6 +223,14 @@ def _predict_jones(dish_uvw_m: np.ndarray, terms: SourceTerms, dish_type: np.nda
     auto = ant1 == ant2
     sums[auto] = sums[auto].real  # sum_s X_s E_a,p E_b,p is real: the imaginary parts are round-off
     return (sums @ JONES_COEFFICIENTS[rows]).astype(dtype)
+
+
+@numba.njit(cache=True, nogil=True)
+def _add_baselines(sums, k, x, matrix, ant1, ant2):  # pragma: no cover - compiled
+    """sums[b, k, x] += matrix[ant1[b], ant2[b]] for every baseline b: NumPy's gather and add without their
+    temporaries (the same sums)."""
+    for b in range(len(ant1)):
+        sums[b, k, x] += matrix[ant1[b], ant2[b]]
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)

@@ -9,10 +9,16 @@ channels, see MeasurementSetWriter); FLAG is stored as bits.
 Columns constant over a time step (TIME, INTERVAL, SCAN_NUMBER, ...) are in an IncrementalStMan, which
 stores a value only where it changes; ANTENNA1/2 (and the empty FLAG_CATEGORY) in a StandardStMan. A block
 of several dumps is one putcol per column (see append_block).
+
+Opened with `direct_data` (the run's writer, vis.writer_process), DATA bypasses casacore's copy and the page cache
+where its tiles hold whole rows (all channels): casacore adds the rows and zero-fills their new tiles in the page
+cache at its flush; the values are then written over them straight to the column's file (fs.direct_write, which
+drops those zero pages unwritten). The file's bytes are those casacore writes (tested).
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +26,7 @@ import numpy as np
 from casacore.tables import default_ms, makearrcoldesc, makescacoldesc, maketabdesc, table
 
 from srcnet_sim.vis.observatory import ARRAY_NAME_COLUMN, ms_telescope_name
+from srcnet_sim.fs.direct_write import DirectFile
 from srcnet_sim.fs.durable import fsync_path
 from srcnet_sim.instrument import Telescope
 
@@ -33,6 +40,9 @@ BUCKET_BYTES = 1 << 16  # buckets of the incremental and standard storage manage
 INCREMENTAL_COLUMNS = ("TIME", "TIME_CENTROID", "INTERVAL", "EXPOSURE", "SCAN_NUMBER", "STATE_ID", "PROCESSOR_ID",
                        "ARRAY_ID", "DATA_DESC_ID", "FEED1", "FEED2", "FIELD_ID", "OBSERVATION_ID", "FLAG_ROW")
 STANDARD_COLUMNS = ("ANTENNA1", "ANTENNA2", "FLAG_CATEGORY")
+# Incremental columns with one value for the whole MS: rows added after it carry it (the incremental storage
+# manager gives a new row the last row's value), so put_rows writes them only where the row before differs.
+RUN_CONSTANT_COLUMNS = ("INTERVAL", "EXPOSURE", "SCAN_NUMBER", "STATE_ID", "PROCESSOR_ID")
 
 
 @dataclass(frozen=True)
@@ -83,6 +93,7 @@ class MeasurementSetWriter:
                                 main_table_layout(n_chan, n_corr, tile_channels, model_data))
         self._n_rows = 0
         self._weights: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # sigma given, SIGMA rows, WEIGHT rows
+        self._direct: DirectFile | None = None
         self._write_subtables()
 
     def __enter__(self) -> "MeasurementSetWriter":
@@ -96,21 +107,28 @@ class MeasurementSetWriter:
             self._main.flush()
             self._main.close()
             self._main = None
+        if self._direct is not None:
+            self._direct.close()
+            self._direct = None
 
     @property
     def n_rows(self) -> int:
         return self._n_rows
 
     @classmethod
-    def reopen(cls, path: Path) -> "MeasurementSetWriter":
+    def reopen(cls, path: Path, direct_data: bool = False) -> "MeasurementSetWriter":
         """Open an MS this writer made before (a resumed run) to write its rows with `put_rows`; subtables kept.
-        Its n_rows are those of its last flush."""
+        Its n_rows are those of its last flush. direct_data: DATA written past casacore where its layout allows
+        (see the module docstring)."""
         writer = cls.__new__(cls)
         writer.path = Path(path)
         writer.description = None
         writer._main = table(str(writer.path), readonly=False, ack=False)
         writer._n_rows = writer._main.nrows()
         writer._weights = None
+        writer._direct = None
+        if direct_data and _rows_are_contiguous(writer._main, "DATA"):
+            writer._direct = DirectFile(writer.path / f"table.f{writer._main.getdminfo('DATA')['SEQNR']}_TSM0")
         return writer
 
     def flush(self) -> None:
@@ -159,23 +177,33 @@ class MeasurementSetWriter:
             raise ValueError(f"block of {n_t} steps x {n_bl} baselines: data {data.shape}, uvw {np.shape(uvw_m)}")
         n = n_t * n_bl
         main = self._main
-        if start_row + n > main.nrows():
-            main.addrows(start_row + n - main.nrows())
+        rows_before = main.nrows()
+        if start_row + n > rows_before:
+            main.addrows(start_row + n - rows_before)
         if chan_start == 0:
             for name, values in self._row_columns(times_s, interval_s, ant1, ant2, uvw_m, sigma, n_corr).items():
+                if (name in RUN_CONSTANT_COLUMNS and 0 < start_row and start_row >= rows_before
+                        and main.getcell(name, start_row - 1) == values[0]):
+                    continue  # all rows new: they carry it already
                 main.putcol(name, values, startrow=start_row, nrow=n)
-        cells = {"DATA": np.ascontiguousarray(data, dtype=np.complex64).reshape(n, n_chan, n_corr),
-                 "FLAG": (np.zeros((n, n_chan, n_corr), dtype=bool) if flag is None
-                          else np.ascontiguousarray(flag, dtype=bool).reshape(n, n_chan, n_corr))}
+        cells = {"DATA": np.ascontiguousarray(data, dtype=np.complex64).reshape(n, n_chan, n_corr)}
+        if flag is not None:
+            cells["FLAG"] = np.ascontiguousarray(flag, dtype=bool).reshape(n, n_chan, n_corr)
+        elif start_row < rows_before:  # rows written before: their flags set False again (new tiles are False)
+            cells["FLAG"] = np.zeros((n, n_chan, n_corr), dtype=bool)
         if model is not None:
             cells["MODEL_DATA"] = np.ascontiguousarray(model, dtype=np.complex64).reshape(n, n_chan, n_corr)
         all_channels = chan_start == 0 and n_chan == int(main.getcoldesc("DATA")["shape"][0])
+        direct = cells.pop("DATA") if self._direct is not None and all_channels else None
         for name, values in cells.items():
             if all_channels:
                 main.putcol(name, values, startrow=start_row, nrow=n)
             else:
                 main.putcolslice(name, values, blc=[chan_start, 0], trc=[chan_start + n_chan - 1, n_corr - 1],
                                  startrow=start_row, nrow=n)
+        if direct is not None:  # casacore's zero-filled new tiles first, then the values over them
+            main.flush()
+            self._direct.write(start_row * direct[0].nbytes, direct)
         self._n_rows = max(self._n_rows, start_row + n)
 
     def append(
@@ -330,6 +358,17 @@ class MeasurementSetWriter:
                 hist.putcol("ORIGIN", ["srcnet-sim"] * n_hist)
                 hist.putcol("OBJECT_ID", np.zeros(n_hist, dtype=np.int32))
                 hist.putcol("APPLICATION", [d.application] * n_hist)
+
+
+def _rows_are_contiguous(main: table, column: str) -> bool:
+    """Whether row r of `column` is bytes [r, r + 1) x its cell's size of its storage manager's file, in this
+    machine's byte order: a TiledColumnStMan whose tiles hold whole cells, in a table of native endianness."""
+    info = main.getdminfo(column)
+    cubes = list(info["SPEC"].get("HYPERCUBES", {}).values())
+    if info["TYPE"] != "TiledColumnStMan" or len(cubes) != 1 or main.endianformat() != sys.byteorder:
+        return False
+    cube = cubes[0]
+    return list(cube["TileShape"][:-1]) == list(cube["CellShape"])
 
 
 def _tiled(name: str, column: str, cell_shape: tuple[int, ...], bits_per_value: int, tile_channels: int | None = None) -> dict:

@@ -24,7 +24,8 @@ import pytest
 from srcnet_sim.fs import extents
 from srcnet_sim.products import adopted_tar, aligned_tar, staging
 from srcnet_sim.products.aligned_tar import ALIGNMENT, plan_tar, write_aligned_tar
-from test_aligned_tar import loop_volume, make_tree
+from loop_volumes import loop_volume
+from test_aligned_tar import make_tree
 
 LEAD_BYTES = 8 * 2**20 + 4096 * 3 + 17  # the tree's DATA file: not a whole number of blocks
 

@@ -5,7 +5,6 @@ loop device made here) a tar that takes next to no space beside its MS."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import subprocess
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from loop_volumes import loop_volume
 from srcnet_sim.fs import filecopy
 from srcnet_sim.products import staging
 from srcnet_sim.products.aligned_tar import ALIGNMENT, write_aligned_tar
@@ -102,24 +102,6 @@ def test_a_source_shorter_than_its_size_is_an_error_not_a_short_tar(tmp_path: Pa
     with open(source, "rb") as data, open(tmp_path / "b", "wb") as target:
         with pytest.raises(EOFError, match="after 100 of 200 bytes"):
             filecopy.copy_range(data.fileno(), target.fileno(), 200, 0, 0)
-
-
-@contextlib.contextmanager
-def loop_volume(root: Path, name: str, mkfs: list[str]):
-    """A 512 MiB filesystem made by `mkfs` (its command, without the image) on a loop device under `root`, mounted
-    while the block runs (root only: mount needs it)."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a loop filesystem needs root")
-    image, mount = root / f"{name}.img", root / name
-    with open(image, "wb") as handle:
-        handle.truncate(512 * 2**20)
-    subprocess.run([*mkfs, str(image)], check=True)
-    mount.mkdir()
-    subprocess.run(["mount", "-o", "loop", str(image), str(mount)], check=True)
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
 
 
 @pytest.fixture

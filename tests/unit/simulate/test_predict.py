@@ -283,3 +283,32 @@ def test_h_and_v_beams_that_turn_match_the_direct_dft_per_correlation(dtype, rto
     if not polarised:
         np.testing.assert_allclose(got[ska, :, 0], got[ska, :, 3], rtol=0, atol=rtol * np.abs(ref).max())
         assert np.abs(got[:, :, 1:3]).max() == 0.0
+
+
+@pytest.mark.parametrize("n_src", [1, 7, 300])
+@pytest.mark.parametrize("real_dtype", [np.float32, np.float64])
+def test_the_serial_and_threaded_point_source_loops_give_the_same_bits(n_src: int, real_dtype: type):
+    """Small problems run predict's compiled loops on the calling thread (PARALLEL_MIN_VALUES): what they give must
+    not depend on that choice, bit for bit (a run's bytes do not depend on its sizes' side of the threshold)."""
+    from srcnet_sim.simulate import predict
+
+    rng = np.random.default_rng(n_src)
+    uvw = rng.uniform(-1e4, 1e4, (144, 3))
+    l, m, n1 = (np.ascontiguousarray(column) for column in rng.uniform(-0.01, 0.01, (3, n_src)))
+    beams = rng.uniform(0, 1, (2, 3, n_src))
+    dish_type = rng.integers(0, 2, 144)
+    freq = np.array([1.0e9, 1.2e9, 1.4e9])
+    phasors = []
+    for kernel in (predict._phasor_kernel, predict._phasor_kernel_serial):
+        z_re, z_im = np.empty((3, 144, n_src), real_dtype), np.empty((3, 144, n_src), real_dtype)
+        kernel(uvw, l, m, n1, beams, dish_type, freq, z_re, z_im)
+        phasors.append((z_re, z_im))
+    np.testing.assert_array_equal(phasors[0][0], phasors[1][0])
+    np.testing.assert_array_equal(phasors[0][1], phasors[1][1])
+    assert np.abs(phasors[0][0][0] + 1j * phasors[0][1][0]).max() > 0
+    weight = rng.uniform(0, 2, n_src).astype(real_dtype)
+    complex_dtype = np.complex64 if real_dtype == np.float32 else np.complex128
+    operands = [np.empty((n_src, 144), complex_dtype, order="F") for _ in range(2)]
+    predict._weighted_conjugate_parallel(phasors[0][0][0], phasors[0][1][0], weight, operands[0])
+    predict._weighted_conjugate_serial(phasors[0][0][0], phasors[0][1][0], weight, operands[1])
+    np.testing.assert_array_equal(operands[0], operands[1])
