@@ -193,6 +193,8 @@ def predict_time_step(
             dish_uvw_m, terms.lmn[rest], terms.beams[:, :, rest], dish_type, freq_hz, terms.stokes[:, :, rest], n_stokes,
             ant1, ant2, channel_width_hz, dish_delay_rate[:, rest] if smear_time else None, interval_s,
             terms.gaussian[rest], real_dtype, buffers)
+    elif kernel_start > 0:
+        return _predict_points(dish_uvw_m, terms, dish_type, freq_hz, ant1, ant2, real_dtype, dtype, n_stokes)
     else:
         sums = np.zeros((len(ant1), n_chan, 4), dtype=np.complex128)
     if kernel_start > 0:
@@ -205,6 +207,20 @@ def predict_time_step(
                 _add_baselines(sums, k, x, matrix, ant1, ant2)
     vis = np.empty(sums.shape, dtype=dtype)
     _linear_correlations(sums, ant1 == ant2, vis)
+    return vis
+
+
+def _predict_points(dish_uvw_m: np.ndarray, terms: SourceTerms, dish_type: np.ndarray, freq_hz: np.ndarray,
+                    ant1: np.ndarray, ant2: np.ndarray, real_dtype: type, dtype: type, n_stokes: int) -> np.ndarray:
+    """predict_time_step's visibilities, (n_baseline, n_chan, 4), of a sky of point sources only without smearing:
+    per channel the BLAS Stokes sums, turned into each baseline's correlations in one pass (_point_correlations:
+    the values of the general path's sums and _linear_correlations, without their (n_baseline, n_chan, 4) sums)."""
+    vis = np.empty((len(ant1), len(freq_hz), 4), dtype=dtype)
+    auto = ant1 == ant2
+    for k in range(len(freq_hz)):  # one channel's phasors at a time: memory does not grow with the channels
+        z_re, z_im = dish_phasors(dish_uvw_m, terms.lmn, terms.beams[:, k:k + 1], dish_type, freq_hz[k:k + 1], real_dtype)
+        matrices = np.stack(_stokes_sums_blas(z_re[0], z_im[0], terms.stokes[k], n_stokes, dtype))
+        _point_correlations(matrices, ant1, ant2, auto, k, vis)
     return vis
 
 
@@ -231,6 +247,26 @@ def _add_baselines(sums, k, x, matrix, ant1, ant2):  # pragma: no cover - compil
     temporaries (the same sums)."""
     for b in range(len(ant1)):
         sums[b, k, x] += matrix[ant1[b], ant2[b]]
+
+
+@numba.njit(cache=True, nogil=True)
+def _point_correlations(matrices, ant1, ant2, auto, k, out):  # pragma: no cover - compiled
+    """out[b, k] = the correlations (as _linear_correlations) of the Stokes sums matrices[x, ant1[b], ant2[b]]
+    (x < n_stokes; the others 0), each first added to a complex128 zero as the general path's sums are."""
+    n_stokes = matrices.shape[0]
+    zero = complex(0.0, 0.0)
+    for b in range(len(ant1)):
+        p, q_dish = ant1[b], ant2[b]
+        i = zero + matrices[0, p, q_dish]
+        q = zero + matrices[1, p, q_dish] if n_stokes > 1 else zero
+        u = zero + matrices[2, p, q_dish] if n_stokes > 2 else zero
+        v = zero + matrices[3, p, q_dish] if n_stokes > 3 else zero
+        if auto[b]:
+            i, q, u, v = complex(i.real, 0.0), complex(q.real, 0.0), complex(u.real, 0.0), complex(v.real, 0.0)
+        out[b, k, 0] = i + q
+        out[b, k, 1] = complex(u.real - v.imag, u.imag + v.real)
+        out[b, k, 2] = complex(u.real + v.imag, u.imag - v.real)
+        out[b, k, 3] = i - q
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
