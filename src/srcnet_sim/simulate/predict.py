@@ -250,6 +250,18 @@ def _add_baselines(sums, k, x, matrix, ant1, ant2):  # pragma: no cover - compil
 
 
 @numba.njit(cache=True, nogil=True)
+def _put_correlations(i, q, u, v, auto, out):  # pragma: no cover - compiled
+    """out[:] = [XX, XY, YX, YY] = [I + Q, U + iV, U - iV, I - Q] of one baseline and channel's Stokes sums
+    (complex128), in the precision of out (4,); with `auto` (an autocorrelation) of their real parts only."""
+    if auto:
+        i, q, u, v = complex(i.real, 0.0), complex(q.real, 0.0), complex(u.real, 0.0), complex(v.real, 0.0)
+    out[0] = i + q
+    out[1] = complex(u.real - v.imag, u.imag + v.real)
+    out[2] = complex(u.real + v.imag, u.imag - v.real)
+    out[3] = i - q
+
+
+@numba.njit(cache=True, nogil=True)
 def _point_correlations(matrices, ant1, ant2, auto, k, out):  # pragma: no cover - compiled
     """out[b, k] = the correlations (as _linear_correlations) of the Stokes sums matrices[x, ant1[b], ant2[b]]
     (x < n_stokes; the others 0), each first added to a complex128 zero as the general path's sums are."""
@@ -261,12 +273,7 @@ def _point_correlations(matrices, ant1, ant2, auto, k, out):  # pragma: no cover
         q = zero + matrices[1, p, q_dish] if n_stokes > 1 else zero
         u = zero + matrices[2, p, q_dish] if n_stokes > 2 else zero
         v = zero + matrices[3, p, q_dish] if n_stokes > 3 else zero
-        if auto[b]:
-            i, q, u, v = complex(i.real, 0.0), complex(q.real, 0.0), complex(u.real, 0.0), complex(v.real, 0.0)
-        out[b, k, 0] = i + q
-        out[b, k, 1] = complex(u.real - v.imag, u.imag + v.real)
-        out[b, k, 2] = complex(u.real + v.imag, u.imag - v.real)
-        out[b, k, 3] = i - q
+        _put_correlations(i, q, u, v, auto[b], out[b, k])
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
@@ -277,10 +284,4 @@ def _linear_correlations(sums, auto, out):  # pragma: no cover - compiled
     n_baseline, n_chan, _ = sums.shape
     for b in numba.prange(n_baseline):
         for k in range(n_chan):
-            i, q, u, v = sums[b, k, 0], sums[b, k, 1], sums[b, k, 2], sums[b, k, 3]
-            if auto[b]:
-                i, q, u, v = complex(i.real, 0.0), complex(q.real, 0.0), complex(u.real, 0.0), complex(v.real, 0.0)
-            out[b, k, 0] = i + q
-            out[b, k, 1] = complex(u.real - v.imag, u.imag + v.real)
-            out[b, k, 2] = complex(u.real + v.imag, u.imag - v.real)
-            out[b, k, 3] = i - q
+            _put_correlations(sums[b, k, 0], sums[b, k, 1], sums[b, k, 2], sums[b, k, 3], auto[b], out[b, k])
